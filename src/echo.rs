@@ -1,0 +1,1 @@
+//! Echo upstream (placeholder).

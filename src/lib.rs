@@ -1,0 +1,2 @@
+//! tenant-gateway: a multi-tenant edge gateway on pingora.
+pub mod echo;
