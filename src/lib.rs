@@ -1,2 +1,19 @@
 //! tenant-gateway: a multi-tenant edge gateway on pingora.
+//!
+//! For every request it works out the tenant (Host subdomain, custom domain, trusted header,
+//! dev query), applies the tenant's plan (features, quotas) and forwards to the tenant's
+//! upstream with trusted `X-Tenant-*` headers. See `DESIGN.md`-style docs in the README.
+
+pub mod admin;
+pub mod config;
 pub mod echo;
+pub mod gateway;
+pub mod metrics;
+pub mod proxy;
+pub mod quota;
+pub mod reload;
+pub mod request_id;
+pub mod response;
+pub mod snapshot;
+pub mod tenant;
+pub mod upstream;

@@ -1,1 +1,102 @@
-fn main() {}
+//! Command line of tenant-gateway: parses arguments and calls into the library; no logic here.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser)]
+#[command(
+    name = "tenant-gateway",
+    version,
+    about = "Multi-tenant edge gateway on pingora"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Run {
+        #[arg(long, short, default_value = "conf/gateway.toml")]
+        config: PathBuf,
+        /// Take over the listening sockets of the running instance (zero-downtime upgrade).
+        #[arg(long, short)]
+        upgrade: bool,
+    },
+    /// Validate the whole config; print every error with file and key.
+    Check {
+        #[arg(long, short, default_value = "conf/gateway.toml")]
+        config: PathBuf,
+    },
+    /// A small whoami-style upstream: answers every request with JSON of what it received.
+    Echo {
+        #[arg(long, short, default_value = "127.0.0.1:3000")]
+        listen: SocketAddr,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run { config, upgrade } => {
+            let opts = tenant_gateway::gateway::RunOptions { upgrade };
+            match tenant_gateway::gateway::run(&config, opts) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!(
+                        "tenant-gateway: cannot start with {}:\n{e}",
+                        config.display()
+                    );
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Check { config } => match tenant_gateway::config::load(&config)
+            .and_then(|raw| tenant_gateway::snapshot::Snapshot::compile(&raw).map(|s| (raw, s)))
+        {
+            Ok((raw, snapshot)) => {
+                println!(
+                    "{}: ok ({} tenants, {} plans, {} routes)",
+                    config.display(),
+                    snapshot.hosts.len(),
+                    raw.gateway.plans.len(),
+                    raw.gateway.routes.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(errors) => {
+                for e in &errors.0 {
+                    eprintln!("{e}");
+                }
+                eprintln!("{}: {} error(s)", config.display(), errors.0.len());
+                ExitCode::FAILURE
+            }
+        },
+        Command::Echo { listen } => {
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("echo: cannot start runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match rt.block_on(tenant_gateway::echo::serve(listen)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("echo: {listen}: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,1051 @@
+//! Wire format of the TOML configuration: serde types, file loading and validation.
+//!
+//! These types mirror the files one to one and are never used on the request path; `snapshot`
+//! compiles a validated [`RawConfig`] into the typed, immutable model the proxy reads.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::tenant::{is_valid_dns_name, is_valid_label};
+
+/// One problem found in the configuration, located by file and key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConfigError {
+    /// Path of the file, relative to the directory of `gateway.toml`.
+    pub file: String,
+    /// Dotted key inside the file (`server.threads`, `custom_domains[0]`), or `-` for the file.
+    pub key: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    pub fn new(
+        file: impl Into<String>,
+        key: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            file: file.into(),
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}: {}", self.file, self.key, self.message)
+    }
+}
+
+/// Every error of one load attempt; a config is either wholly valid or rejected.
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+/// `gateway.toml`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewayConfig {
+    pub server: ServerConfig,
+    pub admin: AdminConfig,
+    pub log: LogConfig,
+    pub upstreams: BTreeMap<String, UpstreamConfig>,
+    pub tls: TlsConfig,
+    pub acme: AcmeConfig,
+    pub quota: QuotaConfig,
+    pub auth: AuthConfig,
+    /// Catalogue of feature names. When empty, the catalogue is every feature a plan grants or a
+    /// route requires; when set, every reference must be in it.
+    pub features: Vec<String>,
+    pub plans: BTreeMap<String, PlanConfig>,
+    pub routes: Vec<RouteConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub http_listen: Vec<String>,
+    pub https_listen: Vec<String>,
+    pub admin_listen: String,
+    pub threads: usize,
+    pub base_domains: Vec<String>,
+    pub reserved_subdomains: Vec<String>,
+    pub tenants_dir: String,
+    pub trust_tenant_header: bool,
+    pub dev_mode: bool,
+    pub redirect_http_to_https: bool,
+    pub strict_sni: bool,
+    /// How long SIGTERM waits for in-flight requests before the process exits.
+    #[serde(with = "humantime_serde")]
+    pub grace_period: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            http_listen: vec!["0.0.0.0:8080".into()],
+            https_listen: vec![],
+            admin_listen: "127.0.0.1:9090".into(),
+            threads: 2,
+            base_domains: vec!["localhost".into()],
+            reserved_subdomains: vec!["www".into(), "api".into()],
+            tenants_dir: "tenants".into(),
+            trust_tenant_header: false,
+            dev_mode: false,
+            redirect_http_to_https: false,
+            strict_sni: true,
+            grace_period: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Environment variable holding the bearer token for `/admin/v1/*`.
+    pub token_env: String,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            token_env: "GATEWAY_ADMIN_TOKEN".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// One JSON line per request on stdout.
+    pub access_log: bool,
+    /// tracing filter for the diagnostic log (`info`, `tenant_gateway=debug`, …).
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            access_log: true,
+            level: "info".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamConfig {
+    pub addrs: Vec<String>,
+    pub tls: bool,
+    /// SNI and verification name for `tls = true`; defaults to the address host.
+    pub sni: Option<String>,
+    /// Extra CA bundle (PEM) for `tls = true`.
+    pub ca_file: Option<String>,
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub read_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub write_timeout: Duration,
+    /// How long an idle keep-alive connection to this upstream is kept for reuse.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        Self {
+            addrs: vec![],
+            tls: false,
+            sni: None,
+            ca_file: None,
+            connect_timeout: Duration::from_secs(2),
+            read_timeout: Duration::from_secs(30),
+            write_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    pub certs_dir: String,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        Self {
+            certs_dir: "../certs".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AcmeConfig {
+    pub enabled: bool,
+    pub issue_for_subdomains: bool,
+    pub directory_url: String,
+    pub contact: Vec<String>,
+    pub ca_roots: Vec<String>,
+    pub renew_before_ratio: f64,
+    pub dns_servers: Vec<String>,
+    pub verification_secret_env: String,
+}
+
+impl Default for AcmeConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            issue_for_subdomains: false,
+            directory_url: "https://acme-v02.api.letsencrypt.org/directory".into(),
+            contact: vec![],
+            ca_roots: vec![],
+            renew_before_ratio: 0.33,
+            dns_servers: vec![],
+            verification_secret_env: "GATEWAY_DOMAIN_SECRET".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QuotaBackendKind {
+    Local,
+    Redis,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnBackendError {
+    Allow,
+    Deny,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QuotaConfig {
+    pub backend: QuotaBackendKind,
+    pub redis_url: String,
+    /// Seed nodes of a Redis Cluster; when set, `redis_url` is ignored.
+    pub redis_cluster_urls: Vec<String>,
+    pub on_backend_error: OnBackendError,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+impl Default for QuotaConfig {
+    fn default() -> Self {
+        Self {
+            backend: QuotaBackendKind::Local,
+            redis_url: "redis://127.0.0.1:6379".into(),
+            redis_cluster_urls: vec![],
+            on_backend_error: OnBackendError::Allow,
+            timeout: Duration::from_millis(25),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    pub jwt: Option<JwtConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JwtConfig {
+    pub hs256_secret_env: String,
+    pub public_key_files: Vec<String>,
+    pub jwks_file: String,
+    pub issuer: String,
+    pub audience: String,
+    pub tenant_claim: String,
+    #[serde(with = "humantime_serde")]
+    pub leeway: Duration,
+}
+
+impl Default for JwtConfig {
+    fn default() -> Self {
+        Self {
+            hs256_secret_env: "GATEWAY_JWT_SECRET".into(),
+            public_key_files: vec![],
+            jwks_file: String::new(),
+            issuer: String::new(),
+            audience: String::new(),
+            tenant_claim: "tenant_id".into(),
+            leeway: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Length of a quota window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Period {
+    Second,
+    Minute,
+    Hour,
+    Day,
+    Month,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaLimitConfig {
+    pub limit: u64,
+    pub period: Period,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PricingConfig {
+    /// Monthly base price of the plan.
+    pub base: f64,
+    /// Price per unit consumed beyond the quota, per resource.
+    pub overage: BTreeMap<String, f64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PlanConfig {
+    pub features: Vec<String>,
+    pub quotas: BTreeMap<String, QuotaLimitConfig>,
+    pub pricing: PricingConfig,
+}
+
+/// How much of a resource one request consumes.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum ConsumeConfig {
+    Fixed(u64),
+    /// Only `"content-length"` is accepted: the request body size in bytes.
+    FromHeader(String),
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RouteConfig {
+    pub path_prefix: String,
+    /// Empty: every method.
+    pub methods: Vec<String>,
+    pub consumes: BTreeMap<String, ConsumeConfig>,
+    pub require_feature: Option<String>,
+    pub require_auth: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TenantStatus {
+    #[default]
+    Active,
+    Suspended,
+}
+
+/// A tenant's upstream: the name of a pool in `[upstreams]`, or its own inline table.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum TenantUpstreamConfig {
+    Named(String),
+    Dedicated(UpstreamConfig),
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BrandingConfig {
+    pub logo: Option<String>,
+    pub primary_color: Option<String>,
+    pub secondary_color: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyConfig {
+    /// Hex SHA-256 of the key; the key itself is never stored.
+    pub sha256: String,
+    pub name: String,
+}
+
+/// `tenants/<id>.toml`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    pub id: String,
+    #[serde(default)]
+    pub organization_id: String,
+    #[serde(default)]
+    pub name: String,
+    pub plan: String,
+    #[serde(default)]
+    pub status: TenantStatus,
+    /// Defaults to `id`.
+    #[serde(default)]
+    pub subdomain: Option<String>,
+    #[serde(default)]
+    pub custom_domains: Vec<String>,
+    #[serde(default)]
+    pub features_enabled: Vec<String>,
+    #[serde(default)]
+    pub features_disabled: Vec<String>,
+    pub upstream: TenantUpstreamConfig,
+    #[serde(default)]
+    pub schema: Option<String>,
+    #[serde(default)]
+    pub quotas: BTreeMap<String, QuotaLimitConfig>,
+    #[serde(default)]
+    pub branding: BrandingConfig,
+    #[serde(default)]
+    pub api_keys: Vec<ApiKeyConfig>,
+}
+
+/// A tenant file as loaded: its path relative to the config dir and its content.
+#[derive(Debug, Clone)]
+pub struct TenantFile {
+    pub file: String,
+    pub tenant: TenantConfig,
+}
+
+/// Everything read from disk for one load, before compilation.
+#[derive(Debug, Clone)]
+pub struct RawConfig {
+    /// Directory of `gateway.toml`; relative paths in the config are resolved against it.
+    pub dir: PathBuf,
+    /// Name of the main file relative to `dir` (for error messages).
+    pub main_file: String,
+    pub gateway: GatewayConfig,
+    pub tenants: Vec<TenantFile>,
+    /// Hash of every byte read, so a reload of identical content does not swap.
+    pub content_hash: u64,
+}
+
+impl RawConfig {
+    pub fn tenants_dir(&self) -> PathBuf {
+        self.dir.join(&self.gateway.server.tenants_dir)
+    }
+
+    pub fn certs_dir(&self) -> PathBuf {
+        self.dir.join(&self.gateway.tls.certs_dir)
+    }
+}
+
+/// Reads `gateway.toml` and every `*.toml` in its tenants dir, then validates the whole.
+pub fn load(path: &Path) -> Result<RawConfig, ConfigErrors> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| Path::new("."))
+        .to_path_buf();
+    let main_file = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "gateway.toml".into());
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    let mut errors = Vec::new();
+
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![ConfigError::new(
+            path.display().to_string(),
+            "-",
+            format!("cannot read: {e}"),
+        )])
+    })?;
+    text.hash(&mut hasher);
+    let gateway: GatewayConfig =
+        parse_toml(&main_file, &text).map_err(|e| ConfigErrors(vec![e]))?;
+
+    let tenants_dir = dir.join(&gateway.server.tenants_dir);
+    let mut tenants = Vec::new();
+    match list_tenant_files(&tenants_dir) {
+        Ok(files) => {
+            for file_path in files {
+                let rel = format!(
+                    "{}/{}",
+                    gateway.server.tenants_dir.trim_end_matches('/'),
+                    file_path
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default()
+                );
+                match std::fs::read_to_string(&file_path) {
+                    Ok(text) => {
+                        rel.hash(&mut hasher);
+                        text.hash(&mut hasher);
+                        match parse_toml::<TenantConfig>(&rel, &text) {
+                            Ok(tenant) => tenants.push(TenantFile { file: rel, tenant }),
+                            Err(e) => errors.push(e),
+                        }
+                    }
+                    Err(e) => errors.push(ConfigError::new(rel, "-", format!("cannot read: {e}"))),
+                }
+            }
+        }
+        Err(e) => errors.push(ConfigError::new(
+            main_file.clone(),
+            "server.tenants_dir",
+            format!("cannot list {}: {e}", tenants_dir.display()),
+        )),
+    }
+
+    let raw = RawConfig {
+        dir,
+        main_file,
+        gateway,
+        tenants,
+        content_hash: hasher.finish(),
+    };
+    errors.extend(validate(&raw));
+    if errors.is_empty() {
+        Ok(raw)
+    } else {
+        Err(ConfigErrors(errors))
+    }
+}
+
+/// `*.toml` files of the tenants dir in name order; hidden files and sub-directories (such as
+/// `.deleted/`) are not tenants.
+pub fn list_tenant_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let path = entry.path();
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') || !name.ends_with(".toml") || !entry.file_type()?.is_file() {
+            continue;
+        }
+        files.push(path);
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Parses one TOML document, naming the failing key path in the error.
+pub fn parse_toml<T: serde::de::DeserializeOwned>(
+    file: &str,
+    text: &str,
+) -> Result<T, ConfigError> {
+    let de = toml::Deserializer::new(text);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let key = e.path().to_string();
+        let inner = e.into_inner();
+        let mut message = inner.message().to_string();
+        if let Some(span) = inner.span() {
+            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            message = format!("{message} (line {line})");
+        }
+        let key = if key == "." || key.is_empty() {
+            "-".to_string()
+        } else {
+            key
+        };
+        ConfigError::new(file, key, message)
+    })
+}
+
+/// Parses a listen or upstream address (`host:port`, `[v6]:port`).
+pub fn parse_socket_addr(s: &str) -> Option<SocketAddr> {
+    use std::net::ToSocketAddrs;
+    if let Ok(a) = s.parse() {
+        return Some(a);
+    }
+    // Names such as `localhost:3000` resolve once at compile time.
+    s.to_socket_addrs().ok()?.next()
+}
+
+const CONSUME_FROM_CONTENT_LENGTH: &str = "content-length";
+
+/// Cross-file validation; every problem is reported, not just the first.
+pub fn validate(raw: &RawConfig) -> Vec<ConfigError> {
+    let mut errs = Vec::new();
+    let main = raw.main_file.as_str();
+    let g = &raw.gateway;
+    let mut err =
+        |file: &str, key: String, msg: String| errs.push(ConfigError::new(file, key, msg));
+
+    // [server]
+    let s = &g.server;
+    if s.http_listen.is_empty() && s.https_listen.is_empty() {
+        err(
+            main,
+            "server.http_listen".into(),
+            "at least one listener is required".into(),
+        );
+    }
+    for (name, list) in [
+        ("http_listen", &s.http_listen),
+        ("https_listen", &s.https_listen),
+    ] {
+        for (i, a) in list.iter().enumerate() {
+            if a.parse::<SocketAddr>().is_err() {
+                err(
+                    main,
+                    format!("server.{name}[{i}]"),
+                    format!("not an address ip:port: {a:?}"),
+                );
+            }
+        }
+    }
+    if s.admin_listen.parse::<SocketAddr>().is_err() {
+        err(
+            main,
+            "server.admin_listen".into(),
+            format!("not an address ip:port: {:?}", s.admin_listen),
+        );
+    }
+    if s.threads == 0 || s.threads > 1024 {
+        err(
+            main,
+            "server.threads".into(),
+            "must be between 1 and 1024".into(),
+        );
+    }
+    let mut bases = HashSet::new();
+    for (i, b) in s.base_domains.iter().enumerate() {
+        if !is_valid_dns_name(b) || b.to_ascii_lowercase() != *b {
+            err(
+                main,
+                format!("server.base_domains[{i}]"),
+                format!("not a lower-case DNS name: {b:?}"),
+            );
+        }
+        if !bases.insert(b.as_str()) {
+            err(
+                main,
+                format!("server.base_domains[{i}]"),
+                format!("duplicate base domain {b:?}"),
+            );
+        }
+    }
+    for (i, r) in s.reserved_subdomains.iter().enumerate() {
+        if !is_valid_label(r) {
+            err(
+                main,
+                format!("server.reserved_subdomains[{i}]"),
+                format!("not a DNS label: {r:?}"),
+            );
+        }
+    }
+
+    // [upstreams]
+    for (name, u) in &g.upstreams {
+        validate_upstream(u, &format!("upstreams.{name}"), main, &mut err);
+    }
+
+    // [quota]
+    let q = &g.quota;
+    if q.timeout.is_zero() {
+        err(
+            main,
+            "quota.timeout".into(),
+            "must be greater than zero".into(),
+        );
+    }
+    if q.backend == QuotaBackendKind::Redis {
+        let urls: Vec<(String, &String)> = if q.redis_cluster_urls.is_empty() {
+            vec![("quota.redis_url".into(), &q.redis_url)]
+        } else {
+            q.redis_cluster_urls
+                .iter()
+                .enumerate()
+                .map(|(i, u)| (format!("quota.redis_cluster_urls[{i}]"), u))
+                .collect()
+        };
+        for (key, u) in urls {
+            if !(u.starts_with("redis://") || u.starts_with("rediss://")) {
+                err(
+                    main,
+                    key,
+                    format!("must start with redis:// or rediss://: {u:?}"),
+                );
+            }
+        }
+    }
+
+    // [acme]
+    if !(0.0..1.0).contains(&g.acme.renew_before_ratio) || g.acme.renew_before_ratio == 0.0 {
+        err(
+            main,
+            "acme.renew_before_ratio".into(),
+            "must be in (0, 1)".into(),
+        );
+    }
+
+    // Feature catalogue.
+    let mut catalogue: HashSet<&str> = g.features.iter().map(String::as_str).collect();
+    let explicit_catalogue = !catalogue.is_empty();
+    for (i, f) in g.features.iter().enumerate() {
+        if !is_valid_name(f) {
+            err(
+                main,
+                format!("features[{i}]"),
+                format!("not a valid feature name: {f:?}"),
+            );
+        }
+    }
+    if !explicit_catalogue {
+        for p in g.plans.values() {
+            catalogue.extend(p.features.iter().map(String::as_str));
+        }
+        for r in &g.routes {
+            catalogue.extend(r.require_feature.as_deref());
+        }
+    }
+    let mut known_resources: HashSet<&str> = HashSet::new();
+
+    // [plans]
+    for (name, p) in &g.plans {
+        if !is_valid_name(name) {
+            err(
+                main,
+                format!("plans.{name}"),
+                "plan names are letters, digits, '-' and '_'".into(),
+            );
+        }
+        for (i, f) in p.features.iter().enumerate() {
+            if !catalogue.contains(f.as_str()) {
+                err(
+                    main,
+                    format!("plans.{name}.features[{i}]"),
+                    format!("unknown feature {f:?}"),
+                );
+            }
+        }
+        for (res, lim) in &p.quotas {
+            known_resources.insert(res);
+            if !is_valid_name(res) {
+                err(
+                    main,
+                    format!("plans.{name}.quotas.{res}"),
+                    "resource names are letters, digits, '-' and '_'".into(),
+                );
+            }
+            if lim.limit == 0 {
+                err(
+                    main,
+                    format!("plans.{name}.quotas.{res}.limit"),
+                    "must be at least 1".into(),
+                );
+            }
+        }
+        if p.pricing.base < 0.0 || !p.pricing.base.is_finite() {
+            err(
+                main,
+                format!("plans.{name}.pricing.base"),
+                "must be a non-negative number".into(),
+            );
+        }
+        for (res, price) in &p.pricing.overage {
+            if !p.quotas.contains_key(res) {
+                err(
+                    main,
+                    format!("plans.{name}.pricing.overage.{res}"),
+                    format!("plan has no quota for resource {res:?}"),
+                );
+            }
+            if *price < 0.0 || !price.is_finite() {
+                err(
+                    main,
+                    format!("plans.{name}.pricing.overage.{res}"),
+                    "must be a non-negative number".into(),
+                );
+            }
+        }
+    }
+
+    // [[routes]]
+    for (i, r) in g.routes.iter().enumerate() {
+        if !r.path_prefix.starts_with('/') {
+            err(
+                main,
+                format!("routes[{i}].path_prefix"),
+                "must start with '/'".into(),
+            );
+        }
+        for (j, m) in r.methods.iter().enumerate() {
+            if http::Method::from_bytes(m.as_bytes()).is_err() || m.to_ascii_uppercase() != *m {
+                err(
+                    main,
+                    format!("routes[{i}].methods[{j}]"),
+                    format!("not an upper-case HTTP method: {m:?}"),
+                );
+            }
+        }
+        if let Some(f) = &r.require_feature {
+            if !catalogue.contains(f.as_str()) {
+                err(
+                    main,
+                    format!("routes[{i}].require_feature"),
+                    format!("unknown feature {f:?}"),
+                );
+            }
+        }
+        for (res, c) in &r.consumes {
+            if let ConsumeConfig::FromHeader(h) = c {
+                if h != CONSUME_FROM_CONTENT_LENGTH {
+                    err(
+                        main,
+                        format!("routes[{i}].consumes.{res}"),
+                        format!("expected a number or \"content-length\", got {h:?}"),
+                    );
+                }
+            }
+            if !known_resources.contains(res.as_str()) {
+                err(
+                    main,
+                    format!("routes[{i}].consumes.{res}"),
+                    format!("no plan defines a quota for resource {res:?}"),
+                );
+            }
+        }
+    }
+
+    // Tenants.
+    let mut ids: HashMap<&str, &str> = HashMap::new();
+    let mut subdomains: HashMap<&str, &str> = HashMap::new();
+    let mut domains: HashMap<String, &str> = HashMap::new();
+    let reserved: HashSet<&str> = s.reserved_subdomains.iter().map(String::as_str).collect();
+    for tf in &raw.tenants {
+        let file = tf.file.as_str();
+        let t = &tf.tenant;
+        if !is_valid_label(&t.id) || t.id.to_ascii_lowercase() != t.id {
+            err(
+                file,
+                "id".into(),
+                format!("tenant ids are lower-case DNS labels: {:?}", t.id),
+            );
+        }
+        if let Some(other) = ids.insert(&t.id, file) {
+            err(
+                file,
+                "id".into(),
+                format!("duplicate tenant id {:?} (also in {other})", t.id),
+            );
+        }
+        let sub = t.subdomain.as_deref().unwrap_or(&t.id);
+        let sub_key = if t.subdomain.is_some() {
+            "subdomain"
+        } else {
+            "id"
+        };
+        if !is_valid_label(sub) || sub.to_ascii_lowercase() != sub {
+            err(
+                file,
+                sub_key.into(),
+                format!("subdomain must be a lower-case DNS label: {sub:?}"),
+            );
+        }
+        if reserved.contains(sub) {
+            err(
+                file,
+                sub_key.into(),
+                format!("subdomain {sub:?} is reserved (server.reserved_subdomains)"),
+            );
+        }
+        if let Some(other) = subdomains.insert(sub, &t.id) {
+            err(
+                file,
+                sub_key.into(),
+                format!("subdomain {sub:?} already used by tenant {other:?}"),
+            );
+        }
+        if !g.plans.contains_key(&t.plan) {
+            err(file, "plan".into(), format!("unknown plan {:?}", t.plan));
+        }
+        for (i, d) in t.custom_domains.iter().enumerate() {
+            let key = format!("custom_domains[{i}]");
+            let norm = d.to_ascii_lowercase();
+            if !is_valid_dns_name(&norm) || !norm.contains('.') {
+                err(file, key.clone(), format!("not a DNS name: {d:?}"));
+            }
+            if s.base_domains
+                .iter()
+                .any(|b| norm == *b || norm.ends_with(&format!(".{b}")))
+            {
+                err(
+                    file,
+                    key.clone(),
+                    format!("{d:?} is under a base domain; use subdomain instead"),
+                );
+            }
+            if let Some(other) = domains.insert(norm, &t.id) {
+                err(file, key, format!("already claimed by tenant {other:?}"));
+            }
+        }
+        for (key, list) in [
+            ("features_enabled", &t.features_enabled),
+            ("features_disabled", &t.features_disabled),
+        ] {
+            for (i, f) in list.iter().enumerate() {
+                if !catalogue.contains(f.as_str()) {
+                    err(
+                        file,
+                        format!("{key}[{i}]"),
+                        format!("unknown feature {f:?}"),
+                    );
+                }
+            }
+        }
+        match &t.upstream {
+            TenantUpstreamConfig::Named(n) => {
+                if !g.upstreams.contains_key(n) {
+                    err(
+                        file,
+                        "upstream".into(),
+                        format!("unknown upstream pool {n:?}"),
+                    );
+                }
+            }
+            TenantUpstreamConfig::Dedicated(u) => validate_upstream(u, "upstream", file, &mut err),
+        }
+        if let Some(schema) = &t.schema {
+            if schema.is_empty()
+                || !schema
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            {
+                err(
+                    file,
+                    "schema".into(),
+                    format!("schema names are letters, digits and '_': {schema:?}"),
+                );
+            }
+        }
+        for (res, lim) in &t.quotas {
+            if !known_resources.contains(res.as_str()) {
+                err(
+                    file,
+                    format!("quotas.{res}"),
+                    format!("no plan defines a quota for resource {res:?}"),
+                );
+            }
+            if lim.limit == 0 {
+                err(
+                    file,
+                    format!("quotas.{res}.limit"),
+                    "must be at least 1".into(),
+                );
+            }
+        }
+        for (key, c) in [
+            ("branding.primary_color", &t.branding.primary_color),
+            ("branding.secondary_color", &t.branding.secondary_color),
+        ] {
+            if let Some(c) = c {
+                if !is_hex_color(c) {
+                    err(file, key.into(), format!("colours are #rrggbb: {c:?}"));
+                }
+            }
+        }
+        if let Some(logo) = &t.branding.logo {
+            if !logo.starts_with("https://")
+                || logo.bytes().any(|b| b <= b' ' || b"\"'<>`\\".contains(&b))
+            {
+                err(
+                    file,
+                    "branding.logo".into(),
+                    format!("logo must be an https:// URL without quotes or spaces: {logo:?}"),
+                );
+            }
+        }
+        for (i, k) in t.api_keys.iter().enumerate() {
+            if k.sha256.len() != 64 || !k.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+                err(
+                    file,
+                    format!("api_keys[{i}].sha256"),
+                    "must be 64 hex characters (SHA-256 of the key)".into(),
+                );
+            }
+        }
+        for (key, v) in [("organization_id", &t.organization_id), ("name", &t.name)] {
+            if http::HeaderValue::from_str(v).is_err() {
+                err(
+                    file,
+                    key.into(),
+                    "must be printable text without control characters".into(),
+                );
+            }
+        }
+    }
+    errs
+}
+
+fn validate_upstream(
+    u: &UpstreamConfig,
+    key: &str,
+    file: &str,
+    err: &mut impl FnMut(&str, String, String),
+) {
+    if u.addrs.is_empty() {
+        err(
+            file,
+            format!("{key}.addrs"),
+            "at least one address is required".into(),
+        );
+    }
+    for (i, a) in u.addrs.iter().enumerate() {
+        if parse_socket_addr(a).is_none() {
+            err(
+                file,
+                format!("{key}.addrs[{i}]"),
+                format!("not an address host:port: {a:?}"),
+            );
+        }
+    }
+    for (name, d) in [
+        ("connect_timeout", u.connect_timeout),
+        ("read_timeout", u.read_timeout),
+    ] {
+        if d.is_zero() {
+            err(
+                file,
+                format!("{key}.{name}"),
+                "must be greater than zero".into(),
+            );
+        }
+    }
+    if let Some(sni) = &u.sni {
+        if !u.tls {
+            err(
+                file,
+                format!("{key}.sni"),
+                "only meaningful with tls = true".into(),
+            );
+        } else if !is_valid_dns_name(sni) {
+            err(
+                file,
+                format!("{key}.sni"),
+                format!("not a DNS name: {sni:?}"),
+            );
+        }
+    }
+}
+
+fn is_valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+fn is_hex_color(s: &str) -> bool {
+    s.len() == 7 && s.starts_with('#') && s.bytes().skip(1).all(|b| b.is_ascii_hexdigit())
+}

@@ -1,0 +1,211 @@
+//! Assembles the running gateway from a config file: pingora server, proxy listeners, admin
+//! listener and background services. `main.rs` only parses the command line and calls [`run`].
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pingora::apps::http_app::HttpServer;
+use pingora::apps::HttpServerOptions;
+use pingora::server::configuration::{Opt, ServerConf};
+use pingora::server::{Server, ShutdownWatch};
+use pingora::services::background::{background_service, BackgroundService};
+use pingora::services::listening::Service;
+
+use crate::admin::AdminApp;
+use crate::config::{self, ConfigErrors};
+use crate::metrics::Metrics;
+use crate::proxy::TenantProxy;
+use crate::reload::{ReloadService, Reloader};
+use crate::snapshot::{Snapshot, SnapshotHolder};
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Config(#[from] ConfigErrors),
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
+/// Options of `run` that are not part of the config file.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Take over the listening sockets of a running instance (zero-downtime upgrade).
+    pub upgrade: bool,
+}
+
+/// Loads, validates and compiles the config, then serves until shutdown. Never returns on
+/// success (pingora exits the process).
+pub fn run(config_path: &Path, opts: RunOptions) -> Result<(), StartError> {
+    let raw = config::load(config_path)?;
+    let snapshot = Snapshot::compile(&raw)?;
+    init_logging(&raw.gateway.log.level);
+
+    let registry = prometheus::Registry::new();
+    let metrics = Metrics::register(&registry)?;
+    let server_cfg = raw.gateway.server.clone();
+    let admin_token = std::env::var(&raw.gateway.admin.token_env)
+        .ok()
+        .filter(|t| !t.is_empty());
+    if admin_token.is_none() {
+        tracing::warn!(env = %raw.gateway.admin.token_env, "admin token not set; /admin/v1/* answers 401");
+    }
+
+    let holder = Arc::new(SnapshotHolder::new(snapshot));
+    let reloader = Arc::new(Reloader::new(
+        config_path.to_path_buf(),
+        holder.clone(),
+        metrics.clone(),
+    ));
+    reloader.record_initial();
+
+    let run_dir = runtime_dir(config_path);
+    let conf = ServerConf {
+        threads: server_cfg.threads,
+        pid_file: run_dir
+            .join("tenant-gateway.pid")
+            .to_string_lossy()
+            .into_owned(),
+        upgrade_sock: run_dir.join("upgrade.sock").to_string_lossy().into_owned(),
+        grace_period_seconds: Some(0),
+        graceful_shutdown_timeout_seconds: Some(server_cfg.grace_period.as_secs()),
+        ..ServerConf::default()
+    };
+    let opt = Opt {
+        upgrade: opts.upgrade,
+        ..Opt::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(opt, conf);
+    server.bootstrap();
+
+    let mut proxy = pingora::proxy::http_proxy_service_with_name(
+        &server.configuration,
+        TenantProxy::new(holder.clone(), metrics.clone()),
+        "tenant proxy",
+    );
+    if let Some(logic) = proxy.app_logic_mut() {
+        let mut options = HttpServerOptions::default();
+        options.h2c = true;
+        logic.server_options = Some(options);
+    }
+    for addr in &server_cfg.http_listen {
+        proxy.add_tcp(addr);
+    }
+
+    let ready = Arc::new(AtomicBool::new(false));
+    let mut admin = Service::new(
+        "admin".to_string(),
+        HttpServer::new_app(AdminApp {
+            snapshots: holder.clone(),
+            metrics: metrics.clone(),
+            reloader: reloader.clone(),
+            ready: ready.clone(),
+            token: admin_token,
+        }),
+    );
+    admin.add_tcp(&server_cfg.admin_listen);
+    admin.threads = Some(1);
+
+    let probe_addrs = server_cfg
+        .http_listen
+        .iter()
+        .filter_map(|a| a.parse::<SocketAddr>().ok())
+        .map(loopback_for)
+        .collect();
+    let readiness = background_service(
+        "readiness",
+        ReadinessProbe {
+            addrs: probe_addrs,
+            ready,
+        },
+    );
+    let reload = background_service(
+        "config reload",
+        ReloadService {
+            reloader,
+            debounce: Duration::from_millis(250),
+        },
+    );
+
+    server.add_service(proxy);
+    server.add_service(admin);
+    server.add_service(readiness);
+    server.add_service(reload);
+    tracing::info!(
+        config = %config_path.display(),
+        http = ?server_cfg.http_listen,
+        admin = %server_cfg.admin_listen,
+        threads = server_cfg.threads,
+        "tenant-gateway starting"
+    );
+    server.run_forever()
+}
+
+/// Where the pid file and upgrade socket of this config live: one directory per config path,
+/// so several gateways on one machine (tests, blue/green) never share them.
+fn runtime_dir(config_path: &Path) -> PathBuf {
+    use std::hash::{Hash, Hasher};
+    let abs = std::fs::canonicalize(config_path).unwrap_or_else(|_| config_path.to_path_buf());
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    abs.hash(&mut h);
+    let dir = std::env::temp_dir().join(format!("tenant-gateway-{:016x}", h.finish()));
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        tracing::warn!(dir = %dir.display(), error = %e, "cannot create runtime dir");
+    }
+    dir
+}
+
+fn loopback_for(a: SocketAddr) -> SocketAddr {
+    match a.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => {
+            SocketAddr::new(Ipv4Addr::LOCALHOST.into(), a.port())
+        }
+        IpAddr::V6(ip) if ip.is_unspecified() => {
+            SocketAddr::new(Ipv6Addr::LOCALHOST.into(), a.port())
+        }
+        _ => a,
+    }
+}
+
+/// Marks the gateway ready once every proxy listener accepts connections.
+struct ReadinessProbe {
+    addrs: Vec<SocketAddr>,
+    ready: Arc<AtomicBool>,
+}
+
+#[async_trait]
+impl BackgroundService for ReadinessProbe {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        for addr in &self.addrs {
+            loop {
+                if tokio::net::TcpStream::connect(addr).await.is_ok() {
+                    break;
+                }
+                tokio::select! {
+                    _ = shutdown.changed() => return,
+                    _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+                }
+            }
+        }
+        self.ready.store(true, Ordering::Release);
+        tracing::info!("ready");
+    }
+}
+
+/// JSON logs on stdout; `RUST_LOG` overrides the configured level.
+pub fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_current_span(false)
+        .with_span_list(false)
+        .with_env_filter(filter)
+        .with_writer(std::io::stdout)
+        .try_init();
+}

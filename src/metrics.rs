@@ -1,0 +1,194 @@
+//! Prometheus metrics, registered on a registry the gateway owns (no global macros), with
+//! per-tenant handles resolved once per tenant rather than per request.
+//!
+//! Tenant labels only ever carry configured tenant ids (or `none` for requests that resolved to
+//! no tenant), never raw Host or path values, so cardinality is bounded by the config.
+
+use prometheus::{
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    Opts, Registry, TextEncoder,
+};
+
+/// Label value for requests that never reached a tenant (400/404).
+pub const NO_TENANT: &str = "none";
+
+/// Every metric the gateway exports.
+#[derive(Clone)]
+pub struct Metrics {
+    pub registry: Registry,
+    pub requests: IntCounterVec,
+    pub request_duration: HistogramVec,
+    pub upstream_errors: IntCounterVec,
+    pub config_reloads: IntCounterVec,
+    pub config_last_reload_successful: IntGauge,
+    pub config_last_reload_timestamp: Gauge,
+    pub tenants: IntGauge,
+    pub tls_handshakes: IntCounterVec,
+    pub certificate_expiry: prometheus::GaugeVec,
+    pub certificates: IntGauge,
+    pub quota_decisions: IntCounterVec,
+    pub quota_backend_errors: IntCounter,
+    pub quota_backend_duration: Histogram,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+/// Handles of one tenant, so the request path increments without hashing label values.
+#[derive(Debug, Clone)]
+pub struct TenantMetrics {
+    /// `gateway_requests_total` by status class: index 0 = 1xx … 4 = 5xx.
+    pub requests_by_class: [IntCounter; 5],
+    pub duration: Histogram,
+}
+
+const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+impl Metrics {
+    pub fn register(registry: &Registry) -> prometheus::Result<Self> {
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "gateway_requests_total",
+                "Requests answered, by tenant and status class",
+            ),
+            &["tenant", "status_class"],
+        )?;
+        let request_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "gateway_request_duration_seconds",
+                "Time from request start to the end of the response, by tenant",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0,
+            ]),
+            &["tenant"],
+        )?;
+        let upstream_errors = IntCounterVec::new(
+            Opts::new(
+                "gateway_upstream_errors_total",
+                "Failed upstream attempts, by tenant and kind (connect, timeout, protocol)",
+            ),
+            &["tenant", "kind"],
+        )?;
+        let config_reloads = IntCounterVec::new(
+            Opts::new(
+                "gateway_config_reloads_total",
+                "Configuration reload attempts, by result (success, failure, unchanged)",
+            ),
+            &["result"],
+        )?;
+        let config_last_reload_successful = IntGauge::new(
+            "gateway_config_last_reload_successful",
+            "1 if the last reload attempt succeeded (or was unchanged), 0 if it failed",
+        )?;
+        let config_last_reload_timestamp = Gauge::new(
+            "gateway_config_last_reload_success_timestamp_seconds",
+            "Unix time of the last successful config swap",
+        )?;
+        let tenants = IntGauge::new("gateway_tenants", "Tenants in the serving config")?;
+        let tls_handshakes = IntCounterVec::new(
+            Opts::new("gateway_tls_handshakes_total", "TLS handshakes by result"),
+            &["result"],
+        )?;
+        let certificate_expiry = prometheus::GaugeVec::new(
+            Opts::new(
+                "gateway_certificate_expiry_timestamp_seconds",
+                "notAfter of each served certificate, by name",
+            ),
+            &["name"],
+        )?;
+        let certificates = IntGauge::new("gateway_certificates", "Certificates in the store")?;
+        let quota_decisions = IntCounterVec::new(
+            Opts::new(
+                "gateway_quota_decisions_total",
+                "Quota decisions by tenant, resource and decision (allowed, rejected, backend_error)",
+            ),
+            &["tenant", "resource", "decision"],
+        )?;
+        let quota_backend_errors = IntCounter::new(
+            "gateway_quota_backend_errors_total",
+            "Quota backend errors and timeouts",
+        )?;
+        let quota_backend_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "gateway_quota_backend_duration_seconds",
+                "Duration of one quota backend decision",
+            )
+            .buckets(vec![
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+            ]),
+        )?;
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(request_duration.clone()))?;
+        registry.register(Box::new(upstream_errors.clone()))?;
+        registry.register(Box::new(config_reloads.clone()))?;
+        registry.register(Box::new(config_last_reload_successful.clone()))?;
+        registry.register(Box::new(config_last_reload_timestamp.clone()))?;
+        registry.register(Box::new(tenants.clone()))?;
+        registry.register(Box::new(tls_handshakes.clone()))?;
+        registry.register(Box::new(certificate_expiry.clone()))?;
+        registry.register(Box::new(certificates.clone()))?;
+        registry.register(Box::new(quota_decisions.clone()))?;
+        registry.register(Box::new(quota_backend_errors.clone()))?;
+        registry.register(Box::new(quota_backend_duration.clone()))?;
+        for result in ["success", "failure", "unchanged"] {
+            config_reloads.with_label_values(&[result]);
+        }
+        Ok(Self {
+            registry: registry.clone(),
+            requests,
+            request_duration,
+            upstream_errors,
+            config_reloads,
+            config_last_reload_successful,
+            config_last_reload_timestamp,
+            tenants,
+            tls_handshakes,
+            certificate_expiry,
+            certificates,
+            quota_decisions,
+            quota_backend_errors,
+            quota_backend_duration,
+        })
+    }
+
+    /// Handles for one tenant label value.
+    pub fn tenant(&self, tenant: &str) -> TenantMetrics {
+        TenantMetrics {
+            requests_by_class: STATUS_CLASSES
+                .map(|class| self.requests.with_label_values(&[tenant, class])),
+            duration: self.request_duration.with_label_values(&[tenant]),
+        }
+    }
+
+    /// Drops the label sets of a tenant that left the config, so /metrics does not keep
+    /// reporting tenants that no longer exist.
+    pub fn forget_tenant(&self, tenant: &str) {
+        for class in STATUS_CLASSES {
+            let _ = self.requests.remove_label_values(&[tenant, class]);
+        }
+        let _ = self.request_duration.remove_label_values(&[tenant]);
+    }
+
+    /// Prometheus text exposition of the whole registry.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut buf = Vec::with_capacity(16 * 1024);
+        let families = self.registry.gather();
+        if let Err(e) = TextEncoder::new().encode(&families, &mut buf) {
+            tracing::error!(error = %e, "encoding metrics failed");
+        }
+        buf
+    }
+}
+
+impl TenantMetrics {
+    pub fn observe(&self, status: u16, seconds: f64) {
+        let class = usize::from(status / 100).clamp(1, 5) - 1;
+        self.requests_by_class[class].inc();
+        self.duration.observe(seconds);
+    }
+}

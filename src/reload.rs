@@ -1,0 +1,208 @@
+//! Config reloads: every trigger (file change, SIGHUP, admin API) runs the same
+//! load → validate → compile → swap, serialised, and a failure keeps the old snapshot serving.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+use tokio::sync::mpsc;
+
+use crate::config::{self, ConfigErrors};
+use crate::metrics::Metrics;
+use crate::snapshot::{Snapshot, SnapshotHolder};
+
+/// What one reload attempt did.
+#[derive(Debug)]
+pub enum ReloadOutcome {
+    Swapped {
+        tenants: usize,
+    },
+    /// The files hash to the serving snapshot: nothing swapped.
+    Unchanged,
+    Failed(ConfigErrors),
+}
+
+/// Loads and swaps configs for one `gateway.toml`.
+#[derive(Debug)]
+pub struct Reloader {
+    path: PathBuf,
+    holder: Arc<SnapshotHolder>,
+    metrics: Metrics,
+    /// Serialises reloads so two triggers never compile concurrently and swap out of order.
+    lock: Mutex<()>,
+}
+
+impl Reloader {
+    pub fn new(path: PathBuf, holder: Arc<SnapshotHolder>, metrics: Metrics) -> Self {
+        Self {
+            path,
+            holder,
+            metrics,
+            lock: Mutex::new(()),
+        }
+    }
+
+    pub fn config_path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Blocking: reads files and compiles. Call from a blocking context.
+    pub fn reload_now(&self, trigger: &str) -> ReloadOutcome {
+        let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let outcome = match config::load(&self.path).and_then(|raw| {
+            if raw.content_hash == self.holder.load().content_hash {
+                Ok(None)
+            } else {
+                Snapshot::compile(&raw).map(Some)
+            }
+        }) {
+            Ok(None) => ReloadOutcome::Unchanged,
+            Ok(Some(next)) => {
+                let tenants = next.hosts.len();
+                self.metrics.tenants.set(tenants as i64);
+                let previous = self.holder.swap(next);
+                let current = self.holder.load();
+                for t in previous.hosts.tenants() {
+                    if current.hosts.by_id(&t.id).is_none() {
+                        self.metrics.forget_tenant(&t.id);
+                    }
+                }
+                ReloadOutcome::Swapped { tenants }
+            }
+            Err(e) => ReloadOutcome::Failed(e),
+        };
+        match &outcome {
+            ReloadOutcome::Swapped { tenants } => {
+                self.metrics
+                    .config_reloads
+                    .with_label_values(&["success"])
+                    .inc();
+                self.metrics.config_last_reload_successful.set(1);
+                self.metrics.config_last_reload_timestamp.set(unix_now());
+                tracing::info!(trigger, tenants, "config reloaded");
+            }
+            ReloadOutcome::Unchanged => {
+                self.metrics
+                    .config_reloads
+                    .with_label_values(&["unchanged"])
+                    .inc();
+                self.metrics.config_last_reload_successful.set(1);
+                tracing::debug!(trigger, "config unchanged");
+            }
+            ReloadOutcome::Failed(errors) => {
+                self.metrics
+                    .config_reloads
+                    .with_label_values(&["failure"])
+                    .inc();
+                self.metrics.config_last_reload_successful.set(0);
+                for e in &errors.0 {
+                    tracing::error!(trigger, file = %e.file, key = %e.key, error = %e.message, "config reload rejected; previous config keeps serving");
+                }
+            }
+        }
+        outcome
+    }
+
+    /// Marks the initial load in the metrics.
+    pub fn record_initial(&self) {
+        let s = self.holder.load();
+        self.metrics.tenants.set(s.hosts.len() as i64);
+        self.metrics.config_last_reload_successful.set(1);
+        self.metrics.config_last_reload_timestamp.set(unix_now());
+    }
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// Background service: watches the config dir and the tenants dir, listens for SIGHUP, and
+/// reloads (debounced) until shutdown.
+#[derive(Debug)]
+pub struct ReloadService {
+    pub reloader: Arc<Reloader>,
+    pub debounce: Duration,
+}
+
+#[async_trait]
+impl BackgroundService for ReloadService {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let (tx, mut rx) = mpsc::unbounded_channel::<&'static str>();
+        let _watcher = match self.watch_files(tx.clone()) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot watch config files; reload with SIGHUP or the admin API");
+                None
+            }
+        };
+        let sighup_tx = tx.clone();
+        tokio::spawn(async move {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+                Ok(mut sig) => {
+                    while sig.recv().await.is_some() {
+                        if sighup_tx.send("sighup").is_err() {
+                            break;
+                        }
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "cannot install SIGHUP handler"),
+            }
+        });
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                trigger = rx.recv() => {
+                    let Some(mut trigger) = trigger else { return };
+                    // SIGHUP reloads at once; file events settle first, because editors write
+                    // files in several steps.
+                    if trigger != "sighup" {
+                        loop {
+                            match tokio::time::timeout(self.debounce, rx.recv()).await {
+                                Ok(Some(t)) => trigger = if t == "sighup" { t } else { trigger },
+                                Ok(None) => return,
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                    let reloader = self.reloader.clone();
+                    let _ = tokio::task::spawn_blocking(move || reloader.reload_now(trigger)).await;
+                }
+            }
+        }
+    }
+}
+
+impl ReloadService {
+    fn watch_files(
+        &self,
+        tx: mpsc::UnboundedSender<&'static str>,
+    ) -> notify::Result<notify::RecommendedWatcher> {
+        use notify::{RecursiveMode, Watcher};
+        let mut watcher =
+            notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+                if let Ok(ev) = res {
+                    if !ev.kind.is_access() {
+                        let _ = tx.send("file");
+                    }
+                }
+            })?;
+        let path = self.reloader.config_path();
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or_else(|| Path::new("."));
+        watcher.watch(dir, RecursiveMode::NonRecursive)?;
+        let snap = self.reloader.holder.load();
+        let tenants = dir.join(&snap.config.server.tenants_dir);
+        if tenants.is_dir() {
+            watcher.watch(&tenants, RecursiveMode::NonRecursive)?;
+        }
+        Ok(watcher)
+    }
+}

@@ -1,0 +1,620 @@
+//! The compiled, immutable configuration the proxy serves from, and the one `ArcSwap` that
+//! holds it. A request loads the snapshot once and keeps the `Arc`, so it is routed entirely by
+//! the old or entirely by the new config, never a mix.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, OnceLock};
+use std::time::SystemTime;
+
+use arc_swap::ArcSwap;
+use http::{HeaderValue, Method};
+
+use crate::config::{
+    ConfigError, ConfigErrors, ConsumeConfig, GatewayConfig, PricingConfig, RawConfig, RouteConfig,
+    TenantConfig, TenantFile, TenantUpstreamConfig,
+};
+use crate::quota::QuotaLimit;
+use crate::tenant::{HostIndex, Tenant, TenantHeaders};
+use crate::upstream::UpstreamPool;
+
+/// How much of a resource a route consumes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Consume {
+    Fixed(u64),
+    /// The request's `Content-Length` (0 when absent).
+    ContentLength,
+}
+
+#[derive(Debug)]
+pub struct Route {
+    pub path_prefix: Box<str>,
+    /// Empty: every method.
+    pub methods: Vec<Method>,
+    pub consumes: Vec<(Box<str>, Consume)>,
+    pub require_feature: Option<Box<str>>,
+    pub require_auth: bool,
+}
+
+impl Route {
+    fn matches(&self, method: &Method, path: &str) -> bool {
+        path.starts_with(&*self.path_prefix)
+            && (self.methods.is_empty() || self.methods.contains(method))
+    }
+}
+
+#[derive(Debug)]
+pub struct Plan {
+    pub name: Box<str>,
+    pub features: Vec<Box<str>>,
+    pub quotas: BTreeMap<String, QuotaLimit>,
+    pub pricing: PricingConfig,
+}
+
+/// Server switches read per request.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub trust_tenant_header: bool,
+    pub dev_mode: bool,
+    pub redirect_http_to_https: bool,
+    pub strict_sni: bool,
+    pub access_log: bool,
+    /// First HTTPS listen port, for redirects.
+    pub https_port: Option<u16>,
+}
+
+/// One complete, validated configuration.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub hosts: HostIndex,
+    /// Longest prefix first, so the first match is the most specific.
+    pub routes: Vec<Route>,
+    pub plans: BTreeMap<String, Plan>,
+    pub pools: BTreeMap<String, Arc<UpstreamPool>>,
+    pub settings: ServerSettings,
+    /// The wire config it was compiled from (for the admin API and components that start once).
+    pub config: GatewayConfig,
+    pub content_hash: u64,
+    pub loaded_at: SystemTime,
+}
+
+impl Snapshot {
+    /// The most specific route for a request, if any.
+    pub fn route(&self, method: &Method, path: &str) -> Option<&Route> {
+        self.routes.iter().find(|r| r.matches(method, path))
+    }
+
+    /// Compiles a validated raw config. Errors here mean validation missed something (or an
+    /// address stopped resolving between validation and compile); they are reported the same way.
+    pub fn compile(raw: &RawConfig) -> Result<Snapshot, ConfigErrors> {
+        let g = &raw.gateway;
+        let main = raw.main_file.as_str();
+        let mut errors = Vec::new();
+
+        let mut pools = BTreeMap::new();
+        for (name, u) in &g.upstreams {
+            match UpstreamPool::compile(name, u) {
+                Some(p) => {
+                    pools.insert(name.clone(), Arc::new(p));
+                }
+                None => errors.push(ConfigError::new(
+                    main,
+                    format!("upstreams.{name}.addrs"),
+                    "address does not resolve",
+                )),
+            }
+        }
+
+        let plans: BTreeMap<String, Plan> = g
+            .plans
+            .iter()
+            .map(|(name, p)| {
+                let mut features: Vec<Box<str>> =
+                    p.features.iter().map(|f| f.as_str().into()).collect();
+                features.sort();
+                features.dedup();
+                let quotas = p
+                    .quotas
+                    .iter()
+                    .map(|(r, q)| {
+                        (
+                            r.clone(),
+                            QuotaLimit {
+                                limit: q.limit,
+                                period: q.period,
+                            },
+                        )
+                    })
+                    .collect();
+                let plan = Plan {
+                    name: name.as_str().into(),
+                    features,
+                    quotas,
+                    pricing: p.pricing.clone(),
+                };
+                (name.clone(), plan)
+            })
+            .collect();
+
+        let mut routes: Vec<Route> = g.routes.iter().map(compile_route).collect();
+        // Stable sort keeps file order among equal prefixes.
+        routes.sort_by_key(|r| std::cmp::Reverse(r.path_prefix.len()));
+
+        let mut hosts = HostIndex::new(&g.server.base_domains, &g.server.reserved_subdomains)
+            .with_capacity(raw.tenants.len());
+        for tf in &raw.tenants {
+            match compile_tenant(tf, &plans, &pools) {
+                Ok(t) => hosts.insert(Arc::new(t)),
+                Err(e) => errors.push(e),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(ConfigErrors(errors));
+        }
+
+        let https_port = g
+            .server
+            .https_listen
+            .first()
+            .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
+            .map(|a| a.port());
+        Ok(Snapshot {
+            hosts,
+            routes,
+            plans,
+            pools,
+            settings: ServerSettings {
+                trust_tenant_header: g.server.trust_tenant_header,
+                dev_mode: g.server.dev_mode,
+                redirect_http_to_https: g.server.redirect_http_to_https,
+                strict_sni: g.server.strict_sni,
+                access_log: g.log.access_log,
+                https_port,
+            },
+            config: g.clone(),
+            content_hash: raw.content_hash,
+            loaded_at: SystemTime::now(),
+        })
+    }
+}
+
+fn compile_route(r: &RouteConfig) -> Route {
+    let RouteConfig {
+        path_prefix,
+        methods,
+        consumes,
+        require_feature,
+        require_auth,
+    } = r;
+    Route {
+        path_prefix: path_prefix.as_str().into(),
+        methods: methods
+            .iter()
+            .filter_map(|m| Method::from_bytes(m.as_bytes()).ok())
+            .collect(),
+        consumes: consumes
+            .iter()
+            .map(|(res, c)| {
+                let c = match c {
+                    ConsumeConfig::Fixed(n) => Consume::Fixed(*n),
+                    ConsumeConfig::FromHeader(_) => Consume::ContentLength,
+                };
+                (res.as_str().into(), c)
+            })
+            .collect(),
+        require_feature: require_feature.as_deref().map(Into::into),
+        require_auth: *require_auth,
+    }
+}
+
+fn header_value(file: &str, key: &str, v: &str) -> Result<HeaderValue, ConfigError> {
+    HeaderValue::from_str(v)
+        .map_err(|_| ConfigError::new(file, key, "cannot be sent as an HTTP header value"))
+}
+
+fn compile_tenant(
+    tf: &TenantFile,
+    plans: &BTreeMap<String, Plan>,
+    pools: &BTreeMap<String, Arc<UpstreamPool>>,
+) -> Result<Tenant, ConfigError> {
+    let file = tf.file.as_str();
+    // Exhaustive on purpose: a new TenantConfig field must be handled here.
+    let TenantConfig {
+        id,
+        organization_id,
+        name,
+        plan,
+        status,
+        subdomain,
+        custom_domains,
+        features_enabled,
+        features_disabled,
+        upstream,
+        schema,
+        quotas,
+        branding,
+        api_keys,
+    } = &tf.tenant;
+    let plan_c = plans
+        .get(plan)
+        .ok_or_else(|| ConfigError::new(file, "plan", format!("unknown plan {plan:?}")))?;
+
+    let mut features: BTreeSet<&str> = plan_c.features.iter().map(|f| &**f).collect();
+    features.extend(features_enabled.iter().map(String::as_str));
+    for f in features_disabled {
+        features.remove(f.as_str());
+    }
+    let features: Vec<Box<str>> = features.into_iter().map(Into::into).collect();
+
+    let mut effective = plan_c.quotas.clone();
+    for (r, q) in quotas {
+        effective.insert(
+            r.clone(),
+            QuotaLimit {
+                limit: q.limit,
+                period: q.period,
+            },
+        );
+    }
+    let quotas: Vec<(Box<str>, QuotaLimit)> = effective
+        .into_iter()
+        .map(|(r, q)| (r.into_boxed_str(), q))
+        .collect();
+
+    let upstream = match upstream {
+        TenantUpstreamConfig::Named(n) => pools
+            .get(n)
+            .cloned()
+            .ok_or_else(|| ConfigError::new(file, "upstream", format!("unknown upstream {n:?}")))?,
+        TenantUpstreamConfig::Dedicated(u) => Arc::new(
+            UpstreamPool::compile(&format!("tenant:{id}"), u).ok_or_else(|| {
+                ConfigError::new(file, "upstream.addrs", "address does not resolve")
+            })?,
+        ),
+    };
+
+    let mut keys = Vec::with_capacity(api_keys.len());
+    for (i, k) in api_keys.iter().enumerate() {
+        let mut hash = [0u8; 32];
+        hex::decode_to_slice(&k.sha256, &mut hash).map_err(|_| {
+            ConfigError::new(
+                file,
+                format!("api_keys[{i}].sha256"),
+                "not 64 hex characters",
+            )
+        })?;
+        keys.push((hash, k.name.as_str().into()));
+    }
+
+    let headers = TenantHeaders {
+        id: header_value(file, "id", id)?,
+        organization_id: header_value(file, "organization_id", organization_id)?,
+        plan: header_value(file, "plan", plan)?,
+        features: header_value(file, "features_enabled", &features.join(","))?,
+        schema: schema
+            .as_deref()
+            .map(|s| header_value(file, "schema", s))
+            .transpose()?,
+    };
+
+    Ok(Tenant {
+        id: id.as_str().into(),
+        organization_id: organization_id.as_str().into(),
+        name: if name.is_empty() {
+            id.as_str()
+        } else {
+            name.as_str()
+        }
+        .into(),
+        plan: plan.as_str().into(),
+        status: *status,
+        subdomain: subdomain.as_deref().unwrap_or(id).into(),
+        custom_domains: custom_domains
+            .iter()
+            .map(|d| d.to_ascii_lowercase().into_boxed_str())
+            .collect(),
+        features,
+        schema: schema.as_deref().map(Into::into),
+        upstream,
+        quotas,
+        branding: branding.clone(),
+        api_keys: keys,
+        headers,
+        file: file.into(),
+        metrics: OnceLock::new(),
+    })
+}
+
+/// The single swap point of the serving config.
+#[derive(Debug)]
+pub struct SnapshotHolder {
+    current: ArcSwap<Snapshot>,
+}
+
+impl SnapshotHolder {
+    pub fn new(initial: Snapshot) -> Self {
+        Self {
+            current: ArcSwap::from_pointee(initial),
+        }
+    }
+
+    /// The snapshot a request keeps for its whole life.
+    pub fn load(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    /// Installs a new snapshot; returns the previous one.
+    pub fn swap(&self, next: Snapshot) -> Arc<Snapshot> {
+        self.current.swap(Arc::new(next))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{load, parse_toml, validate};
+    use crate::tenant::{resolve, ResolveError, ResolveInput, TenantSource};
+
+    pub(crate) const GATEWAY: &str = r#"
+[server]
+http_listen = ["127.0.0.1:0"]
+base_domains = ["localhost", "gw.example.com"]
+reserved_subdomains = ["www", "api"]
+[upstreams.shared]
+addrs = ["127.0.0.1:3000"]
+[plans.free]
+features = ["chat"]
+quotas.requests = { limit = 20, period = "second" }
+[plans.pro]
+features = ["chat", "analytics"]
+quotas.requests = { limit = 100, period = "second" }
+quotas.messages = { limit = 1000, period = "month" }
+[[routes]]
+path_prefix = "/api"
+require_feature = "chat"
+[[routes]]
+path_prefix = "/api/analytics"
+methods = ["GET"]
+require_feature = "analytics"
+"#;
+
+    fn tenant(id: &str, extra: &str) -> String {
+        format!("id = \"{id}\"\nplan = \"free\"\nupstream = \"shared\"\n{extra}\n")
+    }
+
+    fn write_config(tenants: &[(&str, String)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("gateway.toml"), GATEWAY).unwrap();
+        std::fs::create_dir(dir.path().join("tenants")).unwrap();
+        for (name, body) in tenants {
+            std::fs::write(dir.path().join("tenants").join(name), body).unwrap();
+        }
+        dir
+    }
+
+    fn errors_of(tenants: &[(&str, String)]) -> Vec<String> {
+        let dir = write_config(tenants);
+        match load(&dir.path().join("gateway.toml")) {
+            Ok(_) => vec![],
+            Err(e) => e.0.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    fn compiled(tenants: &[(&str, String)]) -> Snapshot {
+        let dir = write_config(tenants);
+        let raw = load(&dir.path().join("gateway.toml")).unwrap();
+        Snapshot::compile(&raw).unwrap()
+    }
+
+    #[test]
+    fn valid_config_compiles() {
+        let s = compiled(&[
+            (
+                "acme.toml",
+                tenant(
+                    "acme",
+                    "custom_domains = [\"support.acme.com\"]\nfeatures_enabled = [\"analytics\"]",
+                ),
+            ),
+            (
+                "globex.toml",
+                tenant("globex", "subdomain = \"gx\"\nplan = \"pro\"")
+                    .replace("plan = \"free\"\n", ""),
+            ),
+        ]);
+        assert_eq!(s.hosts.len(), 2);
+        let acme = s.hosts.by_id("acme").unwrap();
+        assert_eq!(
+            &*acme.features,
+            &["analytics".into(), "chat".into()] as &[Box<str>]
+        );
+        assert_eq!(acme.headers.features, "analytics,chat");
+        let route = s.route(&Method::GET, "/api/analytics/x").unwrap();
+        assert_eq!(route.require_feature.as_deref(), Some("analytics"));
+        assert_eq!(
+            s.route(&Method::POST, "/api/analytics")
+                .unwrap()
+                .require_feature
+                .as_deref(),
+            Some("chat")
+        );
+        assert!(s.route(&Method::GET, "/other").is_none());
+    }
+
+    #[test]
+    fn rejects_duplicates_and_unknown_names() {
+        let errs = errors_of(&[
+            ("a.toml", tenant("acme", "custom_domains = [\"x.com\"]")),
+            ("b.toml", tenant("acme", "")),
+            (
+                "c.toml",
+                tenant(
+                    "globex",
+                    "custom_domains = [\"X.com\"]\nsubdomain = \"acme\"",
+                ),
+            ),
+            (
+                "d.toml",
+                tenant("initech", "features_enabled = [\"nope\"]")
+                    .replace("\"shared\"", "\"missing\""),
+            ),
+            (
+                "e.toml",
+                tenant("umbrella", "").replace("\"free\"", "\"gold\""),
+            ),
+        ]);
+        let joined = errs.join("\n");
+        assert!(
+            joined.contains("tenants/b.toml: id: duplicate tenant id \"acme\""),
+            "{joined}"
+        );
+        assert!(
+            joined
+                .contains("tenants/c.toml: custom_domains[0]: already claimed by tenant \"acme\""),
+            "{joined}"
+        );
+        assert!(
+            joined.contains("tenants/c.toml: subdomain: subdomain \"acme\" already used"),
+            "{joined}"
+        );
+        assert!(
+            joined.contains("tenants/d.toml: features_enabled[0]: unknown feature \"nope\""),
+            "{joined}"
+        );
+        assert!(
+            joined.contains("tenants/d.toml: upstream: unknown upstream pool \"missing\""),
+            "{joined}"
+        );
+        assert!(
+            joined.contains("tenants/e.toml: plan: unknown plan \"gold\""),
+            "{joined}"
+        );
+    }
+
+    #[test]
+    fn rejects_unknown_keys_and_bad_values_naming_the_key() {
+        let errs = errors_of(&[("a.toml", tenant("acme", "colour = 1"))]);
+        assert!(errs[0].starts_with("tenants/a.toml: "), "{errs:?}");
+        assert!(errs[0].contains("unknown field `colour`"), "{errs:?}");
+
+        let bad_duration: Result<GatewayConfig, _> = parse_toml(
+            "gateway.toml",
+            "[upstreams.x]\naddrs=[\"127.0.0.1:1\"]\nconnect_timeout = \"2 parsecs\"",
+        );
+        let e = bad_duration.unwrap_err();
+        assert_eq!(e.key, "upstreams.x.connect_timeout", "{e}");
+
+        let bad_addr: GatewayConfig =
+            parse_toml("gateway.toml", "[server]\nhttp_listen = [\"nope\"]").unwrap();
+        let raw = RawConfig {
+            dir: ".".into(),
+            main_file: "gateway.toml".into(),
+            gateway: bad_addr,
+            tenants: vec![],
+            content_hash: 0,
+        };
+        let errs = validate(&raw);
+        assert!(
+            errs.iter().any(|e| e.key == "server.http_listen[0]"),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn rejects_reserved_subdomain_bad_colour_and_bad_key_hash() {
+        let errs = errors_of(&[(
+            "a.toml",
+            tenant("acme", "subdomain = \"www\"\n[branding]\nprimary_color = \"red;}\"\n[[api_keys]]\nsha256 = \"xyz\"\nname = \"ci\""),
+        )]);
+        let joined = errs.join("\n");
+        assert!(
+            joined.contains("subdomain: subdomain \"www\" is reserved"),
+            "{joined}"
+        );
+        assert!(joined.contains("branding.primary_color"), "{joined}");
+        assert!(joined.contains("api_keys[0].sha256"), "{joined}");
+    }
+
+    #[test]
+    fn rejects_custom_domain_under_base_and_unknown_quota_resource() {
+        let errs = errors_of(&[(
+            "a.toml",
+            tenant("acme", "custom_domains = [\"x.localhost\"]\n[quotas]\nwidgets = { limit = 1, period = \"day\" }"),
+        )]);
+        let joined = errs.join("\n");
+        assert!(joined.contains("custom_domains[0]"), "{joined}");
+        assert!(joined.contains("quotas.widgets"), "{joined}");
+    }
+
+    #[test]
+    fn resolution_order() {
+        let s = compiled(&[
+            (
+                "acme.toml",
+                tenant("acme", "custom_domains = [\"support.acme.com\"]"),
+            ),
+            ("globex.toml", tenant("globex", "")),
+        ]);
+        let r = |host: Option<&str>, header: Option<&str>, query: Option<&str>| {
+            resolve(
+                &s.hosts,
+                &ResolveInput {
+                    host,
+                    trusted_header: header,
+                    token_tenant: None,
+                    dev_query: query,
+                },
+            )
+            .map(|(t, src)| (t.id.to_string(), src))
+        };
+        assert_eq!(
+            r(Some("acme.localhost:8080"), None, None),
+            Ok(("acme".into(), TenantSource::Host))
+        );
+        assert_eq!(
+            r(Some("ACME.gw.example.com."), None, None),
+            Ok(("acme".into(), TenantSource::Host))
+        );
+        assert_eq!(
+            r(Some("support.acme.com"), None, None),
+            Ok(("acme".into(), TenantSource::Host))
+        );
+        // Host wins over the header.
+        assert_eq!(
+            r(Some("globex.localhost"), Some("acme"), None),
+            Ok(("globex".into(), TenantSource::Host))
+        );
+        assert_eq!(
+            r(Some("localhost"), Some("acme"), None),
+            Ok(("acme".into(), TenantSource::Header))
+        );
+        assert_eq!(
+            r(Some("www.localhost"), None, Some("tenant=globex")),
+            Ok(("globex".into(), TenantSource::Query))
+        );
+        assert_eq!(
+            r(Some("localhost"), None, None),
+            Err(ResolveError::Required)
+        );
+        assert_eq!(
+            r(Some("127.0.0.1:8080"), None, None),
+            Err(ResolveError::Required)
+        );
+        assert_eq!(
+            r(Some("[::1]:8080"), None, None),
+            Err(ResolveError::Required)
+        );
+        assert_eq!(r(None, None, None), Err(ResolveError::Required));
+        assert_eq!(
+            r(Some("nobody.localhost"), None, None),
+            Err(ResolveError::NotFound)
+        );
+        assert_eq!(
+            r(Some("a.acme.localhost"), None, None),
+            Err(ResolveError::NotFound)
+        );
+        assert_eq!(
+            r(Some("localhost"), Some("nobody"), None),
+            Err(ResolveError::NotFound)
+        );
+    }
+}

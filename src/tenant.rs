@@ -1,0 +1,383 @@
+//! Tenants as the proxy sees them, host normalisation, and the resolution order that maps a
+//! request to exactly one tenant (or to the error that says why not).
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, OnceLock};
+
+use http::HeaderValue;
+
+use crate::config::{BrandingConfig, TenantStatus};
+use crate::metrics::TenantMetrics;
+use crate::quota::QuotaLimit;
+use crate::upstream::UpstreamPool;
+
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// A compiled tenant: everything the request path needs, pre-built once per snapshot.
+#[derive(Debug)]
+pub struct Tenant {
+    pub id: Box<str>,
+    pub organization_id: Box<str>,
+    pub name: Box<str>,
+    pub plan: Box<str>,
+    pub status: TenantStatus,
+    pub subdomain: Box<str>,
+    pub custom_domains: Vec<Box<str>>,
+    /// Effective features (plan + enabled − disabled), sorted.
+    pub features: Vec<Box<str>>,
+    pub schema: Option<Box<str>>,
+    pub upstream: Arc<UpstreamPool>,
+    /// Effective quotas (plan, overridden per tenant), by resource name, sorted.
+    pub quotas: Vec<(Box<str>, QuotaLimit)>,
+    pub branding: BrandingConfig,
+    /// Hex-decoded SHA-256 hashes of the tenant's API keys, with their names.
+    pub api_keys: Vec<([u8; 32], Box<str>)>,
+    /// Values of the injected `X-Tenant-*` headers, built once so a request copies no strings.
+    pub headers: TenantHeaders,
+    /// Tenant file the tenant came from (relative to the config dir).
+    pub file: Box<str>,
+    /// Per-tenant metric handles, resolved on first use so a config of 100k tenants does not
+    /// create 100k label sets that were never hit.
+    pub metrics: OnceLock<TenantMetrics>,
+}
+
+impl Tenant {
+    pub fn has_feature(&self, feature: &str) -> bool {
+        self.features
+            .binary_search_by(|f| f.as_ref().cmp(feature))
+            .is_ok()
+    }
+
+    pub fn quota(&self, resource: &str) -> Option<&QuotaLimit> {
+        self.quotas
+            .binary_search_by(|(r, _)| r.as_ref().cmp(resource))
+            .ok()
+            .map(|i| &self.quotas[i].1)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct TenantHeaders {
+    pub id: HeaderValue,
+    pub organization_id: HeaderValue,
+    pub plan: HeaderValue,
+    pub features: HeaderValue,
+    pub schema: Option<HeaderValue>,
+}
+
+/// What the Host (or SNI) alone says about the tenant.
+#[derive(Debug)]
+pub enum HostMatch<'s> {
+    Tenant(&'s Arc<Tenant>),
+    /// A name that carries no tenant: a base domain, a reserved subdomain, an IP literal.
+    NoTenant,
+    /// A name under a base domain (or an unknown custom domain) that no tenant owns.
+    Unknown,
+}
+
+/// Host → tenant lookup tables, built once per snapshot.
+#[derive(Debug, Default)]
+pub struct HostIndex {
+    /// `<subdomain>.<base>` and every custom domain, normalised.
+    hosts: FastMap<Box<str>, Arc<Tenant>>,
+    by_id: FastMap<Box<str>, Arc<Tenant>>,
+    base_domains: Vec<Box<str>>,
+    reserved: Vec<Box<str>>,
+}
+
+impl HostIndex {
+    pub fn new(base_domains: &[String], reserved: &[String]) -> Self {
+        Self {
+            hosts: FastMap::default(),
+            by_id: FastMap::default(),
+            base_domains: base_domains.iter().map(|b| b.as_str().into()).collect(),
+            reserved: reserved.iter().map(|r| r.as_str().into()).collect(),
+        }
+    }
+
+    pub fn with_capacity(mut self, tenants: usize) -> Self {
+        self.hosts.reserve(tenants * (self.base_domains.len() + 1));
+        self.by_id.reserve(tenants);
+        self
+    }
+
+    pub fn insert(&mut self, tenant: Arc<Tenant>) {
+        for base in &self.base_domains {
+            let host = format!("{}.{}", tenant.subdomain, base);
+            self.hosts.insert(host.into_boxed_str(), tenant.clone());
+        }
+        for d in &tenant.custom_domains {
+            self.hosts.insert(d.clone(), tenant.clone());
+        }
+        self.by_id.insert(tenant.id.clone(), tenant);
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+
+    pub fn by_id(&self, id: &str) -> Option<&Arc<Tenant>> {
+        self.by_id.get(id)
+    }
+
+    pub fn tenants(&self) -> impl Iterator<Item = &Arc<Tenant>> {
+        self.by_id.values()
+    }
+
+    /// Looks up an already normalised host name.
+    pub fn lookup(&self, host: &str) -> HostMatch<'_> {
+        if let Some(t) = self.hosts.get(host) {
+            return HostMatch::Tenant(t);
+        }
+        if host.parse::<IpAddr>().is_ok() || self.base_domains.iter().any(|b| **b == *host) {
+            return HostMatch::NoTenant;
+        }
+        if let Some((label, rest)) = host.split_once('.') {
+            if self.reserved.iter().any(|r| **r == *label)
+                && self.base_domains.iter().any(|b| **b == *rest)
+            {
+                return HostMatch::NoTenant;
+            }
+        }
+        HostMatch::Unknown
+    }
+}
+
+/// Why a request has no tenant to go to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResolveError {
+    /// Nothing in the request names a tenant (400 TENANT_REQUIRED).
+    Required,
+    /// Something names a tenant that does not exist (404 TENANT_NOT_FOUND).
+    NotFound,
+}
+
+/// Where the tenant of a request came from; logged, and used by the strict SNI check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TenantSource {
+    Host,
+    Header,
+    Token,
+    Query,
+}
+
+/// The inputs of resolution, borrowed from the request.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ResolveInput<'a> {
+    /// Raw `Host` header (or `:authority`).
+    pub host: Option<&'a str>,
+    /// Value of `X-Tenant-Id`, only passed when the config trusts it.
+    pub trusted_header: Option<&'a str>,
+    /// Tenant id claimed by an already verified token.
+    pub token_tenant: Option<&'a str>,
+    /// Raw query string, only passed in dev mode.
+    pub dev_query: Option<&'a str>,
+}
+
+/// The resolution order: Host (custom domain or `<subdomain>.<base>`), then a trusted
+/// `X-Tenant-Id`, then a verified token's tenant claim, then `?tenant=` in dev mode.
+pub fn resolve<'s>(
+    index: &'s HostIndex,
+    input: &ResolveInput<'_>,
+) -> Result<(&'s Arc<Tenant>, TenantSource), ResolveError> {
+    let mut named_unknown = false;
+    if let Some(host) = input.host.and_then(normalize_host) {
+        match index.lookup(&host) {
+            HostMatch::Tenant(t) => return Ok((t, TenantSource::Host)),
+            HostMatch::NoTenant => {}
+            HostMatch::Unknown => named_unknown = true,
+        }
+    }
+    let by_id = |id: &str| index.by_id(id.trim());
+    let query_tenant = input.dev_query.and_then(query_param_tenant);
+    for (candidate, source) in [
+        (input.trusted_header, TenantSource::Header),
+        (input.token_tenant, TenantSource::Token),
+        (query_tenant, TenantSource::Query),
+    ] {
+        if let Some(id) = candidate.filter(|s| !s.trim().is_empty()) {
+            return by_id(id).map(|t| (t, source)).ok_or(ResolveError::NotFound);
+        }
+    }
+    Err(if named_unknown {
+        ResolveError::NotFound
+    } else {
+        ResolveError::Required
+    })
+}
+
+/// The value of `tenant=` in a raw query string, without decoding (ids are DNS labels).
+pub fn query_param_tenant(query: &str) -> Option<&str> {
+    query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("tenant="))
+        .filter(|v| !v.is_empty())
+}
+
+/// Normalises a Host header or SNI value: strips the port (IPv6-aware), one trailing dot and
+/// case; converts IDNA to punycode. Borrows when nothing changes (the common case), so the
+/// lookup of a well-formed host allocates nothing. `None` for anything that is not a host name
+/// or IP literal. Idempotent: the output normalises to itself.
+pub fn normalize_host(raw: &str) -> Option<Cow<'_, str>> {
+    let raw = raw.trim();
+    let host = if let Some(rest) = raw.strip_prefix('[') {
+        // `[v6]` or `[v6]:port`
+        let (inside, after) = rest.split_once(']')?;
+        if !(after.is_empty() || after.strip_prefix(':').is_some_and(is_port)) {
+            return None;
+        }
+        return normalize_ipv6(inside);
+    } else if raw.bytes().filter(|&b| b == b':').count() > 1 {
+        return normalize_ipv6(raw);
+    } else if let Some((h, port)) = raw.rsplit_once(':') {
+        if !is_port(port) {
+            return None;
+        }
+        h
+    } else {
+        raw
+    };
+    let host = host.strip_suffix('.').unwrap_or(host);
+    if host.is_empty() || host.len() > 253 {
+        return None;
+    }
+    if host.is_ascii() {
+        if !host.split('.').all(is_valid_label_ci) {
+            return None;
+        }
+        if host.bytes().any(|b| b.is_ascii_uppercase()) {
+            Some(Cow::Owned(host.to_ascii_lowercase()))
+        } else {
+            Some(Cow::Borrowed(host))
+        }
+    } else {
+        let ascii = idna::domain_to_ascii(host).ok()?;
+        let ascii = ascii.strip_suffix('.').map(str::to_owned).unwrap_or(ascii);
+        if ascii.is_empty() || ascii.len() > 253 || !ascii.split('.').all(is_valid_label) {
+            return None;
+        }
+        Some(Cow::Owned(ascii))
+    }
+}
+
+fn normalize_ipv6(s: &str) -> Option<Cow<'_, str>> {
+    let ip: std::net::Ipv6Addr = s.parse().ok()?;
+    let canonical = ip.to_string();
+    if canonical == s {
+        Some(Cow::Borrowed(s))
+    } else {
+        Some(Cow::Owned(canonical))
+    }
+}
+
+fn is_port(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 5 && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+fn is_valid_label_ci(label: &str) -> bool {
+    !label.is_empty()
+        && label.len() <= 63
+        && label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && !label.starts_with('-')
+        && !label.ends_with('-')
+}
+
+/// A lower-case DNS label (letters, digits, `-`, `_`; not starting or ending with `-`).
+pub fn is_valid_label(label: &str) -> bool {
+    is_valid_label_ci(label) && !label.bytes().any(|b| b.is_ascii_uppercase())
+}
+
+/// A DNS name of valid labels, no trailing dot (used to validate config).
+pub fn is_valid_dns_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 253 && name.split('.').all(is_valid_label_ci)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn strips_port_case_and_trailing_dot() {
+        assert_eq!(
+            normalize_host("Acme.LocalHost:8080").as_deref(),
+            Some("acme.localhost")
+        );
+        assert_eq!(
+            normalize_host("acme.localhost.").as_deref(),
+            Some("acme.localhost")
+        );
+        assert_eq!(
+            normalize_host("acme.localhost.:443").as_deref(),
+            Some("acme.localhost")
+        );
+        assert!(matches!(
+            normalize_host("acme.localhost"),
+            Some(Cow::Borrowed(_))
+        ));
+    }
+
+    #[test]
+    fn ipv6_literals() {
+        assert_eq!(normalize_host("[::1]:8080").as_deref(), Some("::1"));
+        assert_eq!(normalize_host("[::1]").as_deref(), Some("::1"));
+        assert_eq!(normalize_host("::1").as_deref(), Some("::1"));
+        assert_eq!(normalize_host("[0:0::1]").as_deref(), Some("::1"));
+        assert_eq!(normalize_host("[::1]:x"), None);
+        assert_eq!(normalize_host("[zz]"), None);
+    }
+
+    #[test]
+    fn idna_to_punycode() {
+        assert_eq!(
+            normalize_host("Bücher.example").as_deref(),
+            Some("xn--bcher-kva.example")
+        );
+        assert_eq!(
+            normalize_host("xn--bcher-kva.example").as_deref(),
+            Some("xn--bcher-kva.example")
+        );
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        for bad in [
+            "", ":", "a..b", "a b", "a/b", "-a.com", "a:port", "a:123456", ".", "..", "a..",
+        ] {
+            assert_eq!(normalize_host(bad), None, "{bad:?}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn normalise_never_panics_and_is_idempotent(s in "\\PC{0,80}") {
+            if let Some(n) = normalize_host(&s) {
+                let again = normalize_host(&n).map(Cow::into_owned);
+                prop_assert_eq!(again.as_deref(), Some(n.as_ref()));
+            }
+        }
+
+        #[test]
+        fn host_like_inputs_are_idempotent(s in "[A-Za-z0-9.\\-:\\[\\]]{0,40}") {
+            if let Some(n) = normalize_host(&s) {
+                let again = normalize_host(&n).map(Cow::into_owned);
+                prop_assert_eq!(again.as_deref(), Some(n.as_ref()));
+            }
+        }
+    }
+
+    #[test]
+    fn query_tenant() {
+        assert_eq!(query_param_tenant("a=1&tenant=acme"), Some("acme"));
+        assert_eq!(query_param_tenant("tenant="), None);
+        assert_eq!(query_param_tenant("xtenant=a"), None);
+    }
+}
