@@ -10,7 +10,10 @@ use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 use serde_json::{json, Value};
 
+use crate::config::Period;
 use crate::metrics::Metrics;
+use crate::quota::window::rfc3339;
+use crate::quota::{counter_key, unix_now, QuotaEngine, Window};
 use crate::reload::{ReloadOutcome, Reloader};
 use crate::snapshot::{Snapshot, SnapshotHolder};
 use crate::tenant::Tenant;
@@ -24,6 +27,7 @@ pub struct AdminApp {
     pub ready: Arc<AtomicBool>,
     /// Bearer token for `/admin/v1/*`; `None` (env var unset or empty) disables those endpoints.
     pub token: Option<String>,
+    pub quota: Arc<QuotaEngine>,
 }
 
 fn json_response(status: StatusCode, body: &Value) -> Response<Vec<u8>> {
@@ -51,6 +55,10 @@ fn error(status: StatusCode, code: &str, message: &str) -> Response<Vec<u8>> {
         status,
         &json!({"success": false, "error": message, "code": code}),
     )
+}
+
+fn round_cents(v: f64) -> f64 {
+    (v * 100.0).round() / 100.0
 }
 
 /// Compares in time independent of where the first difference is.
@@ -106,7 +114,148 @@ impl AdminApp {
             .is_some_and(|given| constant_time_eq(given, token.as_bytes()))
     }
 
-    async fn admin_api(&self, method: &Method, path: &str) -> Response<Vec<u8>> {
+    /// Used, limit, period and reset time of every quota of a tenant, in the current windows.
+    async fn usage(&self, t: &Tenant) -> Response<Vec<u8>> {
+        let now = unix_now();
+        let windows: Vec<Window> = t
+            .quotas
+            .iter()
+            .map(|(_, q)| Window::of(q.period, now))
+            .collect();
+        let keys: Vec<String> = t
+            .quotas
+            .iter()
+            .zip(&windows)
+            .map(|((r, _), w)| counter_key(&t.id, r, &w.label()))
+            .collect();
+        let used = match self.quota.read(&keys).await {
+            Ok(u) => u,
+            Err(e) => {
+                return error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "QUOTA_BACKEND_UNAVAILABLE",
+                    &e.to_string(),
+                )
+            }
+        };
+        let mut resources = serde_json::Map::new();
+        for (((r, q), w), used) in t.quotas.iter().zip(&windows).zip(used) {
+            resources.insert(
+                r.to_string(),
+                json!({
+                    "used": used,
+                    "limit": q.limit,
+                    "remaining": q.limit.saturating_sub(used),
+                    "period": q.period,
+                    "window_start": rfc3339(w.start),
+                    "resets_at": rfc3339(w.end),
+                }),
+            );
+        }
+        json_response(
+            StatusCode::OK,
+            &json!({"success": true, "tenant": &*t.id, "usage": resources}),
+        )
+    }
+
+    /// Usage of the month's monthly resources, priced by the plan: units beyond what the plan
+    /// includes (a tenant override may allow more than the plan includes) cost `overage`.
+    async fn billing(
+        &self,
+        t: &Tenant,
+        snapshot: &Snapshot,
+        month: Option<&str>,
+    ) -> Response<Vec<u8>> {
+        let window = match month {
+            None => Window::of(Period::Month, unix_now()),
+            Some(m) => match m
+                .split_once('-')
+                .and_then(|(y, mo)| Some((y.parse().ok()?, mo.parse().ok()?)))
+            {
+                Some((y, mo)) if m.len() == 7 => match Window::month(y, mo) {
+                    Some(w) => w,
+                    None => {
+                        return error(
+                            StatusCode::BAD_REQUEST,
+                            "INVALID_MONTH",
+                            "month must be YYYY-MM",
+                        )
+                    }
+                },
+                _ => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        "INVALID_MONTH",
+                        "month must be YYYY-MM",
+                    )
+                }
+            },
+        };
+        let Some(plan) = snapshot.plans.get(&*t.plan) else {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "INTERNAL",
+                "tenant plan missing",
+            );
+        };
+        let monthly: Vec<&(Box<str>, crate::quota::QuotaLimit)> = t
+            .quotas
+            .iter()
+            .filter(|(_, q)| q.period == Period::Month)
+            .collect();
+        let label = window.label();
+        let keys: Vec<String> = monthly
+            .iter()
+            .map(|(r, _)| counter_key(&t.id, r, &label))
+            .collect();
+        let used = match self.quota.read(&keys).await {
+            Ok(u) => u,
+            Err(e) => {
+                return error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "QUOTA_BACKEND_UNAVAILABLE",
+                    &e.to_string(),
+                )
+            }
+        };
+        let mut lines = Vec::new();
+        let mut total = plan.pricing.base;
+        for ((r, q), used) in monthly.iter().zip(used) {
+            let included = plan.quotas.get(&**r).map_or(q.limit, |p| p.limit);
+            let overage_units = used.saturating_sub(included);
+            let unit_price = plan.pricing.overage.get(&**r).copied().unwrap_or(0.0);
+            let cost = overage_units as f64 * unit_price;
+            total += cost;
+            lines.push(json!({
+                "resource": &**r,
+                "used": used,
+                "limit": q.limit,
+                "included": included,
+                "overage_units": overage_units,
+                "unit_price": unit_price,
+                "overage_cost": round_cents(cost),
+            }));
+        }
+        json_response(
+            StatusCode::OK,
+            &json!({
+                "success": true,
+                "tenant": &*t.id,
+                "plan": &*t.plan,
+                "month": label,
+                "base_price": plan.pricing.base,
+                "resources": lines,
+                "total": round_cents(total),
+            }),
+        )
+    }
+
+    async fn admin_api(
+        &self,
+        method: &Method,
+        path: &str,
+        query: Option<&str>,
+    ) -> Response<Vec<u8>> {
         let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
         match (method, segments.as_slice()) {
             (&Method::POST, ["admin", "v1", "reload"]) => {
@@ -147,6 +296,30 @@ impl AdminApp {
                         StatusCode::OK,
                         &json!({"success": true, "tenant": tenant_json(t, &snap)}),
                     ),
+                    None => error(
+                        StatusCode::NOT_FOUND,
+                        "TENANT_NOT_FOUND",
+                        "Tenant not found",
+                    ),
+                }
+            }
+            (&Method::GET, ["admin", "v1", "tenants", id, "usage"]) => {
+                let snap = self.snapshots.load();
+                match snap.hosts.by_id(id) {
+                    Some(t) => self.usage(t).await,
+                    None => error(
+                        StatusCode::NOT_FOUND,
+                        "TENANT_NOT_FOUND",
+                        "Tenant not found",
+                    ),
+                }
+            }
+            (&Method::GET, ["admin", "v1", "tenants", id, "billing"]) => {
+                let snap = self.snapshots.load();
+                let month =
+                    query.and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("month=")));
+                match snap.hosts.by_id(id) {
+                    Some(t) => self.billing(t, &snap, month).await,
                     None => error(
                         StatusCode::NOT_FOUND,
                         "TENANT_NOT_FOUND",
@@ -204,7 +377,8 @@ impl ServeHttp for AdminApp {
                     .map(|a| a.to_string())
                     .unwrap_or_default();
                 tracing::info!(target: "audit", client = %client, method = %method, path = %p, "admin request");
-                self.admin_api(&method, p).await
+                let query = session.req_header().uri.query().map(str::to_string);
+                self.admin_api(&method, p, query.as_deref()).await
             }
             _ => error(StatusCode::NOT_FOUND, "NOT_FOUND", "not found"),
         }

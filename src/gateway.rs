@@ -19,6 +19,7 @@ use crate::admin::AdminApp;
 use crate::config::{self, ConfigErrors};
 use crate::metrics::Metrics;
 use crate::proxy::TenantProxy;
+use crate::quota::QuotaEngine;
 use crate::reload::{ReloadService, Reloader};
 use crate::snapshot::{Snapshot, SnapshotHolder};
 
@@ -63,6 +64,7 @@ pub fn run(config_path: &Path, opts: RunOptions) -> Result<(), StartError> {
     ));
     reloader.record_initial();
 
+    let quota = QuotaEngine::new(&raw.gateway.quota, metrics.clone());
     let run_dir = runtime_dir(config_path);
     let conf = ServerConf {
         threads: server_cfg.threads,
@@ -84,7 +86,7 @@ pub fn run(config_path: &Path, opts: RunOptions) -> Result<(), StartError> {
 
     let mut proxy = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,
-        TenantProxy::new(holder.clone(), metrics.clone()),
+        TenantProxy::new(holder.clone(), metrics.clone(), quota.clone()),
         "tenant proxy",
     );
     if let Some(logic) = proxy.app_logic_mut() {
@@ -105,6 +107,7 @@ pub fn run(config_path: &Path, opts: RunOptions) -> Result<(), StartError> {
             reloader: reloader.clone(),
             ready: ready.clone(),
             token: admin_token,
+            quota: quota.clone(),
         }),
     );
     admin.add_tcp(&server_cfg.admin_listen);
@@ -135,6 +138,14 @@ pub fn run(config_path: &Path, opts: RunOptions) -> Result<(), StartError> {
     server.add_service(admin);
     server.add_service(readiness);
     server.add_service(reload);
+    if quota.backend.redis().is_some() {
+        server.add_service(background_service(
+            "quota backend",
+            QuotaConnector {
+                quota: quota.clone(),
+            },
+        ));
+    }
     tracing::info!(
         config = %config_path.display(),
         http = ?server_cfg.http_listen,
@@ -168,6 +179,23 @@ fn loopback_for(a: SocketAddr) -> SocketAddr {
             SocketAddr::new(Ipv6Addr::LOCALHOST.into(), a.port())
         }
         _ => a,
+    }
+}
+
+/// Establishes the first Redis connection of the quota backend, retrying until shutdown.
+struct QuotaConnector {
+    quota: Arc<QuotaEngine>,
+}
+
+#[async_trait]
+impl BackgroundService for QuotaConnector {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        if let Some(redis) = self.quota.redis_arc() {
+            let stop = Box::pin(async move {
+                let _ = shutdown.changed().await;
+            });
+            redis.connect_until_ready(stop).await;
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! request_filter     load ONE snapshot → resolve tenant (400/404) → suspended (403)
-//!                    → route: feature gate (403) → request id
+//!                    → route: feature gate (403) → quota check (429 / 503) → request id
 //! upstream_peer      tenant's pool, round robin; a failed connect retries once on the next address
 //! upstream_request_filter
 //!                    strip client X-Tenant-* / X-Organization-Id, inject the tenant's headers,
@@ -24,9 +24,13 @@ use pingora::{Error, ErrorType};
 
 use crate::config::TenantStatus;
 use crate::metrics::{Metrics, NO_TENANT};
+use crate::quota::{
+    counter_key, unix_now, Demand, QuotaEngine, RateLimitHeaders, Request as QuotaRequest, Verdict,
+    Window, REQUESTS_RESOURCE,
+};
 use crate::request_id;
 use crate::response::{send_error, GatewayError};
-use crate::snapshot::{Snapshot, SnapshotHolder};
+use crate::snapshot::{Consume, Snapshot, SnapshotHolder};
 use crate::tenant::{resolve, ResolveError, ResolveInput, Tenant};
 
 static X_TENANT_ID: HeaderName = HeaderName::from_static("x-tenant-id");
@@ -51,6 +55,8 @@ pub struct RequestCtx {
     upstream: Option<std::net::SocketAddr>,
     /// The error the gateway answered itself, if any.
     pub answered: Option<GatewayError>,
+    /// `RateLimit-Policy` / `RateLimit` values for the response of an admitted request.
+    rate_limit: Option<RateLimitHeaders>,
 }
 
 /// A request the gateway answers itself instead of proxying.
@@ -66,16 +72,18 @@ pub struct Denied {
 pub struct TenantProxy {
     snapshots: Arc<SnapshotHolder>,
     metrics: Metrics,
+    quota: Arc<QuotaEngine>,
     /// Handles for requests that resolved to no tenant.
     no_tenant: crate::metrics::TenantMetrics,
 }
 
 impl TenantProxy {
-    pub fn new(snapshots: Arc<SnapshotHolder>, metrics: Metrics) -> Self {
+    pub fn new(snapshots: Arc<SnapshotHolder>, metrics: Metrics, quota: Arc<QuotaEngine>) -> Self {
         let no_tenant = metrics.tenant(NO_TENANT);
         Self {
             snapshots,
             metrics,
+            quota,
             no_tenant,
         }
     }
@@ -114,7 +122,11 @@ impl TenantProxy {
 
     /// Resolves the tenant and applies tenant-level and route-level gates. `Err` carries the
     /// answer to send instead of proxying.
-    fn admit(&self, session: &Session, snapshot: &Snapshot) -> Result<Arc<Tenant>, Denied> {
+    fn admit(
+        &self,
+        session: &Session,
+        snapshot: &Snapshot,
+    ) -> Result<(Arc<Tenant>, Option<usize>), Denied> {
         let req = session.req_header();
         let settings = &snapshot.settings;
         let input = ResolveInput {
@@ -147,14 +159,116 @@ impl TenantProxy {
         if tenant.status == TenantStatus::Suspended {
             return Err(deny(GatewayError::TenantSuspended, None));
         }
-        if let Some(route) = snapshot.route(&req.method, req.uri.path()) {
+        let route = snapshot.route_index(&req.method, req.uri.path());
+        if let Some(route) = route.map(|i| &snapshot.routes[i]) {
             if let Some(feature) = &route.require_feature {
                 if !tenant.has_feature(feature) {
                     return Err(deny(GatewayError::FeatureNotAvailable, Some(feature)));
                 }
             }
         }
-        Ok(tenant.clone())
+        Ok((tenant.clone(), route))
+    }
+
+    /// Applies the tenant's quotas to this request: `Ok` with the headers for the response, or
+    /// the denial (429 / 503) with its headers.
+    async fn enforce_quota(
+        &self,
+        session: &Session,
+        tenant: &Tenant,
+        route: Option<&crate::snapshot::Route>,
+    ) -> Result<Option<RateLimitHeaders>, (Denied, Vec<(&'static str, String)>)> {
+        if tenant.quotas.is_empty() {
+            return Ok(None);
+        }
+        let now = unix_now();
+        let mut resources: Vec<&str> = Vec::with_capacity(2);
+        let mut demands: Vec<Demand> = Vec::with_capacity(2);
+        let mut quota_index: Vec<usize> = Vec::with_capacity(2);
+        let mut add = |resource: &str, amount: u64| {
+            let Some(qi) = tenant.quotas.iter().position(|(r, _)| &**r == resource) else {
+                return; // no quota on this resource for this tenant: unlimited
+            };
+            if let Some(existing) = quota_index.iter().position(|&q| q == qi) {
+                demands[existing].amount += amount;
+                return;
+            }
+            let (name, limit) = &tenant.quotas[qi];
+            let window = Window::of(limit.period, now);
+            demands.push(Demand {
+                key: counter_key(&tenant.id, name, &window.label()),
+                amount,
+                limit: limit.limit,
+                window,
+            });
+            resources.push(name);
+            quota_index.push(qi);
+        };
+        add(REQUESTS_RESOURCE, 1);
+        if let Some(route) = route {
+            for (resource, consume) in &route.consumes {
+                let amount = match consume {
+                    Consume::Fixed(n) => *n,
+                    Consume::ContentLength => session
+                        .req_header()
+                        .headers
+                        .get(http::header::CONTENT_LENGTH)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0),
+                };
+                add(resource, amount);
+            }
+        }
+        let request = QuotaRequest {
+            tenant: &tenant.id,
+            resources: &resources,
+            demands: &demands,
+            quota_index: &quota_index,
+        };
+        let (verdict, _) = self.quota.decide(&request, now).await;
+        let denied = |error, subject: Option<&str>| Denied {
+            error,
+            subject: subject.map(str::to_string),
+            tenant: None,
+        };
+        match verdict {
+            Verdict::Allowed { headers } => Ok(headers),
+            Verdict::Rejected {
+                resource,
+                retry_after,
+                headers,
+            } => Err((
+                denied(GatewayError::QuotaExceeded, Some(resources[resource])),
+                vec![
+                    ("retry-after", retry_after.to_string()),
+                    ("ratelimit-policy", headers.policy),
+                    ("ratelimit", headers.limit),
+                ],
+            )),
+            Verdict::Unavailable => {
+                Err((denied(GatewayError::QuotaBackendUnavailable, None), vec![]))
+            }
+        }
+    }
+}
+
+impl TenantProxy {
+    /// Answers a request the gateway refuses; `Ok(true)` tells pingora the response is sent.
+    async fn deny(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        denied: Denied,
+        mut headers: Vec<(&'static str, String)>,
+    ) -> pingora::Result<bool> {
+        ctx.answered = Some(denied.error);
+        ctx.tenant = denied.tenant;
+        if let Some(rid) = ctx.request_id.as_ref().and_then(|v| v.to_str().ok()) {
+            headers.push(("x-request-id", rid.to_string()));
+        }
+        send_error(session, denied.error, denied.subject.as_deref(), &headers).await?;
+        Ok(true)
     }
 }
 
@@ -172,6 +286,7 @@ impl ProxyHttp for TenantProxy {
             attempts: 0,
             upstream: None,
             answered: None,
+            rate_limit: None,
         }
     }
 
@@ -185,31 +300,26 @@ impl ProxyHttp for TenantProxy {
             session.req_header().headers.get(&X_REQUEST_ID),
         ));
         let admitted = self.admit(session, &snapshot);
-        ctx.snapshot = Some(snapshot);
-        match admitted {
-            Ok(tenant) => {
-                ctx.first_upstream = tenant.upstream.pick();
-                ctx.tenant = Some(tenant);
-                Ok(false)
-            }
+        let (tenant, route) = match admitted {
+            Ok(ok) => ok,
             Err(denied) => {
-                ctx.answered = Some(denied.error);
-                ctx.tenant = denied.tenant;
-                let rid = ctx
-                    .request_id
-                    .as_ref()
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("");
-                send_error(
-                    session,
-                    denied.error,
-                    denied.subject.as_deref(),
-                    &[("x-request-id", rid.to_string())],
-                )
-                .await?;
-                Ok(true)
+                ctx.snapshot = Some(snapshot);
+                return self.deny(session, ctx, denied, Vec::new()).await;
+            }
+        };
+        let route_ref = route.map(|i| &snapshot.routes[i]);
+        match self.enforce_quota(session, &tenant, route_ref).await {
+            Ok(headers) => ctx.rate_limit = headers,
+            Err((mut denied, headers)) => {
+                denied.tenant = Some(tenant);
+                ctx.snapshot = Some(snapshot);
+                return self.deny(session, ctx, denied, headers).await;
             }
         }
+        ctx.snapshot = Some(snapshot);
+        ctx.first_upstream = tenant.upstream.pick();
+        ctx.tenant = Some(tenant);
+        Ok(false)
     }
 
     async fn upstream_peer(
@@ -329,6 +439,10 @@ impl ProxyHttp for TenantProxy {
     ) -> pingora::Result<()> {
         if let Some(rid) = &ctx.request_id {
             resp.insert_header(X_REQUEST_ID.clone(), rid.clone())?;
+        }
+        if let Some(h) = ctx.rate_limit.take() {
+            resp.insert_header("ratelimit-policy", h.policy)?;
+            resp.insert_header("ratelimit", h.limit)?;
         }
         Ok(())
     }

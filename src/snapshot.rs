@@ -83,6 +83,11 @@ impl Snapshot {
         self.routes.iter().find(|r| r.matches(method, path))
     }
 
+    /// Index of [`Snapshot::route`] in `routes`.
+    pub fn route_index(&self, method: &Method, path: &str) -> Option<usize> {
+        self.routes.iter().position(|r| r.matches(method, path))
+    }
+
     /// Compiles a validated raw config. Errors here mean validation missed something (or an
     /// address stopped resolving between validation and compile); they are reported the same way.
     pub fn compile(raw: &RawConfig) -> Result<Snapshot, ConfigErrors> {
