@@ -172,16 +172,27 @@ impl AdminApp {
                 .split_once('-')
                 .and_then(|(y, mo)| Some((y.parse().ok()?, mo.parse().ok()?)))
             {
-                Some((y, mo)) if m.len() == 7 => match Window::month(y, mo) {
-                    Some(w) => w,
-                    None => {
-                        return error(
-                            StatusCode::BAD_REQUEST,
-                            "INVALID_MONTH",
-                            "month must be YYYY-MM",
-                        )
+                Some((y, mo))
+                    if m.len() == 7
+                        && m.bytes().enumerate().all(|(i, b)| {
+                            if i == 4 {
+                                b == b'-'
+                            } else {
+                                b.is_ascii_digit()
+                            }
+                        }) =>
+                {
+                    match Window::month(y, mo) {
+                        Some(w) => w,
+                        None => {
+                            return error(
+                                StatusCode::BAD_REQUEST,
+                                "INVALID_MONTH",
+                                "month must be YYYY-MM",
+                            )
+                        }
                     }
-                },
+                }
                 _ => {
                     return error(
                         StatusCode::BAD_REQUEST,

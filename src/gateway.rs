@@ -10,6 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use pingora::apps::http_app::HttpServer;
 use pingora::apps::HttpServerOptions;
+use pingora::listeners::tls::TlsSettings;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{Server, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
@@ -22,6 +23,7 @@ use crate::proxy::TenantProxy;
 use crate::quota::QuotaEngine;
 use crate::reload::{ReloadService, Reloader};
 use crate::snapshot::{Snapshot, SnapshotHolder};
+use crate::tls::{CertResolver, CertStore, CertWatchService, SniCapture};
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +32,8 @@ pub enum StartError {
     Config(#[from] ConfigErrors),
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    #[error("tls: {0}")]
+    Tls(String),
 }
 
 /// Options of `run` that are not part of the config file.
@@ -56,11 +60,18 @@ pub fn run(config_path: &Path, opts: RunOptions) -> Result<(), StartError> {
         tracing::warn!(env = %raw.gateway.admin.token_env, "admin token not set; /admin/v1/* answers 401");
     }
 
+    let certs = CertStore::open(
+        raw.certs_dir(),
+        &raw.gateway.server.base_domains,
+        metrics.clone(),
+    )
+    .map_err(StartError::Tls)?;
     let holder = Arc::new(SnapshotHolder::new(snapshot));
     let reloader = Arc::new(Reloader::new(
         config_path.to_path_buf(),
         holder.clone(),
         metrics.clone(),
+        Some(certs.clone()),
     ));
     reloader.record_initial();
 
@@ -97,6 +108,17 @@ pub fn run(config_path: &Path, opts: RunOptions) -> Result<(), StartError> {
     for addr in &server_cfg.http_listen {
         proxy.add_tcp(addr);
     }
+    for addr in &server_cfg.https_listen {
+        let mut tls = TlsSettings::with_callbacks(Box::new(SniCapture {
+            metrics: metrics.clone(),
+        }))
+        .map_err(|e| StartError::Tls(e.to_string()))?;
+        tls.set_cert_resolver(Arc::new(CertResolver {
+            store: certs.clone(),
+        }));
+        tls.enable_h2();
+        proxy.add_tls_with_settings(addr, None, tls);
+    }
 
     let ready = Arc::new(AtomicBool::new(false));
     let mut admin = Service::new(
@@ -116,6 +138,7 @@ pub fn run(config_path: &Path, opts: RunOptions) -> Result<(), StartError> {
     let probe_addrs = server_cfg
         .http_listen
         .iter()
+        .chain(&server_cfg.https_listen)
         .filter_map(|a| a.parse::<SocketAddr>().ok())
         .map(loopback_for)
         .collect();
@@ -138,6 +161,13 @@ pub fn run(config_path: &Path, opts: RunOptions) -> Result<(), StartError> {
     server.add_service(admin);
     server.add_service(readiness);
     server.add_service(reload);
+    server.add_service(background_service(
+        "certificate watch",
+        CertWatchService {
+            store: certs,
+            debounce: Duration::from_millis(250),
+        },
+    ));
     if quota.backend.redis().is_some() {
         server.add_service(background_service(
             "quota backend",
@@ -149,6 +179,7 @@ pub fn run(config_path: &Path, opts: RunOptions) -> Result<(), StartError> {
     tracing::info!(
         config = %config_path.display(),
         http = ?server_cfg.http_listen,
+        https = ?server_cfg.https_listen,
         admin = %server_cfg.admin_listen,
         threads = server_cfg.threads,
         "tenant-gateway starting"

@@ -16,4 +16,5 @@ pub mod request_id;
 pub mod response;
 pub mod snapshot;
 pub mod tenant;
+pub mod tls;
 pub mod upstream;

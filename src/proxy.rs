@@ -1,7 +1,8 @@
 //! The pingora `ProxyHttp` implementation: each phase is short and delegates.
 //!
 //! ```text
-//! request_filter     load ONE snapshot → resolve tenant (400/404) → suspended (403)
+//! request_filter     load ONE snapshot → plain HTTP redirect (301, optional) → resolve tenant
+//!                    (400/404) → strict SNI (421) → suspended (403)
 //!                    → route: feature gate (403) → quota check (429 / 503) → request id
 //! upstream_peer      tenant's pool, round robin; a failed connect retries once on the next address
 //! upstream_request_filter
@@ -31,7 +32,11 @@ use crate::quota::{
 use crate::request_id;
 use crate::response::{send_error, GatewayError};
 use crate::snapshot::{Consume, Snapshot, SnapshotHolder};
-use crate::tenant::{resolve, ResolveError, ResolveInput, Tenant};
+use crate::tenant::{normalize_host, resolve, HostMatch, ResolveError, ResolveInput, Tenant};
+use crate::tls::Sni;
+
+/// ACME http-01 answers are never redirected.
+const ACME_CHALLENGE_PREFIX: &str = "/.well-known/acme-challenge/";
 
 static X_TENANT_ID: HeaderName = HeaderName::from_static("x-tenant-id");
 static X_ORGANIZATION_ID: HeaderName = HeaderName::from_static("x-organization-id");
@@ -107,6 +112,35 @@ fn ip_header_value(ip: std::net::IpAddr) -> HeaderValue {
     HeaderValue::from_bytes(&buf[..len]).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
 }
 
+/// SNI of the TLS connection the request came on, if any.
+fn connection_sni(session: &Session) -> Option<&str> {
+    session
+        .digest()
+        .and_then(|d| d.ssl_digest.as_ref())
+        .and_then(|s| s.extension.get::<Sni>())
+        .map(|s| &*s.0)
+}
+
+fn is_tls(session: &Session) -> bool {
+    session.digest().is_some_and(|d| d.ssl_digest.is_some())
+}
+
+/// `https://host[:port]/path?query` for the plain-HTTP redirect.
+fn https_location(req: &RequestHeader, https_port: Option<u16>) -> Option<String> {
+    let host = normalize_host(request_host(req)?)?;
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.into_owned()
+    };
+    let port = match https_port {
+        Some(443) | None => String::new(),
+        Some(p) => format!(":{p}"),
+    };
+    let path = req.uri.path_and_query().map_or("/", |p| p.as_str());
+    Some(format!("https://{host}{port}{path}"))
+}
+
 /// True for headers only the gateway may set upstream.
 fn is_tenant_header(name: &HeaderName) -> bool {
     let n = name.as_str();
@@ -143,14 +177,37 @@ impl TenantProxy {
                 None
             },
         };
-        let (tenant, _source) = resolve(&snapshot.hosts, &input).map_err(|e| Denied {
-            error: match e {
-                ResolveError::Required => GatewayError::TenantRequired,
-                ResolveError::NotFound => GatewayError::TenantNotFound,
+        let sni_tenant = match connection_sni(session).and_then(normalize_host) {
+            Some(name) => match snapshot.hosts.lookup(&name) {
+                HostMatch::Tenant(t) => Some(t),
+                _ => None,
             },
-            subject: None,
-            tenant: None,
-        })?;
+            None => None,
+        };
+        let tenant = match (resolve(&snapshot.hosts, &input), sni_tenant) {
+            (Ok((t, _source)), _) => t,
+            // A Host that names no tenant (IP literal, bare base domain): the SNI may.
+            (Err(ResolveError::Required), Some(t)) => t,
+            (Err(e), _) => {
+                return Err(Denied {
+                    error: match e {
+                        ResolveError::Required => GatewayError::TenantRequired,
+                        ResolveError::NotFound => GatewayError::TenantNotFound,
+                    },
+                    subject: None,
+                    tenant: None,
+                })
+            }
+        };
+        // One connection, one tenant: names of the same tenant may share a connection (HTTP/2
+        // coalescing), names of different tenants may not.
+        if settings.strict_sni && sni_tenant.is_some_and(|s| s.id != tenant.id) {
+            return Err(Denied {
+                error: GatewayError::MisdirectedRequest,
+                subject: None,
+                tenant: Some(tenant.clone()),
+            });
+        }
         let deny = |error, subject: Option<&str>| Denied {
             error,
             subject: subject.map(str::to_string),
@@ -209,13 +266,28 @@ impl TenantProxy {
             for (resource, consume) in &route.consumes {
                 let amount = match consume {
                     Consume::Fixed(n) => *n,
-                    Consume::ContentLength => session
-                        .req_header()
-                        .headers
-                        .get(http::header::CONTENT_LENGTH)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.parse().ok())
-                        .unwrap_or(0),
+                    Consume::ContentLength => {
+                        let headers = &session.req_header().headers;
+                        match headers
+                            .get(http::header::CONTENT_LENGTH)
+                            .and_then(|v| v.to_str().ok())
+                            .and_then(|v| v.parse().ok())
+                        {
+                            Some(n) => n,
+                            // A body of unknown size cannot be counted before it is sent.
+                            None if headers.contains_key(http::header::TRANSFER_ENCODING)
+                                && tenant.quota(resource).is_some() =>
+                            {
+                                let denied = Denied {
+                                    error: GatewayError::LengthRequired,
+                                    subject: None,
+                                    tenant: None,
+                                };
+                                return Err((denied, vec![]));
+                            }
+                            None => 0,
+                        }
+                    }
                 };
                 add(resource, amount);
             }
@@ -299,6 +371,26 @@ impl ProxyHttp for TenantProxy {
         ctx.request_id = Some(request_id::keep_or_generate(
             session.req_header().headers.get(&X_REQUEST_ID),
         ));
+        if snapshot.settings.redirect_http_to_https
+            && !is_tls(session)
+            && !session
+                .req_header()
+                .uri
+                .path()
+                .starts_with(ACME_CHALLENGE_PREFIX)
+        {
+            if let Some(location) =
+                https_location(session.req_header(), snapshot.settings.https_port)
+            {
+                ctx.snapshot = Some(snapshot);
+                let mut resp = ResponseHeader::build(301, Some(3))?;
+                resp.insert_header(http::header::LOCATION, location)?;
+                resp.insert_header(http::header::CONTENT_LENGTH, "0")?;
+                session.write_response_header(Box::new(resp), false).await?;
+                session.write_response_body(None, true).await?;
+                return Ok(true);
+            }
+        }
         let admitted = self.admit(session, &snapshot);
         let (tenant, route) = match admitted {
             Ok(ok) => ok,
@@ -416,7 +508,7 @@ impl ProxyHttp for TenantProxy {
                 }
             }
         }
-        let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+        let tls = is_tls(session);
         upstream.insert_header(
             X_FORWARDED_PROTO.clone(),
             HeaderValue::from_static(if tls { "https" } else { "http" }),
@@ -478,6 +570,8 @@ impl ProxyHttp for TenantProxy {
                 ctx.answered = Some(err);
                 // The response may already be under way (error mid-body); then only close.
                 if session.response_written().is_none() {
+                    // pingora drops the connection after a proxy failure; say so to the client.
+                    session.set_keepalive(None);
                     let rid = ctx
                         .request_id
                         .as_ref()

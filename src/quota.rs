@@ -71,6 +71,8 @@ pub enum QuotaError {
     NotConnected,
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
+    #[error("decision arrived after its deadline; nothing was counted")]
+    Expired,
     #[error("unexpected reply from quota backend: {0}")]
     Protocol(&'static str),
 }
@@ -162,7 +164,8 @@ pub struct QuotaEngine {
     on_error: OnBackendError,
     timeout: Duration,
     /// Keys known to be full until their window ends: rejected without a backend round trip.
-    over_limit: moka::sync::Cache<String, u64>,
+    /// Value: (window end, limit the key was full at) — a raised limit bypasses the entry.
+    over_limit: moka::sync::Cache<String, (u64, u64)>,
     metrics: Metrics,
 }
 
@@ -191,20 +194,22 @@ impl QuotaEngine {
             if d.amount == 0 {
                 continue;
             }
-            if let Some(end) = self.over_limit.get(&d.key) {
-                if end > now {
-                    let used: Vec<u64> = req
-                        .demands
-                        .iter()
-                        .enumerate()
-                        .map(|(j, dj)| if j == i { dj.limit } else { 0 })
-                        .collect();
-                    let outcome = Outcome {
-                        rejected: Some(i),
-                        used,
-                    };
+            if let Some((end, full_at)) = self.over_limit.get(&d.key) {
+                if end > now && d.limit <= full_at {
                     self.count(req, "rejected", Some(i));
-                    return (self.verdict(req, &outcome, now), Some(outcome));
+                    // Only the full resource is reported: the others were not read.
+                    let headers = rate_limit_headers(
+                        &req.resources[i..=i],
+                        &req.demands[i..=i],
+                        &[d.limit],
+                        now,
+                    );
+                    let verdict = Verdict::Rejected {
+                        resource: i,
+                        retry_after: d.window.end.saturating_sub(now).max(1),
+                        headers,
+                    };
+                    return (verdict, None);
                 }
                 self.over_limit.invalidate(&d.key);
             }
@@ -227,7 +232,8 @@ impl QuotaEngine {
         // Remember keys that are now full.
         for (d, used) in req.demands.iter().zip(&outcome.used) {
             if *used >= d.limit {
-                self.over_limit.insert(d.key.clone(), d.window.end);
+                self.over_limit
+                    .insert(d.key.clone(), (d.window.end, d.limit));
             }
         }
         (self.verdict(req, &outcome, now), Some(outcome))

@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use crate::config::{self, ConfigErrors};
 use crate::metrics::Metrics;
 use crate::snapshot::{Snapshot, SnapshotHolder};
+use crate::tls::CertStore;
 
 /// What one reload attempt did.
 #[derive(Debug)]
@@ -33,15 +34,24 @@ pub struct Reloader {
     metrics: Metrics,
     /// Serialises reloads so two triggers never compile concurrently and swap out of order.
     lock: Mutex<()>,
+    /// Certificates reload with the config on SIGHUP and the admin trigger (they also have
+    /// their own file watch).
+    certs: Option<Arc<CertStore>>,
 }
 
 impl Reloader {
-    pub fn new(path: PathBuf, holder: Arc<SnapshotHolder>, metrics: Metrics) -> Self {
+    pub fn new(
+        path: PathBuf,
+        holder: Arc<SnapshotHolder>,
+        metrics: Metrics,
+        certs: Option<Arc<CertStore>>,
+    ) -> Self {
         Self {
             path,
             holder,
             metrics,
             lock: Mutex::new(()),
+            certs,
         }
     }
 
@@ -52,6 +62,11 @@ impl Reloader {
     /// Blocking: reads files and compiles. Call from a blocking context.
     pub fn reload_now(&self, trigger: &str) -> ReloadOutcome {
         let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        if trigger != "file" {
+            if let Some(certs) = &self.certs {
+                certs.reload();
+            }
+        }
         let outcome = match config::load(&self.path).and_then(|raw| {
             if raw.content_hash == self.holder.load().content_hash {
                 Ok(None)

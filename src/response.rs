@@ -17,6 +17,8 @@ pub enum GatewayError {
     MisdirectedRequest,
     QuotaExceeded,
     QuotaBackendUnavailable,
+    /// A route that counts body bytes got a body without `Content-Length`.
+    LengthRequired,
     UpstreamUnavailable,
     UpstreamTimeout,
 }
@@ -31,6 +33,7 @@ impl GatewayError {
             Self::MisdirectedRequest => 421,
             Self::QuotaExceeded => 429,
             Self::QuotaBackendUnavailable => 503,
+            Self::LengthRequired => 411,
             Self::UpstreamUnavailable => 502,
             Self::UpstreamTimeout => 504,
         }
@@ -47,6 +50,7 @@ impl GatewayError {
             Self::MisdirectedRequest => "MISDIRECTED_REQUEST",
             Self::QuotaExceeded => "QUOTA_EXCEEDED",
             Self::QuotaBackendUnavailable => "QUOTA_BACKEND_UNAVAILABLE",
+            Self::LengthRequired => "LENGTH_REQUIRED",
             Self::UpstreamUnavailable => "UPSTREAM_UNAVAILABLE",
             Self::UpstreamTimeout => "UPSTREAM_TIMEOUT",
         }
@@ -65,6 +69,7 @@ impl GatewayError {
             Self::MisdirectedRequest => "SNI and Host name different tenants",
             Self::QuotaExceeded => "Quota exceeded",
             Self::QuotaBackendUnavailable => "Quota backend unavailable",
+            Self::LengthRequired => "Content-Length is required on this route",
             Self::UpstreamUnavailable => "Upstream unavailable",
             Self::UpstreamTimeout => "Upstream timed out",
         }

@@ -97,14 +97,14 @@ impl Snapshot {
 
         let mut pools = BTreeMap::new();
         for (name, u) in &g.upstreams {
-            match UpstreamPool::compile(name, u) {
-                Some(p) => {
+            match UpstreamPool::compile(name, u, &raw.dir) {
+                Ok(p) => {
                     pools.insert(name.clone(), Arc::new(p));
                 }
-                None => errors.push(ConfigError::new(
+                Err((key, message)) => errors.push(ConfigError::new(
                     main,
-                    format!("upstreams.{name}.addrs"),
-                    "address does not resolve",
+                    format!("upstreams.{name}.{key}"),
+                    message,
                 )),
             }
         }
@@ -147,7 +147,7 @@ impl Snapshot {
         let mut hosts = HostIndex::new(&g.server.base_domains, &g.server.reserved_subdomains)
             .with_capacity(raw.tenants.len());
         for tf in &raw.tenants {
-            match compile_tenant(tf, &plans, &pools) {
+            match compile_tenant(tf, &plans, &pools, &raw.dir) {
                 Ok(t) => hosts.insert(Arc::new(t)),
                 Err(e) => errors.push(e),
             }
@@ -220,6 +220,7 @@ fn compile_tenant(
     tf: &TenantFile,
     plans: &BTreeMap<String, Plan>,
     pools: &BTreeMap<String, Arc<UpstreamPool>>,
+    base_dir: &std::path::Path,
 ) -> Result<Tenant, ConfigError> {
     let file = tf.file.as_str();
     // Exhaustive on purpose: a new TenantConfig field must be handled here.
@@ -271,9 +272,9 @@ fn compile_tenant(
             .cloned()
             .ok_or_else(|| ConfigError::new(file, "upstream", format!("unknown upstream {n:?}")))?,
         TenantUpstreamConfig::Dedicated(u) => Arc::new(
-            UpstreamPool::compile(&format!("tenant:{id}"), u).ok_or_else(|| {
-                ConfigError::new(file, "upstream.addrs", "address does not resolve")
-            })?,
+            UpstreamPool::compile(&format!("tenant:{id}"), u, base_dir).map_err(
+                |(key, message)| ConfigError::new(file, format!("upstream.{key}"), message),
+            )?,
         ),
     };
 

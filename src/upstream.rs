@@ -5,7 +5,12 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use std::path::Path;
+use std::sync::Arc;
+
+use pingora::protocols::tls::CaType;
 use pingora::upstreams::peer::HttpPeer;
+use pingora::utils::tls::{parse_x509, WrappedX509};
 
 use crate::config::{parse_socket_addr, UpstreamConfig};
 
@@ -18,7 +23,8 @@ pub struct UpstreamPool {
     pub addrs: Vec<SocketAddr>,
     pub tls: bool,
     pub sni: String,
-    pub ca_file: Option<String>,
+    /// Roots that verify this upstream instead of the system roots (`ca_file`).
+    pub ca: Option<Arc<CaType>>,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
     pub write_timeout: Duration,
@@ -27,8 +33,12 @@ pub struct UpstreamPool {
 }
 
 impl UpstreamPool {
-    /// Builds a pool from validated config; `None` only if an address no longer resolves.
-    pub fn compile(name: &str, cfg: &UpstreamConfig) -> Option<Self> {
+    /// Builds a pool from validated config. Errors name the failing key (relative to the pool).
+    pub fn compile(
+        name: &str,
+        cfg: &UpstreamConfig,
+        base_dir: &Path,
+    ) -> Result<Self, (&'static str, String)> {
         let UpstreamConfig {
             addrs,
             tls,
@@ -40,7 +50,11 @@ impl UpstreamPool {
             idle_timeout,
         } = cfg;
         let parsed: Option<Vec<SocketAddr>> = addrs.iter().map(|a| parse_socket_addr(a)).collect();
-        let parsed = parsed?;
+        let parsed = parsed.ok_or(("addrs", "address does not resolve".to_string()))?;
+        let ca = match ca_file {
+            Some(f) => Some(load_ca(&base_dir.join(f)).map_err(|e| ("ca_file", e))?),
+            None => None,
+        };
         let default_sni = addrs
             .first()
             .and_then(|a| {
@@ -48,12 +62,12 @@ impl UpstreamPool {
                     .map(|(h, _)| h.trim_matches(['[', ']']).to_string())
             })
             .unwrap_or_default();
-        Some(Self {
+        Ok(Self {
             name: name.into(),
             addrs: parsed,
             tls: *tls,
             sni: sni.clone().unwrap_or(default_sni),
-            ca_file: ca_file.clone(),
+            ca,
             connect_timeout: *connect_timeout,
             read_timeout: *read_timeout,
             write_timeout: *write_timeout,
@@ -84,6 +98,28 @@ impl UpstreamPool {
         o.write_timeout = Some(self.write_timeout);
         o.idle_timeout = Some(self.idle_timeout);
         o.tcp_keepalive = None;
+        if self.tls {
+            o.ca = self.ca.clone();
+            // HTTP/1.1 to upstreams: h2 multiplexing buys nothing on loopback-class links and
+            // keeps connection reuse simple.
+            o.alpn = pingora::protocols::ALPN::H1;
+        }
         peer
     }
+}
+
+/// Reads a PEM bundle of CA certificates.
+fn load_ca(path: &Path) -> Result<Arc<CaType>, String> {
+    let pem = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut roots = Vec::new();
+    for der in rustls_pemfile::certs(&mut &pem[..]) {
+        let der = der.map_err(|e| format!("{}: {e}", path.display()))?;
+        // pingora's parser panics on malformed DER, so check first.
+        crate::tls::leaf_info(der.as_ref()).map_err(|e| format!("{}: {e}", path.display()))?;
+        roots.push(WrappedX509::new(der.to_vec(), parse_x509));
+    }
+    if roots.is_empty() {
+        return Err(format!("{}: no certificate", path.display()));
+    }
+    Ok(Arc::from(roots))
 }

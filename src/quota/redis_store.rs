@@ -12,23 +12,32 @@ use super::{Demand, Outcome, QuotaError, QuotaStore};
 use crate::config::QuotaConfig;
 
 /// Checks all keys first and only then increments all of them: all-or-nothing.
-/// KEYS = counters; ARGV = amount, limit, expire_at (unix s) per key.
-/// Reply: {rejected (1-based index, 0 = admitted), counter values…}.
+/// KEYS = counters; ARGV[1] = deadline (unix ms), then amount, limit, expire_at (unix s) per key.
+/// Reply: {rejected (1-based index, 0 = admitted, -1 = past deadline), counter values…}.
+///
+/// The deadline matters when Redis stalls: the gateway has already answered by its failure
+/// policy, so a script that runs late must not count a request that was never admitted.
 pub const CHECK_AND_INCREMENT: &str = r#"
 local n = #KEYS
+local t = redis.call('TIME')
+if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > tonumber(ARGV[1]) then
+  local r = {-1}
+  for i = 1, n do r[i + 1] = 0 end
+  return r
+end
 local used = {}
 for i = 1, n do
   used[i] = tonumber(redis.call('GET', KEYS[i]) or '0')
 end
 for i = 1, n do
-  if used[i] + tonumber(ARGV[3*i-2]) > tonumber(ARGV[3*i-1]) then
+  if used[i] + tonumber(ARGV[3*i-1]) > tonumber(ARGV[3*i]) then
     table.insert(used, 1, i)
     return used
   end
 end
 for i = 1, n do
-  used[i] = redis.call('INCRBY', KEYS[i], ARGV[3*i-2])
-  redis.call('EXPIREAT', KEYS[i], ARGV[3*i])
+  used[i] = redis.call('INCRBY', KEYS[i], ARGV[3*i-1])
+  redis.call('EXPIREAT', KEYS[i], ARGV[3*i+1])
 end
 table.insert(used, 1, 0)
 return used
@@ -139,11 +148,22 @@ impl RedisQuotaStore {
     }
 }
 
+/// Tolerated clock difference between a gateway node and Redis for decision deadlines.
+const CLOCK_SKEW_ALLOWANCE_MS: u64 = 250;
+
+fn unix_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
 fn parse_reply(reply: Vec<i64>, n: usize) -> Result<Outcome, QuotaError> {
     if reply.len() != n + 1 {
         return Err(QuotaError::Protocol("script reply length"));
     }
     let rejected = match reply[0] {
+        -1 => return Err(QuotaError::Expired),
         0 => None,
         i if i >= 1 && (i as usize) <= n => Some(i as usize - 1),
         _ => return Err(QuotaError::Protocol("script rejected index")),
@@ -157,6 +177,9 @@ fn parse_reply(reply: Vec<i64>, n: usize) -> Result<Outcome, QuotaError> {
 impl QuotaStore for RedisQuotaStore {
     async fn check(&self, demands: &[Demand]) -> Result<Outcome, QuotaError> {
         let mut invocation = self.script.prepare_invoke();
+        // Clocks of gateway nodes and Redis may differ a little: allow that much on top.
+        let deadline = unix_millis() + self.timeout.as_millis() as u64 + CLOCK_SKEW_ALLOWANCE_MS;
+        invocation.arg(deadline);
         for d in demands {
             invocation.key(&d.key);
             invocation
@@ -204,5 +227,9 @@ mod tests {
         );
         assert!(parse_reply(vec![3, 1, 1], 2).is_err());
         assert!(parse_reply(vec![0], 2).is_err());
+        assert!(matches!(
+            parse_reply(vec![-1, 0, 0], 2),
+            Err(QuotaError::Expired)
+        ));
     }
 }

@@ -1,0 +1,9 @@
+//! End-to-end tests: every test starts the real `tenant-gateway` binary on a temp config with
+//! real echo upstreams (and Redis where needed), on ephemeral loopback ports.
+//!
+//! `harness` has the process and config helpers; one module per slice of the contract.
+
+mod foundation;
+mod harness;
+mod quota;
+mod quota_harness;

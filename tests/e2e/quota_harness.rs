@@ -1,0 +1,592 @@
+//! Quota fixtures: a Redis that can be killed and restarted on the same port, a three-master
+//! Redis Cluster, the quota config (plans, routes, tenants) every quota test shares, and small
+//! request/usage helpers. Builds on `harness`, which it does not change.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::header::HeaderMap;
+use reqwest::Method;
+use serde_json::Value;
+use tempfile::TempDir;
+
+use crate::harness::{
+    eventually, free_port, redis_command, Echo, Gateway, GatewayConfig, TenantToml, ADMIN_TOKEN,
+};
+
+/// How long a Redis process may take to answer PING, and a cluster to become `ok`.
+const REDIS_START: Duration = Duration::from_secs(20);
+
+/// Kills (SIGKILL) and reaps a child; errors mean it is already gone.
+fn kill_child(child: &mut Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+fn missing_redis(binary: &str) -> ! {
+    panic!("{binary} not found: the quota tests need a real Redis: apt-get install redis-server")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Redis processes
+
+/// One `redis-server` on a fixed port, no persistence; can be killed and started again on the
+/// same port (a Redis outage as a gateway sees it). Killed on drop.
+pub struct RedisNode {
+    child: Option<Child>,
+    port: u16,
+    extra_args: Vec<String>,
+    dir: TempDir,
+}
+
+impl RedisNode {
+    /// A standalone Redis on a free port.
+    pub async fn start() -> RedisNode {
+        Self::start_with(|_dir, _port| vec![]).await
+    }
+
+    /// A Redis on a free port with extra arguments (computed from its temp dir and port).
+    async fn start_with(extra: impl Fn(&Path, u16) -> Vec<String>) -> RedisNode {
+        for _attempt in 0..5 {
+            let dir = tempfile::Builder::new()
+                .prefix("tg-e2e-quota-redis-")
+                .tempdir()
+                .expect("temp dir");
+            let port = free_port();
+            let mut node = RedisNode {
+                child: None,
+                port,
+                extra_args: extra(dir.path(), port),
+                dir,
+            };
+            if node.spawn().await {
+                return node;
+            }
+            // Someone took the port between free_port() and bind: try another.
+        }
+        panic!("redis-server exited at start 5 times");
+    }
+
+    /// Starts the process on `self.port`; false if it exited (port taken).
+    async fn spawn(&mut self) -> bool {
+        let log_path = self.dir.path().join(format!("redis-{}.log", self.port));
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .expect("redis log");
+        let spawned = Command::new("redis-server")
+            .args(["--port", &self.port.to_string()])
+            .args(["--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .args(&self.extra_args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone log"))
+            .stderr(log)
+            .spawn();
+        let mut child = match spawned {
+            Ok(c) => c,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => missing_redis("redis-server"),
+            Err(e) => panic!("cannot spawn redis-server: {e}"),
+        };
+        let deadline = Instant::now() + REDIS_START;
+        loop {
+            if redis_command(self.addr(), &["PING"]).await.as_deref() == Some("+PONG") {
+                self.child = Some(child);
+                return true;
+            }
+            if child.try_wait().expect("try_wait redis").is_some() {
+                return false;
+            }
+            if Instant::now() > deadline {
+                kill_child(&mut child);
+                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                panic!("redis-server did not answer PING on {}\n{log}", self.addr());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// SIGKILL: connections drop, every counter is lost (no persistence).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            kill_child(&mut c);
+        }
+    }
+
+    /// Starts Redis again on the same port (retrying while the port is briefly unavailable).
+    pub async fn restart(&mut self) {
+        self.kill();
+        let deadline = Instant::now() + REDIS_START;
+        while !self.spawn().await {
+            assert!(
+                Instant::now() < deadline,
+                "redis-server could not bind its old port {} again",
+                self.port
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Sends a signal by name (`STOP` freezes Redis: connections stay open, nothing answers;
+    /// `CONT` resumes it) with kill(1), as the crate forbids `unsafe`.
+    pub fn signal(&self, name: &str) {
+        let pid = self.child.as_ref().expect("redis is running").id();
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(pid.to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{name} {pid} failed");
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn addr(&self) -> std::net::SocketAddr {
+        ([127, 0, 0, 1], self.port).into()
+    }
+
+    /// `redis://127.0.0.1:<port>`
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for RedisNode {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Runs `redis-cli` with these arguments; (success, stdout + stderr).
+pub async fn redis_cli(args: &[&str]) -> (bool, String) {
+    let out = match tokio::process::Command::new("redis-cli")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .await
+    {
+        Ok(o) => o,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => missing_redis("redis-cli"),
+        Err(e) => panic!("cannot run redis-cli: {e}"),
+    };
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+/// Three cluster-enabled masters joined with `redis-cli --cluster create`, no replicas.
+pub struct RedisCluster {
+    pub nodes: Vec<RedisNode>,
+}
+
+impl RedisCluster {
+    pub async fn start() -> RedisCluster {
+        let mut nodes = Vec::with_capacity(3);
+        for _ in 0..3 {
+            nodes.push(
+                RedisNode::start_with(|dir, port| {
+                    vec![
+                        "--cluster-enabled".into(),
+                        "yes".into(),
+                        "--cluster-config-file".into(),
+                        dir.join(format!("nodes-{port}.conf"))
+                            .to_string_lossy()
+                            .into_owned(),
+                    ]
+                })
+                .await,
+            );
+        }
+        let mut args: Vec<String> = vec!["--cluster".into(), "create".into()];
+        args.extend(nodes.iter().map(|n| format!("127.0.0.1:{}", n.port())));
+        args.extend(["--cluster-replicas", "0", "--cluster-yes"].map(String::from));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (ok, out) = redis_cli(&args).await;
+        assert!(ok, "redis-cli --cluster create failed:\n{out}");
+        let cluster = RedisCluster { nodes };
+        for node in &cluster.nodes {
+            let port = node.port().to_string();
+            let deadline = Instant::now() + REDIS_START;
+            loop {
+                let (_, info) = redis_cli(&["-p", &port, "cluster", "info"]).await;
+                if info.contains("cluster_state:ok") {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "cluster node {port} not ok within {REDIS_START:?}:\n{info}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        cluster
+    }
+
+    /// `redis://127.0.0.1:<port>` of every master (the gateway's `redis_cluster_urls`).
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(RedisNode::url).collect()
+    }
+
+    /// `GET key` through the cluster (`redis-cli -c` follows MOVED).
+    pub async fn get(&self, key: &str) -> String {
+        let port = self.nodes[0].port().to_string();
+        let (ok, out) = redis_cli(&["-c", "-p", &port, "GET", key]).await;
+        assert!(ok, "redis-cli GET {key}: {out}");
+        out.trim().to_string()
+    }
+
+    /// Every key of one node (`--scan`), with that node's port.
+    pub async fn keys_by_node(&self) -> Vec<(u16, Vec<String>)> {
+        let mut all = Vec::new();
+        for node in &self.nodes {
+            let port = node.port().to_string();
+            let (ok, out) = redis_cli(&["-p", &port, "--scan"]).await;
+            assert!(ok, "redis-cli --scan on {port}: {out}");
+            let keys = out
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(str::to_string)
+                .collect();
+            all.push((node.port(), keys));
+        }
+        all
+    }
+
+    /// `CLUSTER KEYSLOT key`.
+    pub async fn keyslot(&self, key: &str) -> u16 {
+        let port = self.nodes[0].port().to_string();
+        let (ok, out) = redis_cli(&["-p", &port, "cluster", "keyslot", key]).await;
+        assert!(ok, "cluster keyslot {key}: {out}");
+        out.trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("keyslot of {key}: {out}"))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Gateway config
+
+/// Which quota backend a gateway uses.
+#[derive(Debug, Clone)]
+pub enum Store {
+    Local,
+    Redis(String),
+    Cluster(Vec<String>),
+}
+
+/// The `[quota]` table of a test gateway.
+#[derive(Debug, Clone)]
+pub struct QuotaSettings {
+    pub store: Store,
+    /// `"allow"` or `"deny"`.
+    pub on_backend_error: &'static str,
+    /// Humantime, e.g. `"25ms"`.
+    pub timeout: &'static str,
+}
+
+impl QuotaSettings {
+    pub fn new(store: Store) -> Self {
+        Self {
+            store,
+            on_backend_error: "allow",
+            timeout: "25ms",
+        }
+    }
+
+    pub fn on_backend_error(mut self, policy: &'static str) -> Self {
+        self.on_backend_error = policy;
+        self
+    }
+
+    pub fn timeout(mut self, timeout: &'static str) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    fn to_toml(&self) -> String {
+        let quote = |urls: &[String]| {
+            let q: Vec<String> = urls.iter().map(|u| format!("\"{u}\"")).collect();
+            format!("[{}]", q.join(", "))
+        };
+        let backend = match &self.store {
+            Store::Local => "backend = \"local\"\n".to_string(),
+            Store::Redis(url) => format!("backend = \"redis\"\nredis_url = \"{url}\"\n"),
+            Store::Cluster(urls) => {
+                format!(
+                    "backend = \"redis\"\nredis_cluster_urls = {}\n",
+                    quote(urls)
+                )
+            }
+        };
+        format!(
+            "[quota]\n{backend}on_backend_error = \"{}\"\ntimeout = \"{}\"\n",
+            self.on_backend_error, self.timeout
+        )
+    }
+}
+
+/// Plans and routes of every quota test.
+///
+/// - `exact`: 500 requests an hour (exactness across nodes).
+/// - `metered`: 100 requests an hour, 3 messages a month, 1000 storage bytes a day.
+/// - `persecond`: 3 requests a second (window roll-over).
+/// - `small`: 5 requests an hour (tenant override, backend outage).
+/// - `billed`: base 29.0, includes 2 messages a month at 0.5 per extra message.
+///
+/// Routes: `POST /api/messages` consumes 1 message, `POST /api/batch` 2 messages,
+/// `/api/uploads` its body size in storage bytes.
+const PLANS_AND_ROUTES: &str = r#"
+[plans.exact]
+quotas.requests = { limit = 500, period = "hour" }
+
+[plans.metered]
+quotas.requests = { limit = 100, period = "hour" }
+quotas.messages = { limit = 3, period = "month" }
+quotas.storage_bytes = { limit = 1000, period = "day" }
+
+[plans.persecond]
+quotas.requests = { limit = 3, period = "second" }
+
+[plans.small]
+quotas.requests = { limit = 5, period = "hour" }
+
+[plans.billed]
+quotas.requests = { limit = 100, period = "hour" }
+quotas.messages = { limit = 2, period = "month" }
+pricing = { base = 29.0, overage = { messages = 0.5 } }
+
+[[routes]]
+path_prefix = "/api/messages"
+methods = ["POST"]
+consumes = { messages = 1 }
+
+[[routes]]
+path_prefix = "/api/batch"
+methods = ["POST"]
+consumes = { messages = 2 }
+
+[[routes]]
+path_prefix = "/api/uploads"
+consumes = { storage_bytes = "content-length" }
+"#;
+
+/// The tenants, one per scenario: `acme` (exact), `aon` (metered), `uploads` (metered),
+/// `roll` (persecond), `tight` (small, overridden to 2 an hour), `open` and `closed` (small),
+/// `bill` (billed, messages overridden to 10 a month).
+pub fn tenants() -> Vec<TenantToml> {
+    vec![
+        TenantToml::new("acme").plan("exact"),
+        TenantToml::new("aon").plan("metered"),
+        TenantToml::new("uploads").plan("metered"),
+        TenantToml::new("roll").plan("persecond"),
+        TenantToml::new("tight")
+            .plan("small")
+            .line("[quotas]")
+            .line("requests = { limit = 2, period = \"hour\" }"),
+        TenantToml::new("open").plan("small"),
+        TenantToml::new("closed").plan("small"),
+        TenantToml::new("bill")
+            .plan("billed")
+            .line("[quotas]")
+            .line("messages = { limit = 10, period = \"month\" }"),
+    ]
+}
+
+/// A gateway config with the quota plans, routes and tenants, in front of `echo`.
+pub fn quota_config(echo: &Echo, settings: &QuotaSettings) -> GatewayConfig {
+    let mut cfg = GatewayConfig::with_echo(echo)
+        .extra(&settings.to_toml())
+        .extra(PLANS_AND_ROUTES);
+    for t in tenants() {
+        cfg = cfg.tenant(t);
+    }
+    cfg
+}
+
+/// Starts a gateway with these settings and waits until its quota backend answers (the
+/// gateway is ready before its first Redis connection; until then it follows
+/// `on_backend_error`, which would spoil exact counts).
+pub async fn start_gateway(echo: &Echo, settings: &QuotaSettings) -> Gateway {
+    let gw = quota_config(echo, settings).start().await;
+    wait_backend_connected(&gw).await;
+    gw
+}
+
+/// Polls the usage endpoint until it answers 200 (it answers 503 while the backend is down).
+pub async fn wait_backend_connected(gw: &Gateway) {
+    eventually(
+        Duration::from_secs(20),
+        "quota backend connected (usage endpoint answers 200)",
+        || async {
+            usage_response(gw, "acme")
+                .await
+                .is_some_and(|(status, _)| status == 200)
+        },
+    )
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Requests
+
+/// Host of a tenant on the test base domain.
+pub fn host(tenant: &str) -> String {
+    format!("{tenant}.localhost")
+}
+
+/// One response, read completely.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: String,
+    pub elapsed: Duration,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// 429 with the exact contract body for `resource`, as JSON.
+    #[track_caller]
+    pub fn assert_quota_exceeded(&self, resource: &str) {
+        let expected = format!(
+            r#"{{"success":false,"error":"Quota exceeded for {resource}","code":"QUOTA_EXCEEDED"}}"#
+        );
+        assert_eq!(
+            (self.status, self.body.as_str()),
+            (429, expected.as_str()),
+            "expected a 429 for {resource}; headers {:?}",
+            self.headers
+        );
+        assert_eq!(self.header("content-type"), Some("application/json"));
+    }
+
+    /// `Retry-After` as seconds.
+    #[track_caller]
+    pub fn retry_after(&self) -> u64 {
+        let v = self
+            .header("retry-after")
+            .unwrap_or_else(|| panic!("no Retry-After on {} {:?}", self.status, self.headers));
+        v.parse()
+            .unwrap_or_else(|_| panic!("Retry-After is not an integer: {v:?}"))
+    }
+}
+
+/// Sends a request through the proxy listener of `gw` as `tenant`, with an optional body.
+pub async fn send(
+    gw: &Gateway,
+    method: Method,
+    tenant: &str,
+    path: &str,
+    body: Option<Vec<u8>>,
+) -> Reply {
+    let mut rb = gw
+        .request(method.clone(), &host(tenant), path)
+        .timeout(Duration::from_secs(30));
+    if let Some(b) = body {
+        rb = rb.body(b);
+    }
+    let started = Instant::now();
+    let resp = rb
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{method} {path} as {tenant}: {e}"));
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = resp.text().await.expect("response body");
+    Reply {
+        status,
+        headers,
+        body,
+        elapsed: started.elapsed(),
+    }
+}
+
+/// `GET path` as `tenant`.
+pub async fn get(gw: &Gateway, tenant: &str, path: &str) -> Reply {
+    send(gw, Method::GET, tenant, path, None).await
+}
+
+/// `POST path` as `tenant` with a body of `len` bytes.
+pub async fn post(gw: &Gateway, tenant: &str, path: &str, len: usize) -> Reply {
+    send(gw, Method::POST, tenant, path, Some(vec![b'x'; len])).await
+}
+
+/// Status and JSON of an admin GET, `None` when the admin listener does not answer.
+pub async fn admin_json(gw: &Gateway, path: &str) -> Option<(u16, Value)> {
+    let resp = gw
+        .admin(Method::GET, path, Some(ADMIN_TOKEN))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .ok()?;
+    let status = resp.status().as_u16();
+    let text = resp.text().await.ok()?;
+    let json = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("admin {path} answered {status} with non-JSON ({e}): {text}"));
+    Some((status, json))
+}
+
+async fn usage_response(gw: &Gateway, tenant: &str) -> Option<(u16, Value)> {
+    admin_json(gw, &format!("/admin/v1/tenants/{tenant}/usage")).await
+}
+
+/// The `usage` object of `GET /admin/v1/tenants/{tenant}/usage` (which must answer 200).
+pub async fn usage(gw: &Gateway, tenant: &str) -> Value {
+    let (status, json) = usage_response(gw, tenant)
+        .await
+        .expect("usage endpoint answers");
+    assert_eq!(status, 200, "usage of {tenant}: {json}");
+    json["usage"].clone()
+}
+
+/// `usage.<resource>.used` of a tenant.
+pub async fn used(gw: &Gateway, tenant: &str, resource: &str) -> u64 {
+    let u = usage(gw, tenant).await;
+    u[resource]["used"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no usage.{resource}.used for {tenant}: {u}"))
+}
+
+/// `GET /admin/v1/tenants/{tenant}/billing?month=…`: status and JSON.
+pub async fn billing(gw: &Gateway, tenant: &str, month: &str) -> (u16, Value) {
+    admin_json(
+        gw,
+        &format!("/admin/v1/tenants/{tenant}/billing?month={month}"),
+    )
+    .await
+    .expect("billing endpoint answers")
+}
+
+/// Unix time now, seconds (float).
+pub fn unix_now_f64() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs_f64()
+}
+
+/// Waits out the end of the current UTC hour when less than `margin` of it is left, so that
+/// hour, day and month windows cannot roll over during a test that counts exactly.
+pub async fn clear_of_hour_boundary(margin: Duration) {
+    let now = unix_now_f64();
+    let left = 3600.0 - now.rem_euclid(3600.0);
+    if left < margin.as_secs_f64() {
+        tokio::time::sleep(Duration::from_secs_f64(left + 0.2)).await;
+    }
+}
+
+/// Sleeps until just after the next whole unix second.
+pub async fn next_second() {
+    let frac = unix_now_f64().fract();
+    tokio::time::sleep(Duration::from_secs_f64(1.0 - frac + 0.02)).await;
+}
