@@ -10,6 +10,7 @@ use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 use serde_json::{json, Value};
 
+use crate::auth::constant_time_eq;
 use crate::config::Period;
 use crate::metrics::Metrics;
 use crate::quota::window::rfc3339;
@@ -59,14 +60,6 @@ fn error(status: StatusCode, code: &str, message: &str) -> Response<Vec<u8>> {
 
 fn round_cents(v: f64) -> f64 {
     (v * 100.0).round() / 100.0
-}
-
-/// Compares in time independent of where the first difference is.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// The admin view of one tenant: effective plan, features, quotas, domains.

@@ -822,6 +822,7 @@ pub fn validate(raw: &RawConfig) -> Vec<ConfigError> {
     let mut ids: HashMap<&str, &str> = HashMap::new();
     let mut subdomains: HashMap<&str, &str> = HashMap::new();
     let mut domains: HashMap<String, &str> = HashMap::new();
+    let mut key_hashes: HashMap<String, &str> = HashMap::new();
     let reserved: HashSet<&str> = s.reserved_subdomains.iter().map(String::as_str).collect();
     for tf in &raw.tenants {
         let file = tf.file.as_str();
@@ -972,6 +973,12 @@ pub fn validate(raw: &RawConfig) -> Vec<ConfigError> {
                     file,
                     format!("api_keys[{i}].sha256"),
                     "must be 64 hex characters (SHA-256 of the key)".into(),
+                );
+            } else if let Some(other) = key_hashes.insert(k.sha256.to_ascii_lowercase(), &t.id) {
+                err(
+                    file,
+                    format!("api_keys[{i}].sha256"),
+                    format!("key already belongs to tenant {other:?}"),
                 );
             }
         }

@@ -5,6 +5,7 @@
 //! upstream with trusted `X-Tenant-*` headers. See `DESIGN.md`-style docs in the README.
 
 pub mod admin;
+pub mod auth;
 pub mod config;
 pub mod echo;
 pub mod gateway;

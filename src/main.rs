@@ -35,10 +35,27 @@ enum Command {
         #[arg(long, short, default_value = "conf/gateway.toml")]
         config: PathBuf,
     },
+    /// API keys of tenants.
+    Apikey {
+        #[command(subcommand)]
+        command: ApikeyCommand,
+    },
     /// A small whoami-style upstream: answers every request with JSON of what it received.
     Echo {
         #[arg(long, short, default_value = "127.0.0.1:3000")]
         listen: SocketAddr,
+    },
+}
+
+#[derive(Subcommand)]
+enum ApikeyCommand {
+    /// Print a fresh random key and the lines to paste into the tenant file.
+    New {
+        #[arg(long)]
+        tenant: String,
+        /// Name of the key (shown in logs and the admin API).
+        #[arg(long, default_value = "default")]
+        name: String,
     },
 }
 
@@ -76,6 +93,24 @@ fn main() -> ExitCode {
                     eprintln!("{e}");
                 }
                 eprintln!("{}: {} error(s)", config.display(), errors.0.len());
+                ExitCode::FAILURE
+            }
+        },
+        Command::Apikey {
+            command: ApikeyCommand::New { tenant, name },
+        } => match tenant_gateway::auth::new_api_key() {
+            Ok((key, hash)) => {
+                println!("# API key for tenant {tenant:?}; it is shown once, store it now:");
+                println!("{key}");
+                println!();
+                println!("# Append to tenants/{tenant}.toml (only the hash is stored):");
+                println!("[[api_keys]]");
+                println!("sha256 = \"{hash}\"");
+                println!("name = {name:?}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("apikey: no randomness available: {e}");
                 ExitCode::FAILURE
             }
         },

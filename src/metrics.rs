@@ -29,6 +29,7 @@ pub struct Metrics {
     pub quota_decisions: IntCounterVec,
     pub quota_backend_errors: IntCounter,
     pub quota_backend_duration: Histogram,
+    pub auth_failures: IntCounterVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -122,6 +123,14 @@ impl Metrics {
                 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
             ]),
         )?;
+        let auth_failures = IntCounterVec::new(
+            Opts::new(
+                "gateway_auth_failures_total",
+                "Rejected or invalid credentials, by tenant and reason",
+            ),
+            &["tenant", "reason"],
+        )?;
+        registry.register(Box::new(auth_failures.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(request_duration.clone()))?;
         registry.register(Box::new(upstream_errors.clone()))?;
@@ -153,6 +162,7 @@ impl Metrics {
             quota_decisions,
             quota_backend_errors,
             quota_backend_duration,
+            auth_failures,
         })
     }
 

@@ -2,51 +2,47 @@
 //!
 //! ```text
 //! request_filter     load ONE snapshot → plain HTTP redirect (301, optional) → resolve tenant
-//!                    (400/404) → strict SNI (421) → suspended (403)
-//!                    → route: feature gate (403) → quota check (429 / 503) → request id
+//!                    (Host, SNI, trusted header, JWT claim, dev query; 400/404) → strict SNI (421)
+//!                    → credential of another tenant (403) → suspended (403) → route:
+//!                    require_auth (401), feature gate (403) → branding endpoint → quota (429/503)
 //! upstream_peer      tenant's pool, round robin; a failed connect retries once on the next address
 //! upstream_request_filter
-//!                    strip client X-Tenant-* / X-Organization-Id, inject the tenant's headers,
-//!                    X-Request-Id, X-Forwarded-For/Proto/Host
+//!                    strip client X-Tenant-* / X-Organization-Id / X-User-Id, inject the
+//!                    tenant's headers, X-User-Id, X-Request-Id, X-Forwarded-For/Proto/Host
 //! response_filter    X-Request-Id back to the client
 //! fail_to_proxy      upstream failures → 502 UPSTREAM_UNAVAILABLE / 504 UPSTREAM_TIMEOUT (JSON)
 //! logging            per-tenant metrics, one access-log line
 //! ```
 
+mod admission;
+pub mod forwarding;
+
 use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
-use http::header::{HeaderName, HeaderValue, HOST};
+use bytes::Bytes;
+use http::header::HeaderValue;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorType};
 
-use crate::config::TenantStatus;
+pub use admission::Denied;
+use forwarding::{https_location, is_tls, Injection, X_REQUEST_ID};
+
+use crate::auth::{authenticate, Credential};
 use crate::metrics::{Metrics, NO_TENANT};
-use crate::quota::{
-    counter_key, unix_now, Demand, QuotaEngine, RateLimitHeaders, Request as QuotaRequest, Verdict,
-    Window, REQUESTS_RESOURCE,
-};
+use crate::quota::{unix_now, QuotaEngine, RateLimitHeaders};
 use crate::request_id;
-use crate::response::{send_error, GatewayError};
-use crate::snapshot::{Consume, Snapshot, SnapshotHolder};
-use crate::tenant::{normalize_host, resolve, HostMatch, ResolveError, ResolveInput, Tenant};
-use crate::tls::Sni;
+use crate::response::{send_error, wants_html, ErrorFormat, GatewayError};
+use crate::snapshot::{Snapshot, SnapshotHolder};
+use crate::tenant::Tenant;
 
 /// ACME http-01 answers are never redirected.
 const ACME_CHALLENGE_PREFIX: &str = "/.well-known/acme-challenge/";
-
-static X_TENANT_ID: HeaderName = HeaderName::from_static("x-tenant-id");
-static X_ORGANIZATION_ID: HeaderName = HeaderName::from_static("x-organization-id");
-static X_TENANT_PLAN: HeaderName = HeaderName::from_static("x-tenant-plan");
-static X_TENANT_FEATURES: HeaderName = HeaderName::from_static("x-tenant-features");
-static X_TENANT_SCHEMA: HeaderName = HeaderName::from_static("x-tenant-schema");
-static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+/// Served by the gateway for every tenant host.
+const BRANDING_PATH: &str = "/.well-known/tenant-branding";
 
 /// Per-request state, typed.
 pub struct RequestCtx {
@@ -62,15 +58,8 @@ pub struct RequestCtx {
     pub answered: Option<GatewayError>,
     /// `RateLimit-Policy` / `RateLimit` values for the response of an admitted request.
     rate_limit: Option<RateLimitHeaders>,
-}
-
-/// A request the gateway answers itself instead of proxying.
-pub struct Denied {
-    pub error: GatewayError,
-    /// Feature or resource named in the message.
-    pub subject: Option<String>,
-    /// The tenant, when one was resolved (so metrics and logs attribute the denial).
-    pub tenant: Option<Arc<Tenant>>,
+    /// `sub` of a verified token, sent upstream as `X-User-Id`.
+    user_id: Option<HeaderValue>,
 }
 
 /// The proxy service logic.
@@ -94,234 +83,11 @@ impl TenantProxy {
     }
 }
 
-/// Host of the request: `Host` on HTTP/1, `:authority` on HTTP/2.
-pub fn request_host(req: &RequestHeader) -> Option<&str> {
-    req.headers
-        .get(HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| req.uri.authority().map(|a| a.as_str()))
-}
-
-/// An IP address as a header value, formatted on the stack.
-fn ip_header_value(ip: std::net::IpAddr) -> HeaderValue {
-    use std::io::Write;
-    let mut buf = [0u8; 48];
-    let mut cursor = std::io::Cursor::new(&mut buf[..]);
-    let _ = write!(cursor, "{ip}");
-    let len = cursor.position() as usize;
-    HeaderValue::from_bytes(&buf[..len]).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
-}
-
-/// SNI of the TLS connection the request came on, if any.
-fn connection_sni(session: &Session) -> Option<&str> {
-    session
-        .digest()
-        .and_then(|d| d.ssl_digest.as_ref())
-        .and_then(|s| s.extension.get::<Sni>())
-        .map(|s| &*s.0)
-}
-
-fn is_tls(session: &Session) -> bool {
-    session.digest().is_some_and(|d| d.ssl_digest.is_some())
-}
-
-/// `https://host[:port]/path?query` for the plain-HTTP redirect.
-fn https_location(req: &RequestHeader, https_port: Option<u16>) -> Option<String> {
-    let host = normalize_host(request_host(req)?)?;
-    let host = if host.contains(':') {
-        format!("[{host}]")
-    } else {
-        host.into_owned()
-    };
-    let port = match https_port {
-        Some(443) | None => String::new(),
-        Some(p) => format!(":{p}"),
-    };
-    let path = req.uri.path_and_query().map_or("/", |p| p.as_str());
-    Some(format!("https://{host}{port}{path}"))
-}
-
-/// True for headers only the gateway may set upstream.
-fn is_tenant_header(name: &HeaderName) -> bool {
-    let n = name.as_str();
-    n.starts_with("x-tenant-") || n == "x-organization-id"
-}
-
 impl TenantProxy {
     fn tenant_metrics<'t>(&self, tenant: &'t Tenant) -> &'t crate::metrics::TenantMetrics {
         tenant
             .metrics
             .get_or_init(|| self.metrics.tenant(&tenant.id))
-    }
-
-    /// Resolves the tenant and applies tenant-level and route-level gates. `Err` carries the
-    /// answer to send instead of proxying.
-    fn admit(
-        &self,
-        session: &Session,
-        snapshot: &Snapshot,
-    ) -> Result<(Arc<Tenant>, Option<usize>), Denied> {
-        let req = session.req_header();
-        let settings = &snapshot.settings;
-        let input = ResolveInput {
-            host: request_host(req),
-            trusted_header: if settings.trust_tenant_header {
-                req.headers.get(&X_TENANT_ID).and_then(|v| v.to_str().ok())
-            } else {
-                None
-            },
-            token_tenant: None,
-            dev_query: if settings.dev_mode {
-                req.uri.query()
-            } else {
-                None
-            },
-        };
-        let sni_tenant = match connection_sni(session).and_then(normalize_host) {
-            Some(name) => match snapshot.hosts.lookup(&name) {
-                HostMatch::Tenant(t) => Some(t),
-                _ => None,
-            },
-            None => None,
-        };
-        let tenant = match (resolve(&snapshot.hosts, &input), sni_tenant) {
-            (Ok((t, _source)), _) => t,
-            // A Host that names no tenant (IP literal, bare base domain): the SNI may.
-            (Err(ResolveError::Required), Some(t)) => t,
-            (Err(e), _) => {
-                return Err(Denied {
-                    error: match e {
-                        ResolveError::Required => GatewayError::TenantRequired,
-                        ResolveError::NotFound => GatewayError::TenantNotFound,
-                    },
-                    subject: None,
-                    tenant: None,
-                })
-            }
-        };
-        // One connection, one tenant: names of the same tenant may share a connection (HTTP/2
-        // coalescing), names of different tenants may not.
-        if settings.strict_sni && sni_tenant.is_some_and(|s| s.id != tenant.id) {
-            return Err(Denied {
-                error: GatewayError::MisdirectedRequest,
-                subject: None,
-                tenant: Some(tenant.clone()),
-            });
-        }
-        let deny = |error, subject: Option<&str>| Denied {
-            error,
-            subject: subject.map(str::to_string),
-            tenant: Some(tenant.clone()),
-        };
-        if tenant.status == TenantStatus::Suspended {
-            return Err(deny(GatewayError::TenantSuspended, None));
-        }
-        let route = snapshot.route_index(&req.method, req.uri.path());
-        if let Some(route) = route.map(|i| &snapshot.routes[i]) {
-            if let Some(feature) = &route.require_feature {
-                if !tenant.has_feature(feature) {
-                    return Err(deny(GatewayError::FeatureNotAvailable, Some(feature)));
-                }
-            }
-        }
-        Ok((tenant.clone(), route))
-    }
-
-    /// Applies the tenant's quotas to this request: `Ok` with the headers for the response, or
-    /// the denial (429 / 503) with its headers.
-    async fn enforce_quota(
-        &self,
-        session: &Session,
-        tenant: &Tenant,
-        route: Option<&crate::snapshot::Route>,
-    ) -> Result<Option<RateLimitHeaders>, (Denied, Vec<(&'static str, String)>)> {
-        if tenant.quotas.is_empty() {
-            return Ok(None);
-        }
-        let now = unix_now();
-        let mut resources: Vec<&str> = Vec::with_capacity(2);
-        let mut demands: Vec<Demand> = Vec::with_capacity(2);
-        let mut quota_index: Vec<usize> = Vec::with_capacity(2);
-        let mut add = |resource: &str, amount: u64| {
-            let Some(qi) = tenant.quotas.iter().position(|(r, _)| &**r == resource) else {
-                return; // no quota on this resource for this tenant: unlimited
-            };
-            if let Some(existing) = quota_index.iter().position(|&q| q == qi) {
-                demands[existing].amount += amount;
-                return;
-            }
-            let (name, limit) = &tenant.quotas[qi];
-            let window = Window::of(limit.period, now);
-            demands.push(Demand {
-                key: counter_key(&tenant.id, name, &window.label()),
-                amount,
-                limit: limit.limit,
-                window,
-            });
-            resources.push(name);
-            quota_index.push(qi);
-        };
-        add(REQUESTS_RESOURCE, 1);
-        if let Some(route) = route {
-            for (resource, consume) in &route.consumes {
-                let amount = match consume {
-                    Consume::Fixed(n) => *n,
-                    Consume::ContentLength => {
-                        let headers = &session.req_header().headers;
-                        match headers
-                            .get(http::header::CONTENT_LENGTH)
-                            .and_then(|v| v.to_str().ok())
-                            .and_then(|v| v.parse().ok())
-                        {
-                            Some(n) => n,
-                            // A body of unknown size cannot be counted before it is sent.
-                            None if headers.contains_key(http::header::TRANSFER_ENCODING)
-                                && tenant.quota(resource).is_some() =>
-                            {
-                                let denied = Denied {
-                                    error: GatewayError::LengthRequired,
-                                    subject: None,
-                                    tenant: None,
-                                };
-                                return Err((denied, vec![]));
-                            }
-                            None => 0,
-                        }
-                    }
-                };
-                add(resource, amount);
-            }
-        }
-        let request = QuotaRequest {
-            tenant: &tenant.id,
-            resources: &resources,
-            demands: &demands,
-            quota_index: &quota_index,
-        };
-        let (verdict, _) = self.quota.decide(&request, now).await;
-        let denied = |error, subject: Option<&str>| Denied {
-            error,
-            subject: subject.map(str::to_string),
-            tenant: None,
-        };
-        match verdict {
-            Verdict::Allowed { headers } => Ok(headers),
-            Verdict::Rejected {
-                resource,
-                retry_after,
-                headers,
-            } => Err((
-                denied(GatewayError::QuotaExceeded, Some(resources[resource])),
-                vec![
-                    ("retry-after", retry_after.to_string()),
-                    ("ratelimit-policy", headers.policy),
-                    ("ratelimit", headers.limit),
-                ],
-            )),
-            Verdict::Unavailable => {
-                Err((denied(GatewayError::QuotaBackendUnavailable, None), vec![]))
-            }
-        }
     }
 }
 
@@ -336,10 +102,81 @@ impl TenantProxy {
     ) -> pingora::Result<bool> {
         ctx.answered = Some(denied.error);
         ctx.tenant = denied.tenant;
-        if let Some(rid) = ctx.request_id.as_ref().and_then(|v| v.to_str().ok()) {
+        let rid = ctx
+            .request_id
+            .as_ref()
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if let Some(reason) = denied.reason {
+            self.audit_auth_failure(session, ctx.tenant.as_deref(), reason, rid);
+        }
+        if denied.error == GatewayError::Unauthorized {
+            headers.push((
+                "www-authenticate",
+                "Bearer realm=\"tenant-gateway\"".to_string(),
+            ));
+        }
+        if !rid.is_empty() {
             headers.push(("x-request-id", rid.to_string()));
         }
-        send_error(session, denied.error, denied.subject.as_deref(), &headers).await?;
+        let format = if wants_html(session.req_header().headers.get(http::header::ACCEPT)) {
+            ErrorFormat::Html(ctx.tenant.as_deref())
+        } else {
+            ErrorFormat::Json
+        };
+        send_error(
+            session,
+            denied.error,
+            denied.subject.as_deref(),
+            &headers,
+            format,
+        )
+        .await?;
+        Ok(true)
+    }
+
+    /// One structured audit line and one metric per authentication failure.
+    fn audit_auth_failure(
+        &self,
+        session: &Session,
+        tenant: Option<&Tenant>,
+        reason: &str,
+        rid: &str,
+    ) {
+        let tenant_id = tenant.map_or(NO_TENANT, |t| &*t.id);
+        self.metrics
+            .auth_failures
+            .with_label_values(&[tenant_id, reason])
+            .inc();
+        let client = session
+            .client_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        tracing::warn!(target: "audit", tenant = tenant_id, reason, client = %client, request_id = rid, path = session.req_header().uri.path(), "authentication failure");
+    }
+
+    /// `GET /.well-known/tenant-branding`: the tenant's white-label settings.
+    async fn serve_branding(
+        &self,
+        session: &mut Session,
+        tenant: &Tenant,
+    ) -> pingora::Result<bool> {
+        let b = &tenant.branding;
+        let body = serde_json::json!({
+            "tenant": &*tenant.id,
+            "name": &*tenant.name,
+            "logo": b.logo,
+            "primary_color": b.primary_color,
+            "secondary_color": b.secondary_color,
+            "custom_domains": tenant.custom_domains.iter().map(|d| &**d).collect::<Vec<_>>(),
+        });
+        let body = Bytes::from(body.to_string());
+        let mut resp = ResponseHeader::build(200, Some(3))?;
+        resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
+        resp.insert_header(http::header::CONTENT_LENGTH, body.len())?;
+        resp.insert_header(http::header::CACHE_CONTROL, "public, max-age=60")?;
+        session.write_response_header(Box::new(resp), false).await?;
+        session.write_response_body(Some(body), true).await?;
         Ok(true)
     }
 }
@@ -359,6 +196,7 @@ impl ProxyHttp for TenantProxy {
             upstream: None,
             answered: None,
             rate_limit: None,
+            user_id: None,
         }
     }
 
@@ -391,14 +229,37 @@ impl ProxyHttp for TenantProxy {
                 return Ok(true);
             }
         }
-        let admitted = self.admit(session, &snapshot);
-        let (tenant, route) = match admitted {
+        let credential = authenticate(
+            &session.req_header().headers,
+            &snapshot.api_keys,
+            snapshot.jwt.as_ref(),
+            unix_now(),
+        );
+        let (tenant, route) = match self.admit(session, &snapshot, &credential) {
             Ok(ok) => ok,
             Err(denied) => {
                 ctx.snapshot = Some(snapshot);
                 return self.deny(session, ctx, denied, Vec::new()).await;
             }
         };
+        if let Credential::Invalid(reason) = credential {
+            // Not fatal on routes without require_auth, but recorded.
+            let rid = ctx
+                .request_id
+                .as_ref()
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            self.audit_auth_failure(session, Some(&tenant), reason, rid);
+        }
+        if let Credential::Token(t) = &credential {
+            ctx.user_id = t.subject.clone();
+        }
+        if session.req_header().uri.path() == BRANDING_PATH {
+            let done = self.serve_branding(session, &tenant).await;
+            ctx.snapshot = Some(snapshot);
+            ctx.tenant = Some(tenant);
+            return done;
+        }
         let route_ref = route.map(|i| &snapshot.routes[i]);
         match self.enforce_quota(session, &tenant, route_ref).await {
             Ok(headers) => ctx.rate_limit = headers,
@@ -466,61 +327,16 @@ impl ProxyHttp for TenantProxy {
                 "upstream request without a tenant",
             );
         };
-        // Whatever the client sent under these names is not to be trusted: remove every copy.
-        while let Some(name) = upstream
-            .headers
-            .keys()
-            .find(|n| is_tenant_header(n))
-            .cloned()
-        {
-            upstream.remove_header(&name);
-        }
-        let h = &tenant.headers;
-        upstream.insert_header(X_TENANT_ID.clone(), h.id.clone())?;
-        upstream.insert_header(X_ORGANIZATION_ID.clone(), h.organization_id.clone())?;
-        upstream.insert_header(X_TENANT_PLAN.clone(), h.plan.clone())?;
-        upstream.insert_header(X_TENANT_FEATURES.clone(), h.features.clone())?;
-        if let Some(schema) = &h.schema {
-            upstream.insert_header(X_TENANT_SCHEMA.clone(), schema.clone())?;
-        }
-        if let Some(rid) = &ctx.request_id {
-            upstream.insert_header(X_REQUEST_ID.clone(), rid.clone())?;
-        }
-
-        let trust_forwarded = ctx
-            .snapshot
-            .as_ref()
-            .is_some_and(|s| s.settings.trust_tenant_header);
-        if let Some(client) = session.client_addr().and_then(|a| a.as_inet()) {
-            let ip = ip_header_value(client.ip());
-            match upstream.headers.get(&X_FORWARDED_FOR) {
-                // Behind a trusted load balancer the chain is kept and extended.
-                Some(prev) if trust_forwarded => {
-                    let mut chain = Vec::with_capacity(prev.len() + 2 + ip.len());
-                    chain.extend_from_slice(prev.as_bytes());
-                    chain.extend_from_slice(b", ");
-                    chain.extend_from_slice(ip.as_bytes());
-                    let v = HeaderValue::from_bytes(&chain).unwrap_or(ip);
-                    upstream.insert_header(X_FORWARDED_FOR.clone(), v)?;
-                }
-                _ => {
-                    upstream.insert_header(X_FORWARDED_FOR.clone(), ip)?;
-                }
-            }
-        }
-        let tls = is_tls(session);
-        upstream.insert_header(
-            X_FORWARDED_PROTO.clone(),
-            HeaderValue::from_static(if tls { "https" } else { "http" }),
-        )?;
-        if let Some(host) = session.req_header().headers.get(HOST).cloned() {
-            upstream.insert_header(X_FORWARDED_HOST.clone(), host)?;
-        } else if let Some(auth) = session.req_header().uri.authority() {
-            if let Ok(v) = HeaderValue::from_str(auth.as_str()) {
-                upstream.insert_header(X_FORWARDED_HOST.clone(), v)?;
-            }
-        }
-        Ok(())
+        let injection = Injection {
+            tenant,
+            request_id: ctx.request_id.as_ref(),
+            user_id: ctx.user_id.as_ref(),
+            trust_forwarded: ctx
+                .snapshot
+                .as_ref()
+                .is_some_and(|s| s.settings.trust_tenant_header),
+        };
+        forwarding::inject(session, upstream, &injection)
     }
 
     async fn response_filter(
@@ -578,8 +394,14 @@ impl ProxyHttp for TenantProxy {
                         .and_then(|v| v.to_str().ok())
                         .unwrap_or("")
                         .to_string();
-                    if let Err(write_err) =
-                        send_error(session, err, None, &[("x-request-id", rid)]).await
+                    if let Err(write_err) = send_error(
+                        session,
+                        err,
+                        None,
+                        &[("x-request-id", rid)],
+                        ErrorFormat::Json,
+                    )
+                    .await
                     {
                         tracing::debug!(error = %write_err, "could not send error response");
                     }

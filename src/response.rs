@@ -5,6 +5,8 @@ use bytes::Bytes;
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 
+use crate::tenant::Tenant;
+
 /// Every error the gateway itself answers with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GatewayError {
@@ -97,6 +99,88 @@ impl GatewayError {
     }
 }
 
+/// True when the client asks for HTML ahead of JSON (browsers); JSON stays the default.
+pub fn wants_html(accept: Option<&http::HeaderValue>) -> bool {
+    let Some(accept) = accept.and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    match (accept.find("text/html"), accept.find("application/json")) {
+        (Some(h), Some(j)) => h < j,
+        (Some(_), None) => true,
+        _ => false,
+    }
+}
+
+/// Escapes text for HTML element content and double-quoted attributes.
+pub fn escape_html(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A colour only if it is exactly `#rrggbb` (validated in config too; checked again here so
+/// nothing else can ever reach the style sheet).
+fn css_color<'a>(c: Option<&'a str>, fallback: &'a str) -> &'a str {
+    match c {
+        Some(c)
+            if c.len() == 7
+                && c.starts_with('#')
+                && c.bytes().skip(1).all(|b| b.is_ascii_hexdigit()) =>
+        {
+            c
+        }
+        _ => fallback,
+    }
+}
+
+/// The error as an HTML page, in the tenant's colours and logo when there is a tenant.
+pub fn html_body(err: GatewayError, subject: Option<&str>, tenant: Option<&Tenant>) -> Bytes {
+    let primary = css_color(
+        tenant.and_then(|t| t.branding.primary_color.as_deref()),
+        "#333333",
+    );
+    let secondary = css_color(
+        tenant.and_then(|t| t.branding.secondary_color.as_deref()),
+        "#f5f5f5",
+    );
+    let name = escape_html(tenant.map_or("tenant-gateway", |t| &t.name));
+    let logo = tenant
+        .and_then(|t| t.branding.logo.as_deref())
+        .filter(|l| l.starts_with("https://"))
+        .map(|l| format!("<img src=\"{}\" alt=\"\" height=\"32\">", escape_html(l)))
+        .unwrap_or_default();
+    let message = escape_html(&err.message(subject));
+    Bytes::from(format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+<title>{status} {message}</title>\
+<style>body{{margin:0;font-family:system-ui,sans-serif;background:{secondary};color:#222}}\
+header{{background:{primary};color:#fff;padding:12px 24px;display:flex;gap:12px;align-items:center}}\
+main{{padding:48px 24px;max-width:40em}}h1{{margin:0 0 8px;color:{primary}}}code{{color:#666}}</style>\
+</head><body><header>{logo}<strong>{name}</strong></header>\
+<main><h1>{status}</h1><p>{message}</p><p><code>{code}</code></p></main></body></html>\n",
+        status = err.status(),
+        code = err.code(),
+    ))
+}
+
+/// How the error body is rendered.
+#[derive(Debug, Clone, Copy)]
+pub enum ErrorFormat<'a> {
+    Json,
+    /// HTML page, branded for the tenant when there is one.
+    Html(Option<&'a Tenant>),
+}
+
 /// Writes a complete error response. `extra` headers (Retry-After, WWW-Authenticate, …) are
 /// added as given.
 pub async fn send_error(
@@ -104,10 +188,14 @@ pub async fn send_error(
     err: GatewayError,
     subject: Option<&str>,
     extra: &[(&'static str, String)],
+    format: ErrorFormat<'_>,
 ) -> pingora::Result<()> {
-    let body = err.json_body(subject);
+    let (body, content_type) = match format {
+        ErrorFormat::Json => (err.json_body(subject), "application/json"),
+        ErrorFormat::Html(tenant) => (html_body(err, subject, tenant), "text/html; charset=utf-8"),
+    };
     let mut resp = ResponseHeader::build(err.status(), Some(4 + extra.len()))?;
-    resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
+    resp.insert_header(http::header::CONTENT_TYPE, content_type)?;
     resp.insert_header(http::header::CONTENT_LENGTH, body.len())?;
     resp.insert_header(http::header::CACHE_CONTROL, "no-store")?;
     for (name, value) in extra {
@@ -142,5 +230,20 @@ mod tests {
             "Quota exceeded for messages"
         );
         assert_eq!(GatewayError::MisdirectedRequest.status(), 421);
+    }
+
+    #[test]
+    fn html_preference() {
+        let v = |s: &'static str| http::HeaderValue::from_static(s);
+        assert!(wants_html(Some(&v(
+            "text/html,application/xhtml+xml,*/*;q=0.8"
+        ))));
+        assert!(!wants_html(Some(&v("application/json, text/html"))));
+        assert!(!wants_html(Some(&v("*/*"))));
+        assert!(!wants_html(None));
+        assert_eq!(
+            escape_html("<b a=\"x\">'&"),
+            "&lt;b a=&quot;x&quot;&gt;&#39;&amp;"
+        );
     }
 }

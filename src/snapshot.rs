@@ -9,6 +9,7 @@ use std::time::SystemTime;
 use arc_swap::ArcSwap;
 use http::{HeaderValue, Method};
 
+use crate::auth::{ApiKeyIndex, JwtVerifier};
 use crate::config::{
     ConfigError, ConfigErrors, ConsumeConfig, GatewayConfig, PricingConfig, RawConfig, RouteConfig,
     TenantConfig, TenantFile, TenantUpstreamConfig,
@@ -75,6 +76,10 @@ pub struct Snapshot {
     pub config: GatewayConfig,
     pub content_hash: u64,
     pub loaded_at: SystemTime,
+    /// Every tenant's API keys, by hash.
+    pub api_keys: ApiKeyIndex,
+    /// JWT verification, when `[auth.jwt]` is configured.
+    pub jwt: Option<JwtVerifier>,
 }
 
 impl Snapshot {
@@ -152,6 +157,22 @@ impl Snapshot {
                 Err(e) => errors.push(e),
             }
         }
+        let mut api_keys = ApiKeyIndex::default();
+        for t in hosts.tenants() {
+            for (hash, name) in &t.api_keys {
+                api_keys.insert(*hash, &t.id, name);
+            }
+        }
+        let jwt = match &g.auth.jwt {
+            Some(cfg) => match JwtVerifier::compile(cfg, &raw.dir, main) {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    errors.extend(e);
+                    None
+                }
+            },
+            None => None,
+        };
         if !errors.is_empty() {
             return Err(ConfigErrors(errors));
         }
@@ -178,6 +199,8 @@ impl Snapshot {
             config: g.clone(),
             content_hash: raw.content_hash,
             loaded_at: SystemTime::now(),
+            api_keys,
+            jwt,
         })
     }
 }
