@@ -10,6 +10,7 @@ use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 use serde_json::{json, Value};
 
+use crate::acme::AcmeManager;
 use crate::auth::constant_time_eq;
 use crate::config::Period;
 use crate::metrics::Metrics;
@@ -29,6 +30,7 @@ pub struct AdminApp {
     /// Bearer token for `/admin/v1/*`; `None` (env var unset or empty) disables those endpoints.
     pub token: Option<String>,
     pub quota: Arc<QuotaEngine>,
+    pub acme: Option<Arc<AcmeManager>>,
 }
 
 fn json_response(status: StatusCode, body: &Value) -> Response<Vec<u8>> {
@@ -331,6 +333,48 @@ impl AdminApp {
                     ),
                 }
             }
+            (&Method::GET, ["admin", "v1", "domains"]) => match &self.acme {
+                Some(acme) => json_response(
+                    StatusCode::OK,
+                    &json!({"success": true, "acme_enabled": true, "domains": acme.report()}),
+                ),
+                None => {
+                    // Without ACME, custom domains are not verified: they route as configured.
+                    let snap = self.snapshots.load();
+                    let mut domains: Vec<Value> = snap
+                        .hosts
+                        .tenants()
+                        .flat_map(|t| {
+                            t.custom_domains.iter().map(
+                                |d| json!({"domain": &**d, "tenant": &*t.id, "state": "unmanaged"}),
+                            )
+                        })
+                        .collect();
+                    domains.sort_by(|a, b| a["domain"].as_str().cmp(&b["domain"].as_str()));
+                    json_response(
+                        StatusCode::OK,
+                        &json!({"success": true, "acme_enabled": false, "domains": domains}),
+                    )
+                }
+            },
+            (&Method::POST, ["admin", "v1", "domains", domain, "verify"]) => match &self.acme {
+                Some(acme) => match acme.verify_now(&domain.to_ascii_lowercase()).await {
+                    Some(rec) => json_response(
+                        StatusCode::OK,
+                        &json!({"success": true, "domain": acme.report_one(&rec)}),
+                    ),
+                    None => error(
+                        StatusCode::NOT_FOUND,
+                        "DOMAIN_NOT_FOUND",
+                        "no tenant claims this domain",
+                    ),
+                },
+                None => error(
+                    StatusCode::CONFLICT,
+                    "ACME_DISABLED",
+                    "domain verification needs acme.enabled = true",
+                ),
+            },
             _ => error(StatusCode::NOT_FOUND, "NOT_FOUND", "no such admin endpoint"),
         }
     }

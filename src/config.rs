@@ -210,6 +210,20 @@ pub struct AcmeConfig {
     pub renew_before_ratio: f64,
     pub dns_servers: Vec<String>,
     pub verification_secret_env: String,
+    /// How often names are checked for issuance, renewal and certificates published by peers.
+    #[serde(with = "humantime_serde")]
+    pub check_interval: Duration,
+    /// First wait after a failed order; doubles up to `retry_max`.
+    #[serde(with = "humantime_serde")]
+    pub retry_base: Duration,
+    #[serde(with = "humantime_serde")]
+    pub retry_max: Duration,
+    /// How often verified custom domains are checked again for their TXT record.
+    #[serde(with = "humantime_serde")]
+    pub domain_recheck_interval: Duration,
+    /// How long a domain whose TXT record disappeared keeps routing before it stops.
+    #[serde(with = "humantime_serde")]
+    pub domain_failure_grace: Duration,
 }
 
 impl Default for AcmeConfig {
@@ -223,7 +237,19 @@ impl Default for AcmeConfig {
             renew_before_ratio: 0.33,
             dns_servers: vec![],
             verification_secret_env: "GATEWAY_DOMAIN_SECRET".into(),
+            check_interval: Duration::from_secs(60),
+            retry_base: Duration::from_secs(60),
+            retry_max: Duration::from_secs(6 * 3600),
+            domain_recheck_interval: Duration::from_secs(3600),
+            domain_failure_grace: Duration::from_secs(24 * 3600),
         }
+    }
+}
+
+impl AcmeConfig {
+    /// http-01 is answered on the plain listener, so ACME without one cannot work.
+    fn https_port_needed_but_missing(&self, server: &ServerConfig) -> bool {
+        self.enabled && server.http_listen.is_empty()
     }
 }
 
@@ -687,6 +713,54 @@ pub fn validate(raw: &RawConfig) -> Vec<ConfigError> {
             "acme.renew_before_ratio".into(),
             "must be in (0, 1)".into(),
         );
+    }
+    if g.acme.enabled {
+        if !(g.acme.directory_url.starts_with("https://")
+            || g.acme.directory_url.starts_with("http://"))
+        {
+            err(
+                main,
+                "acme.directory_url".into(),
+                "must be an http(s) URL".into(),
+            );
+        }
+        for (i, d) in g.acme.dns_servers.iter().enumerate() {
+            if d.parse::<SocketAddr>().is_err() && d.parse::<std::net::IpAddr>().is_err() {
+                err(
+                    main,
+                    format!("acme.dns_servers[{i}]"),
+                    format!("not an ip or ip:port: {d:?}"),
+                );
+            }
+        }
+        for (i, r) in g.acme.ca_roots.iter().enumerate() {
+            if !raw.dir.join(r).is_file() {
+                err(
+                    main,
+                    format!("acme.ca_roots[{i}]"),
+                    format!("no such file: {r:?}"),
+                );
+            }
+        }
+        for (key, d) in [
+            ("check_interval", g.acme.check_interval),
+            ("retry_base", g.acme.retry_base),
+        ] {
+            if d.is_zero() {
+                err(
+                    main,
+                    format!("acme.{key}"),
+                    "must be greater than zero".into(),
+                );
+            }
+        }
+        if g.acme.https_port_needed_but_missing(&g.server) {
+            err(
+                main,
+                "server.http_listen".into(),
+                "ACME http-01 needs a plain HTTP listener".into(),
+            );
+        }
     }
 
     // Feature catalogue.

@@ -16,6 +16,7 @@ use pingora::server::{Server, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
 use pingora::services::listening::Service;
 
+use crate::acme::{AcmeManager, AcmeService};
 use crate::admin::AdminApp;
 use crate::config::{self, ConfigErrors};
 use crate::metrics::Metrics;
@@ -76,6 +77,16 @@ pub fn run(config_path: &Path, opts: RunOptions) -> Result<(), StartError> {
     reloader.record_initial();
 
     let quota = QuotaEngine::new(&raw.gateway.quota, metrics.clone());
+    let acme = raw.gateway.acme.enabled.then(|| {
+        AcmeManager::new(
+            raw.gateway.acme.clone(),
+            raw.dir.clone(),
+            holder.clone(),
+            certs.clone(),
+            quota.redis_arc(),
+            metrics.clone(),
+        )
+    });
     let run_dir = runtime_dir(config_path);
     let conf = ServerConf {
         threads: server_cfg.threads,
@@ -97,7 +108,7 @@ pub fn run(config_path: &Path, opts: RunOptions) -> Result<(), StartError> {
 
     let mut proxy = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,
-        TenantProxy::new(holder.clone(), metrics.clone(), quota.clone()),
+        TenantProxy::new(holder.clone(), metrics.clone(), quota.clone(), acme.clone()),
         "tenant proxy",
     );
     if let Some(logic) = proxy.app_logic_mut() {
@@ -130,6 +141,7 @@ pub fn run(config_path: &Path, opts: RunOptions) -> Result<(), StartError> {
             ready: ready.clone(),
             token: admin_token,
             quota: quota.clone(),
+            acme: acme.clone(),
         }),
     );
     admin.add_tcp(&server_cfg.admin_listen);
@@ -168,6 +180,9 @@ pub fn run(config_path: &Path, opts: RunOptions) -> Result<(), StartError> {
             debounce: Duration::from_millis(250),
         },
     ));
+    if let Some(manager) = acme {
+        server.add_service(background_service("acme", AcmeService { manager }));
+    }
     if quota.backend.redis().is_some() {
         server.add_service(background_service(
             "quota backend",

@@ -4,12 +4,14 @@
 //! dev query), applies the tenant's plan (features, quotas) and forwards to the tenant's
 //! upstream with trusted `X-Tenant-*` headers. See `DESIGN.md`-style docs in the README.
 
+pub mod acme;
 pub mod admin;
 pub mod auth;
 pub mod config;
 pub mod echo;
 pub mod gateway;
 pub mod metrics;
+pub mod provision;
 pub mod proxy;
 pub mod quota;
 pub mod reload;

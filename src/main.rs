@@ -35,6 +35,11 @@ enum Command {
         #[arg(long, short, default_value = "conf/gateway.toml")]
         config: PathBuf,
     },
+    /// Custom domains.
+    Domain {
+        #[command(subcommand)]
+        command: DomainCommand,
+    },
     /// API keys of tenants.
     Apikey {
         #[command(subcommand)]
@@ -44,6 +49,19 @@ enum Command {
     Echo {
         #[arg(long, short, default_value = "127.0.0.1:3000")]
         listen: SocketAddr,
+    },
+}
+
+#[derive(Subcommand)]
+enum DomainCommand {
+    /// Print the DNS TXT record that proves a tenant owns a domain.
+    Token {
+        #[arg(long, short, default_value = "conf/gateway.toml")]
+        config: PathBuf,
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        domain: String,
     },
 }
 
@@ -96,6 +114,40 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Domain {
+            command:
+                DomainCommand::Token {
+                    config,
+                    tenant,
+                    domain,
+                },
+        } => {
+            let raw = match tenant_gateway::config::load(&config) {
+                Ok(raw) => raw,
+                Err(errors) => {
+                    eprintln!("{errors}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let env = &raw.gateway.acme.verification_secret_env;
+            let Some(secret) = std::env::var(env).ok().filter(|s| !s.is_empty()) else {
+                eprintln!("domain token: set ${env} to the verification secret the gateway uses");
+                return ExitCode::FAILURE;
+            };
+            let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+            if !raw.tenants.iter().any(|t| t.tenant.id == tenant) {
+                eprintln!(
+                    "domain token: warning: no tenant {tenant:?} in {}",
+                    config.display()
+                );
+            }
+            println!("# Create this DNS record, then POST /admin/v1/domains/{domain}/verify:");
+            println!(
+                "{}",
+                tenant_gateway::acme::domains::txt_record_line(secret.as_bytes(), &tenant, &domain)
+            );
+            ExitCode::SUCCESS
+        }
         Command::Apikey {
             command: ApikeyCommand::New { tenant, name },
         } => match tenant_gateway::auth::new_api_key() {

@@ -30,6 +30,9 @@ pub struct Metrics {
     pub quota_backend_errors: IntCounter,
     pub quota_backend_duration: Histogram,
     pub auth_failures: IntCounterVec,
+    pub quota_usage_ratio: prometheus::GaugeVec,
+    pub acme_orders: IntCounterVec,
+    pub acme_next_attempt: prometheus::GaugeVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -131,6 +134,30 @@ impl Metrics {
             &["tenant", "reason"],
         )?;
         registry.register(Box::new(auth_failures.clone()))?;
+        let quota_usage_ratio = prometheus::GaugeVec::new(
+            Opts::new(
+                "gateway_quota_usage_ratio",
+                "Used / limit of the current window, by tenant and resource (updated on decisions)",
+            ),
+            &["tenant", "resource"],
+        )?;
+        registry.register(Box::new(quota_usage_ratio.clone()))?;
+        let acme_orders = IntCounterVec::new(
+            Opts::new(
+                "gateway_acme_orders_total",
+                "ACME orders by result (success, failure)",
+            ),
+            &["result"],
+        )?;
+        registry.register(Box::new(acme_orders.clone()))?;
+        let acme_next_attempt = prometheus::GaugeVec::new(
+            Opts::new(
+                "gateway_acme_next_attempt_timestamp_seconds",
+                "When the next issuance or renewal attempt for a name is due (unix time)",
+            ),
+            &["name"],
+        )?;
+        registry.register(Box::new(acme_next_attempt.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(request_duration.clone()))?;
         registry.register(Box::new(upstream_errors.clone()))?;
@@ -163,6 +190,9 @@ impl Metrics {
             quota_backend_errors,
             quota_backend_duration,
             auth_failures,
+            quota_usage_ratio,
+            acme_orders,
+            acme_next_attempt,
         })
     }
 

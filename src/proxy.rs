@@ -31,6 +31,7 @@ use pingora::{Error, ErrorType};
 pub use admission::Denied;
 use forwarding::{https_location, is_tls, Injection, X_REQUEST_ID};
 
+use crate::acme::AcmeManager;
 use crate::auth::{authenticate, Credential};
 use crate::metrics::{Metrics, NO_TENANT};
 use crate::quota::{unix_now, QuotaEngine, RateLimitHeaders};
@@ -67,17 +68,25 @@ pub struct TenantProxy {
     snapshots: Arc<SnapshotHolder>,
     metrics: Metrics,
     quota: Arc<QuotaEngine>,
+    /// ACME (http-01 answers, custom-domain verification gating), when enabled.
+    acme: Option<Arc<AcmeManager>>,
     /// Handles for requests that resolved to no tenant.
     no_tenant: crate::metrics::TenantMetrics,
 }
 
 impl TenantProxy {
-    pub fn new(snapshots: Arc<SnapshotHolder>, metrics: Metrics, quota: Arc<QuotaEngine>) -> Self {
+    pub fn new(
+        snapshots: Arc<SnapshotHolder>,
+        metrics: Metrics,
+        quota: Arc<QuotaEngine>,
+        acme: Option<Arc<AcmeManager>>,
+    ) -> Self {
         let no_tenant = metrics.tenant(NO_TENANT);
         Self {
             snapshots,
             metrics,
             quota,
+            acme,
             no_tenant,
         }
     }
@@ -155,6 +164,25 @@ impl TenantProxy {
         tracing::warn!(target: "audit", tenant = tenant_id, reason, client = %client, request_id = rid, path = session.req_header().uri.path(), "authentication failure");
     }
 
+    /// `GET /.well-known/acme-challenge/{token}`: the key authorization, or 404.
+    async fn serve_challenge(
+        &self,
+        session: &mut Session,
+        acme: &AcmeManager,
+    ) -> pingora::Result<bool> {
+        let token = session.req_header().uri.path()[ACME_CHALLENGE_PREFIX.len()..].to_string();
+        let (status, body) = match acme.challenges.get(&token).await {
+            Some(key_auth) => (200, Bytes::from(key_auth)),
+            None => (404, Bytes::from_static(b"unknown challenge token\n")),
+        };
+        let mut resp = ResponseHeader::build(status, Some(2))?;
+        resp.insert_header(http::header::CONTENT_TYPE, "text/plain")?;
+        resp.insert_header(http::header::CONTENT_LENGTH, body.len())?;
+        session.write_response_header(Box::new(resp), false).await?;
+        session.write_response_body(Some(body), true).await?;
+        Ok(true)
+    }
+
     /// `GET /.well-known/tenant-branding`: the tenant's white-label settings.
     async fn serve_branding(
         &self,
@@ -209,6 +237,17 @@ impl ProxyHttp for TenantProxy {
         ctx.request_id = Some(request_id::keep_or_generate(
             session.req_header().headers.get(&X_REQUEST_ID),
         ));
+        if let Some(acme) = &self.acme {
+            if session
+                .req_header()
+                .uri
+                .path()
+                .starts_with(ACME_CHALLENGE_PREFIX)
+            {
+                ctx.snapshot = Some(snapshot);
+                return self.serve_challenge(session, acme).await;
+            }
+        }
         if snapshot.settings.redirect_http_to_https
             && !is_tls(session)
             && !session

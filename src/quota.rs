@@ -229,8 +229,12 @@ impl QuotaEngine {
         } else {
             self.count(req, "allowed", None);
         }
-        // Remember keys that are now full.
-        for (d, used) in req.demands.iter().zip(&outcome.used) {
+        // Remember keys that are now full, and publish how close each is to its limit.
+        for ((d, used), resource) in req.demands.iter().zip(&outcome.used).zip(req.resources) {
+            self.metrics
+                .quota_usage_ratio
+                .with_label_values(&[req.tenant, resource])
+                .set(*used as f64 / d.limit.max(1) as f64);
             if *used >= d.limit {
                 self.over_limit
                     .insert(d.key.clone(), (d.window.end, d.limit));

@@ -15,7 +15,9 @@ use crate::quota::{
 };
 use crate::response::GatewayError;
 use crate::snapshot::{Consume, Route, Snapshot};
-use crate::tenant::{normalize_host, resolve, HostMatch, ResolveError, ResolveInput, Tenant};
+use crate::tenant::{
+    normalize_host, resolve, HostMatch, ResolveError, ResolveInput, Tenant, TenantSource,
+};
 
 /// A request the gateway answers itself instead of proxying.
 pub struct Denied {
@@ -65,6 +67,14 @@ impl TenantProxy {
             None => None,
         };
         let tenant = match (resolve(&snapshot.hosts, &input), sni_tenant) {
+            (Ok((t, TenantSource::Host)), _) if self.unverified_custom_domain(t, input.host) => {
+                return Err(Denied {
+                    error: GatewayError::TenantNotFound,
+                    subject: None,
+                    tenant: None,
+                    reason: None,
+                })
+            }
             (Ok((t, _source)), _) => t,
             // A Host that names no tenant (IP literal, bare base domain): the SNI may.
             (Err(ResolveError::Required), Some(t)) => t,
@@ -118,6 +128,18 @@ impl TenantProxy {
             }
         }
         Ok((tenant.clone(), route))
+    }
+
+    /// With ACME on, a custom domain routes only once its ownership is verified.
+    fn unverified_custom_domain(&self, tenant: &Tenant, host: Option<&str>) -> bool {
+        let Some(acme) = &self.acme else { return false };
+        if tenant.custom_domains.is_empty() {
+            return false;
+        }
+        match host.and_then(normalize_host) {
+            Some(h) => tenant.custom_domains.iter().any(|d| **d == *h) && !acme.domain_routable(&h),
+            None => false,
+        }
     }
 
     /// Applies the tenant's quotas to this request: `Ok` with the headers for the response, or

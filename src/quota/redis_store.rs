@@ -139,6 +139,17 @@ impl RedisQuotaStore {
             .ok_or(QuotaError::NotConnected)
     }
 
+    /// Runs a prepared script on the backend (ACME locks).
+    pub async fn invoke<T: redis::FromRedisValue>(
+        &self,
+        inv: &redis::ScriptInvocation<'_>,
+    ) -> Result<T, QuotaError> {
+        Ok(match self.connection()? {
+            Connection::Single(mut c) => inv.invoke_async(&mut *c).await?,
+            Connection::Cluster(mut c) => inv.invoke_async(&mut c).await?,
+        })
+    }
+
     /// Runs a raw command on the backend (admin and tests: usage reads, key listing).
     pub async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, QuotaError> {
         Ok(match self.connection()? {
