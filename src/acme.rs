@@ -22,7 +22,7 @@ use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use serde::{Deserialize, Serialize};
-use tokio::sync::{Notify, OnceCell};
+use tokio::sync::Notify;
 
 pub use challenge::Http01Store;
 use client::AcmeClient;
@@ -43,6 +43,9 @@ pub enum AcmeError {
     Ca(String),
     #[error("store: {0}")]
     Store(String),
+    /// The CA does not know the stored account (e.g. a test CA restarted): a new one is made.
+    #[error("account unknown to the CA: {0}")]
+    AccountGone(String),
 }
 
 /// A certificate as published to the other nodes.
@@ -69,7 +72,8 @@ pub struct AcmeManager {
     pub domains: Arc<DomainRegistry>,
     redis: Option<Arc<RedisQuotaStore>>,
     metrics: Metrics,
-    client: OnceCell<AcmeClient>,
+    /// The account, created or restored on first use; dropped when the CA forgets it.
+    client: tokio::sync::Mutex<Option<Arc<AcmeClient>>>,
     backoff: Mutex<HashMap<String, Backoff>>,
     wake: Notify,
     node_id: String,
@@ -133,7 +137,7 @@ impl AcmeManager {
             domains,
             redis,
             metrics,
-            client: OnceCell::new(),
+            client: tokio::sync::Mutex::new(None),
             backoff: Mutex::new(HashMap::new()),
             wake: Notify::new(),
             node_id,
@@ -203,13 +207,29 @@ impl AcmeManager {
         at.max(0.0) as u64
     }
 
-    async fn client(&self) -> Result<&AcmeClient, AcmeError> {
-        self.client
-            .get_or_try_init(|| async {
-                let file = self.certs.dir().join("acme").join("account.json");
-                AcmeClient::connect(&self.cfg, &self.config_dir, &file).await
-            })
-            .await
+    fn account_file(&self) -> PathBuf {
+        self.certs.dir().join("acme").join("account.json")
+    }
+
+    async fn client(&self) -> Result<Arc<AcmeClient>, AcmeError> {
+        let mut slot = self.client.lock().await;
+        if let Some(c) = slot.as_ref() {
+            return Ok(c.clone());
+        }
+        let c =
+            Arc::new(AcmeClient::connect(&self.cfg, &self.config_dir, &self.account_file()).await?);
+        *slot = Some(c.clone());
+        Ok(c)
+    }
+
+    /// Forgets an account the CA no longer knows; the next attempt creates a new one.
+    async fn drop_account(&self) {
+        *self.client.lock().await = None;
+        let file = self.account_file();
+        let stale = file.with_extension("json.stale");
+        if let Err(e) = std::fs::rename(&file, &stale) {
+            tracing::warn!(file = %file.display(), error = %e, "cannot set the stale ACME account aside");
+        }
     }
 
     /// One pass over every owned name.
@@ -284,7 +304,14 @@ impl AcmeManager {
         }
         let client = self.client().await?;
         tracing::info!(name, "ordering certificate");
-        let (chain, key) = client.order(name, &self.challenges).await?;
+        let (chain, key) = match client.order(name, &self.challenges).await {
+            Err(AcmeError::AccountGone(e)) => {
+                tracing::warn!(error = %e, "the CA no longer knows our ACME account; a new one will be created");
+                self.drop_account().await;
+                return Err(AcmeError::AccountGone(e));
+            }
+            other => other?,
+        };
         let entry = self
             .certs
             .install(name, chain.as_bytes(), key.as_bytes())

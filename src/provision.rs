@@ -7,9 +7,11 @@
 //! the tenants dir + rename), so a reload never reads half a file and the loader never reads
 //! the temp file. Deleted tenants are moved to `tenants/.deleted/`, never destroyed.
 //!
-//! Changes are serialised inside one process. Two processes provisioning at the same moment
-//! (the CLI next to the admin API) can still race on cross-tenant checks such as a custom
-//! domain claimed twice; the next reload then rejects the config and keeps the old one serving.
+//! Every function blocks (file I/O; compiling the config may resolve upstream host names): call
+//! them from `spawn_blocking` in async code. Changes are serialised inside one process; two
+//! processes provisioning at the same moment (the CLI next to the admin API) can still race on
+//! cross-tenant checks such as a custom domain claimed twice, and the next reload then rejects
+//! the config and keeps the old one serving.
 
 use std::collections::BTreeMap;
 use std::fmt;

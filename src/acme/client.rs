@@ -65,6 +65,20 @@ fn http_client(
     Ok(Box::new(client))
 }
 
+/// Maps a protocol error; a CA that no longer knows the account gets its own variant so the
+/// caller can start over with a new account.
+fn ca_error(what: &str, e: instant_acme::Error) -> AcmeError {
+    if let instant_acme::Error::Api(p) = &e {
+        if p.r#type
+            .as_deref()
+            .is_some_and(|t| t.ends_with(":accountDoesNotExist"))
+        {
+            return AcmeError::AccountGone(format!("{what}: {e}"));
+        }
+    }
+    AcmeError::Ca(format!("{what}: {e}"))
+}
+
 /// A ready ACME account.
 pub struct AcmeClient {
     account: Account,
@@ -125,7 +139,6 @@ impl AcmeClient {
         name: &str,
         challenges: &Http01Store,
     ) -> Result<(String, String), AcmeError> {
-        let ca = |what: &str, e: instant_acme::Error| AcmeError::Ca(format!("{what}: {e}"));
         let identifiers = [Identifier::Dns(name.to_string())];
         let mut order = self
             .account
@@ -133,12 +146,32 @@ impl AcmeClient {
                 identifiers: &identifiers,
             })
             .await
-            .map_err(|e| ca("new order", e))?;
+            .map_err(|e| ca_error("new order", e))?;
+        let mut tokens = Vec::new();
+        let result = match self
+            .answer_challenges(&mut order, challenges, &mut tokens)
+            .await
+        {
+            Ok(()) => self.finish(&mut order, name).await,
+            Err(e) => Err(e),
+        };
+        // Tokens are withdrawn on every path, success or not.
+        for t in tokens {
+            challenges.remove(&t).await;
+        }
+        result
+    }
+
+    async fn answer_challenges(
+        &self,
+        order: &mut instant_acme::Order,
+        challenges: &Http01Store,
+        tokens: &mut Vec<String>,
+    ) -> Result<(), AcmeError> {
         let authorizations = order
             .authorizations()
             .await
-            .map_err(|e| ca("authorizations", e))?;
-        let mut tokens = Vec::new();
+            .map_err(|e| ca_error("authorizations", e))?;
         for authz in &authorizations {
             match authz.status {
                 AuthorizationStatus::Pending => {}
@@ -156,13 +189,9 @@ impl AcmeClient {
             order
                 .set_challenge_ready(&challenge.url)
                 .await
-                .map_err(|e| ca("challenge ready", e))?;
+                .map_err(|e| ca_error("challenge ready", e))?;
         }
-        let result = self.finish(&mut order, name).await;
-        for t in tokens {
-            challenges.remove(&t).await;
-        }
-        result
+        Ok(())
     }
 
     async fn finish(
@@ -170,7 +199,7 @@ impl AcmeClient {
         order: &mut instant_acme::Order,
         name: &str,
     ) -> Result<(String, String), AcmeError> {
-        let ca = |what: &str, e: instant_acme::Error| AcmeError::Ca(format!("{what}: {e}"));
+        let ca = ca_error;
         let mut delay = Duration::from_millis(250);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
         loop {
