@@ -195,13 +195,16 @@ impl JwtVerifier {
         validation.leeway = cfg.leeway.as_secs();
         validation.validate_nbf = true;
         validation.validate_exp = true;
+        // jsonwebtoken only compares iss/aud when the token has them: configured means required.
         if !cfg.issuer.is_empty() {
             validation.set_issuer(&[&cfg.issuer]);
+            validation.required_spec_claims.insert("iss".into());
         }
         if cfg.audience.is_empty() {
             validation.validate_aud = false;
         } else {
             validation.set_audience(&[&cfg.audience]);
+            validation.required_spec_claims.insert("aud".into());
         }
         Ok(Self {
             keys,
@@ -239,16 +242,24 @@ impl JwtVerifier {
             ) {
                 Ok(data) => {
                     let claims = data.claims;
+                    // A token that names no tenant is a credential of no tenant, not of all.
+                    let Some(tenant) = claims
+                        .get(&self.tenant_claim)
+                        .and_then(|v| v.as_str())
+                        .filter(|t| !t.is_empty())
+                    else {
+                        return Err("token_missing_tenant");
+                    };
                     let verified = Arc::new(VerifiedToken {
-                        tenant: claims
-                            .get(&self.tenant_claim)
-                            .and_then(|v| v.as_str())
-                            .map(Into::into),
+                        tenant: Some(tenant.into()),
                         subject: claims
                             .get("sub")
                             .and_then(|v| v.as_str())
                             .and_then(|s| http::HeaderValue::from_str(s).ok()),
-                        expires_at: claims.get("exp").and_then(|v| v.as_u64()).unwrap_or(0),
+                        expires_at: claims
+                            .get("exp")
+                            .and_then(|v| v.as_u64().or_else(|| v.as_f64().map(|f| f as u64)))
+                            .unwrap_or(0),
                     });
                     self.cache.insert(hash, verified.clone());
                     return Ok(verified);

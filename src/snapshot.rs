@@ -2,6 +2,7 @@
 //! holds it. A request loads the snapshot once and keeps the `Arc`, so it is routed entirely by
 //! the old or entirely by the new config, never a mix.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
@@ -34,6 +35,54 @@ pub struct Route {
     pub consumes: Vec<(Box<str>, Consume)>,
     pub require_feature: Option<Box<str>>,
     pub require_auth: bool,
+}
+
+/// The path routes are matched against: percent-decoded unreserved characters, empty and `.`
+/// segments removed, `..` resolved — so `//api/./secure`, `/api/x/../secure` and `/api/%73ecure`
+/// meet the same route as `/api/secure`. Borrows when the path is already canonical. (The
+/// request is forwarded as sent; only the gate decision uses this form.)
+pub fn normalize_path(raw: &str) -> Cow<'_, str> {
+    let suspicious = raw.contains("//") || raw.contains("/.") || raw.contains('%');
+    if !suspicious {
+        return Cow::Borrowed(raw);
+    }
+    // Decode only unreserved characters; %2F stays encoded so it cannot create segments.
+    let bytes = raw.as_bytes();
+    let mut decoded = String::with_capacity(raw.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            let hex = &raw[i + 1..i + 3];
+            if let Ok(b) = u8::from_str_radix(hex, 16) {
+                if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+                    decoded.push(b as char);
+                    i += 3;
+                    continue;
+                }
+            }
+        }
+        decoded.push(bytes[i] as char);
+        i += 1;
+    }
+    let mut segments: Vec<&str> = Vec::new();
+    for seg in decoded.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                segments.pop();
+            }
+            s => segments.push(s),
+        }
+    }
+    let mut out = String::with_capacity(decoded.len());
+    for s in &segments {
+        out.push('/');
+        out.push_str(s);
+    }
+    if out.is_empty() || (decoded.ends_with('/') && !segments.is_empty()) {
+        out.push('/');
+    }
+    Cow::Owned(out)
 }
 
 impl Route {
@@ -85,12 +134,16 @@ pub struct Snapshot {
 impl Snapshot {
     /// The most specific route for a request, if any.
     pub fn route(&self, method: &Method, path: &str) -> Option<&Route> {
-        self.routes.iter().find(|r| r.matches(method, path))
+        self.route_index(method, path).map(|i| &self.routes[i])
     }
 
-    /// Index of [`Snapshot::route`] in `routes`.
+    /// Index of [`Snapshot::route`] in `routes`; `path` is matched in its normalised form.
     pub fn route_index(&self, method: &Method, path: &str) -> Option<usize> {
-        self.routes.iter().position(|r| r.matches(method, path))
+        if self.routes.is_empty() {
+            return None;
+        }
+        let path = normalize_path(path);
+        self.routes.iter().position(|r| r.matches(method, &path))
     }
 
     /// Compiles a validated raw config. Errors here mean validation missed something (or an
@@ -572,6 +625,25 @@ require_feature = "analytics"
         let joined = errs.join("\n");
         assert!(joined.contains("custom_domains[0]"), "{joined}");
         assert!(joined.contains("quotas.widgets"), "{joined}");
+    }
+
+    #[test]
+    fn paths_are_normalised_for_matching() {
+        for (raw, want) in [
+            ("/api/secure", "/api/secure"),
+            ("//api/secure", "/api/secure"),
+            ("/api//secure/", "/api/secure/"),
+            ("/api/./secure", "/api/secure"),
+            ("/api/x/../secure", "/api/secure"),
+            ("/api/%73ecure", "/api/secure"),
+            ("/api/%2Fsecure", "/api/%2Fsecure"),
+            ("/../..", "/"),
+            ("/%", "/%"),
+            ("/a%4", "/a%4"),
+        ] {
+            assert_eq!(normalize_path(raw), want, "{raw}");
+        }
+        assert!(matches!(normalize_path("/api/x"), Cow::Borrowed(_)));
     }
 
     #[test]

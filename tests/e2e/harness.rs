@@ -252,6 +252,8 @@ pub struct GatewayConfig {
     upstreams: Vec<(String, Vec<String>, Vec<String>)>,
     /// Appended after the default plans and routes (more `[plans.x]`, `[[routes]]`).
     extra: String,
+    /// Extra environment of the gateway process (`GATEWAY_JWT_SECRET`, …).
+    env: Vec<(String, String)>,
 }
 
 impl GatewayConfig {
@@ -275,6 +277,7 @@ impl GatewayConfig {
                 vec![],
             )],
             extra: String::new(),
+            env: vec![],
         }
     }
 
@@ -304,6 +307,12 @@ impl GatewayConfig {
     pub fn extra(mut self, toml: &str) -> Self {
         self.extra.push_str(toml);
         self.extra.push('\n');
+        self
+    }
+
+    /// An environment variable of the gateway process (read at start, e.g. secrets).
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.into(), value.into()));
         self
     }
 
@@ -414,6 +423,7 @@ impl Gateway {
                 // pingora's pid file and upgrade socket go under TMPDIR: keep them in the
                 // temp dir (a sub-directory, so the config watcher sees no event).
                 .env("TMPDIR", cfg.dir().join("run"))
+                .envs(cfg.env.iter().map(|(k, v)| (k, v)))
                 .stdin(Stdio::null())
                 .stdout(stdout)
                 .stderr(stderr)

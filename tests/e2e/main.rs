@@ -3,7 +3,13 @@
 //!
 //! `harness` has the process and config helpers; one module per slice of the contract.
 
+mod acme;
+mod acme_harness;
+mod auth;
 mod foundation;
 mod harness;
+mod ops;
 mod quota;
 mod quota_harness;
+mod tls;
+mod tls_harness;
