@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Installs the system packages tenant-gateway needs, only those that are missing.
 #   bash scripts/deps.sh build   cmake (pingora's zlib-ng)
-#   bash scripts/deps.sh test    + redis-server, redis-cli, pebble, pebble-challtestsrv
-#   bash scripts/deps.sh bench   + wrk, nghttp2-client (h2load), nginx, haproxy
+#   bash scripts/deps.sh test    + redis-server, redis-cli, pebble, pebble-challtestsrv,
+#                                prometheus (promtool checks conf/alerts.yml)
+#   bash scripts/deps.sh bench   + redis-server, wrk, nghttp2-client (h2load), nginx, haproxy,
+#                                caddy, openssl (benches/load.py)
 set -euo pipefail
 
 want=(cmake)
 case "${1:-build}" in
   build) ;;
-  test) want+=(redis-server pebble) ;;
-  bench) want+=(redis-server wrk nghttp2-client nginx haproxy) ;;
+  test) want+=(redis-server pebble prometheus) ;;
+  bench) want+=(redis-server wrk nghttp2-client nginx haproxy caddy openssl) ;;
   *) echo "usage: $0 build|test|bench" >&2; exit 2 ;;
 esac
 
@@ -17,6 +19,7 @@ esac
 declare -A probe=(
   [cmake]=cmake [redis-server]=redis-server [pebble]=pebble-challtestsrv
   [wrk]=wrk [nghttp2-client]=h2load [nginx]=nginx [haproxy]=haproxy
+  [caddy]=caddy [openssl]=openssl [prometheus]=promtool
 )
 missing=()
 for pkg in "${want[@]}"; do
@@ -34,7 +37,7 @@ export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 # Debian starts these as services on install; the tests and benchmarks start their own.
-for svc in redis-server nginx haproxy; do
+for svc in redis-server nginx haproxy caddy prometheus; do
   if [[ " ${missing[*]} " == *" $svc "* ]]; then
     $SUDO service "$svc" stop >/dev/null 2>&1 || true
   fi

@@ -14,6 +14,7 @@ use crate::acme::AcmeManager;
 use crate::auth::constant_time_eq;
 use crate::config::Period;
 use crate::metrics::Metrics;
+use crate::provision::{self, NewTenant, ProvisionError, TenantPatch};
 use crate::quota::window::rfc3339;
 use crate::quota::{counter_key, unix_now, QuotaEngine, Window};
 use crate::reload::{ReloadOutcome, Reloader};
@@ -58,6 +59,29 @@ fn error(status: StatusCode, code: &str, message: &str) -> Response<Vec<u8>> {
         status,
         &json!({"success": false, "error": message, "code": code}),
     )
+}
+
+/// Largest admin request body accepted.
+const MAX_BODY: usize = 1 << 20;
+
+async fn read_body(session: &mut ServerSession) -> Result<Vec<u8>, Response<Vec<u8>>> {
+    let mut body = Vec::new();
+    loop {
+        match session.read_request_body().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > MAX_BODY {
+                    return Err(error(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "BODY_TOO_LARGE",
+                        "admin request bodies are limited to 1 MiB",
+                    ));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(body),
+            Err(e) => return Err(error(StatusCode::BAD_REQUEST, "BAD_BODY", &e.to_string())),
+        }
+    }
 }
 
 fn round_cents(v: f64) -> f64 {
@@ -256,11 +280,63 @@ impl AdminApp {
         )
     }
 
+    /// Runs a provisioning change, then reloads so it serves at once. The file watcher would
+    /// reload too; the reload lock makes that second pass an "unchanged".
+    async fn provision<T: Send + 'static>(
+        &self,
+        change: impl FnOnce(&std::path::Path) -> Result<T, ProvisionError> + Send + 'static,
+        ok_status: StatusCode,
+        describe: impl FnOnce(T) -> Value,
+    ) -> Response<Vec<u8>> {
+        let reloader = self.reloader.clone();
+        let outcome = tokio::task::spawn_blocking(move || {
+            let done = change(reloader.config_path())?;
+            let reload = reloader.reload_now("admin");
+            Ok::<_, ProvisionError>((done, reload))
+        })
+        .await;
+        match outcome {
+            Ok(Ok((done, reload))) => {
+                let reloaded = match reload {
+                    ReloadOutcome::Swapped { .. } | ReloadOutcome::Unchanged => json!(true),
+                    ReloadOutcome::Failed(e) => json!({"errors": e.0}),
+                };
+                let mut body = describe(done);
+                if let Some(obj) = body.as_object_mut() {
+                    obj.insert("success".into(), json!(true));
+                    obj.insert("reloaded".into(), reloaded);
+                }
+                json_response(ok_status, &body)
+            }
+            Ok(Err(ProvisionError::Invalid(errors))) => json_response(
+                StatusCode::BAD_REQUEST,
+                &json!({"success": false, "code": "INVALID_TENANT", "error": "the change would make the config invalid; nothing was written", "errors": errors}),
+            ),
+            Ok(Err(e @ ProvisionError::NotFound { .. })) => {
+                error(StatusCode::NOT_FOUND, "TENANT_NOT_FOUND", &e.to_string())
+            }
+            Ok(Err(e @ ProvisionError::Exists { .. })) => {
+                error(StatusCode::CONFLICT, "TENANT_EXISTS", &e.to_string())
+            }
+            Ok(Err(e)) => error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "INTERNAL",
+                &e.to_string(),
+            ),
+            Err(_) => error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "INTERNAL",
+                "provisioning task failed",
+            ),
+        }
+    }
+
     async fn admin_api(
         &self,
         method: &Method,
         path: &str,
         query: Option<&str>,
+        body: &[u8],
     ) -> Response<Vec<u8>> {
         let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
         match (method, segments.as_slice()) {
@@ -308,6 +384,50 @@ impl AdminApp {
                         "Tenant not found",
                     ),
                 }
+            }
+            (&Method::POST, ["admin", "v1", "tenants"]) => {
+                let new: NewTenant = match serde_json::from_slice(body) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        return error(StatusCode::BAD_REQUEST, "INVALID_JSON", &e.to_string())
+                    }
+                };
+                let id = new.id.clone();
+                self.provision(
+                    move |cfg| provision::create(cfg, new),
+                    StatusCode::CREATED,
+                    |file| json!({"tenant": id, "file": file.display().to_string()}),
+                )
+                .await
+            }
+            (&Method::PATCH, ["admin", "v1", "tenants", id]) => {
+                let patch: TenantPatch = match serde_json::from_slice(body) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        return error(StatusCode::BAD_REQUEST, "INVALID_JSON", &e.to_string())
+                    }
+                };
+                if patch.is_empty() {
+                    return error(StatusCode::BAD_REQUEST, "EMPTY_PATCH", "nothing to change");
+                }
+                let id = id.to_string();
+                let id2 = id.clone();
+                self.provision(
+                    move |cfg| provision::update(cfg, &id, patch),
+                    StatusCode::OK,
+                    |file| json!({"tenant": id2, "file": file.display().to_string()}),
+                )
+                .await
+            }
+            (&Method::DELETE, ["admin", "v1", "tenants", id]) => {
+                let id = id.to_string();
+                let id2 = id.clone();
+                self.provision(
+                    move |cfg| provision::delete(cfg, &id),
+                    StatusCode::OK,
+                    |moved| json!({"tenant": id2, "moved_to": moved.display().to_string()}),
+                )
+                .await
             }
             (&Method::GET, ["admin", "v1", "tenants", id, "usage"]) => {
                 let snap = self.snapshots.load();
@@ -426,7 +546,15 @@ impl ServeHttp for AdminApp {
                     .unwrap_or_default();
                 tracing::info!(target: "audit", client = %client, method = %method, path = %p, "admin request");
                 let query = session.req_header().uri.query().map(str::to_string);
-                self.admin_api(&method, p, query.as_deref()).await
+                let body = if matches!(method, Method::POST | Method::PATCH) {
+                    match read_body(session).await {
+                        Ok(b) => b,
+                        Err(resp) => return resp,
+                    }
+                } else {
+                    Vec::new()
+                };
+                self.admin_api(&method, p, query.as_deref(), &body).await
             }
             _ => error(StatusCode::NOT_FOUND, "NOT_FOUND", "not found"),
         }

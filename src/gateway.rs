@@ -95,8 +95,10 @@ pub fn run(config_path: &Path, opts: RunOptions) -> Result<(), StartError> {
             .to_string_lossy()
             .into_owned(),
         upgrade_sock: run_dir.join("upgrade.sock").to_string_lossy().into_owned(),
-        grace_period_seconds: Some(0),
-        graceful_shutdown_timeout_seconds: Some(server_cfg.grace_period.as_secs()),
+        // pingora keeps in-flight requests running for the grace period after SIGTERM/SIGQUIT,
+        // then gives runtimes one more second to stop.
+        grace_period_seconds: Some(server_cfg.grace_period.as_secs()),
+        graceful_shutdown_timeout_seconds: Some(1),
         ..ServerConf::default()
     };
     let opt = Opt {
@@ -105,10 +107,17 @@ pub fn run(config_path: &Path, opts: RunOptions) -> Result<(), StartError> {
     };
     let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
+    let draining = Arc::new(AtomicBool::new(false));
 
     let mut proxy = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,
-        TenantProxy::new(holder.clone(), metrics.clone(), quota.clone(), acme.clone()),
+        TenantProxy::new(
+            holder.clone(),
+            metrics.clone(),
+            quota.clone(),
+            acme.clone(),
+            draining.clone(),
+        ),
         "tenant proxy",
     );
     if let Some(logic) = proxy.app_logic_mut() {
@@ -199,7 +208,33 @@ pub fn run(config_path: &Path, opts: RunOptions) -> Result<(), StartError> {
         threads = server_cfg.threads,
         "tenant-gateway starting"
     );
+    watch_for_drain(&server, draining);
     server.run_forever()
+}
+
+/// Sets `draining` once the process stops taking new work (SIGQUIT hand-over to a new binary,
+/// SIGTERM): responses then carry `Connection: close`, so keep-alive clients reconnect — to the
+/// successor — between requests instead of racing the close of an idle connection.
+fn watch_for_drain(server: &Server, draining: Arc<AtomicBool>) {
+    use pingora::server::ExecutionPhase;
+    let mut phases = server.watch_execution_phase();
+    let spawned = std::thread::Builder::new()
+        .name("drain-watch".into())
+        .spawn(move || {
+            while let Ok(phase) = phases.blocking_recv() {
+                if matches!(
+                    phase,
+                    ExecutionPhase::GracefulUpgradeTransferringFds
+                        | ExecutionPhase::GracefulUpgradeCloseTimeout
+                        | ExecutionPhase::GracefulTerminate
+                ) {
+                    draining.store(true, Ordering::Release);
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot watch for shutdown; keep-alive clients may see closed connections on upgrade");
+    }
 }
 
 /// Where the pid file and upgrade socket of this config live: one directory per config path,

@@ -35,6 +35,12 @@ enum Command {
         #[arg(long, short, default_value = "conf/gateway.toml")]
         config: PathBuf,
     },
+    /// Create, suspend, activate or delete tenants (writes tenants/<id>.toml; the running
+    /// gateway picks the change up by its file watch).
+    Tenant {
+        #[command(subcommand)]
+        command: TenantCommand,
+    },
     /// Custom domains.
     Domain {
         #[command(subcommand)]
@@ -49,6 +55,49 @@ enum Command {
     Echo {
         #[arg(long, short, default_value = "127.0.0.1:3000")]
         listen: SocketAddr,
+    },
+}
+
+#[derive(Subcommand)]
+enum TenantCommand {
+    /// Write a new, validated tenant file.
+    New {
+        #[arg(long, short, default_value = "conf/gateway.toml")]
+        config: PathBuf,
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        plan: String,
+        #[arg(long)]
+        subdomain: Option<String>,
+        #[arg(long)]
+        organization_id: Option<String>,
+        #[arg(long)]
+        name: Option<String>,
+        /// Named upstream pool (default: the only one, if there is exactly one).
+        #[arg(long)]
+        upstream: Option<String>,
+    },
+    /// Set status = "suspended" (every request answers 403).
+    Suspend {
+        #[arg(long, short, default_value = "conf/gateway.toml")]
+        config: PathBuf,
+        #[arg(long)]
+        id: String,
+    },
+    /// Set status = "active".
+    Activate {
+        #[arg(long, short, default_value = "conf/gateway.toml")]
+        config: PathBuf,
+        #[arg(long)]
+        id: String,
+    },
+    /// Move the tenant file to tenants/.deleted/ (never destroyed).
+    Delete {
+        #[arg(long, short, default_value = "conf/gateway.toml")]
+        config: PathBuf,
+        #[arg(long)]
+        id: String,
     },
 }
 
@@ -114,6 +163,54 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Tenant { command } => {
+            use tenant_gateway::config::TenantStatus;
+            use tenant_gateway::provision;
+            let result = match command {
+                TenantCommand::New {
+                    config,
+                    id,
+                    plan,
+                    subdomain,
+                    organization_id,
+                    name,
+                    upstream,
+                } => provision::create(
+                    &config,
+                    provision::NewTenant {
+                        id,
+                        plan,
+                        subdomain,
+                        organization_id,
+                        name,
+                        upstream,
+                        ..Default::default()
+                    },
+                )
+                .map(|p| format!("created {}", p.display())),
+                TenantCommand::Suspend { config, id } => {
+                    provision::set_status(&config, &id, TenantStatus::Suspended)
+                        .map(|p| format!("suspended ({})", p.display()))
+                }
+                TenantCommand::Activate { config, id } => {
+                    provision::set_status(&config, &id, TenantStatus::Active)
+                        .map(|p| format!("activated ({})", p.display()))
+                }
+                TenantCommand::Delete { config, id } => {
+                    provision::delete(&config, &id).map(|p| format!("moved to {}", p.display()))
+                }
+            };
+            match result {
+                Ok(msg) => {
+                    println!("{msg}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Domain {
             command:
                 DomainCommand::Token {

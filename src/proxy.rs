@@ -17,6 +17,7 @@
 mod admission;
 pub mod forwarding;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -70,6 +71,8 @@ pub struct TenantProxy {
     quota: Arc<QuotaEngine>,
     /// ACME (http-01 answers, custom-domain verification gating), when enabled.
     acme: Option<Arc<AcmeManager>>,
+    /// Set while the process hands over or shuts down: answers then close their connection.
+    draining: Arc<AtomicBool>,
     /// Handles for requests that resolved to no tenant.
     no_tenant: crate::metrics::TenantMetrics,
 }
@@ -80,6 +83,7 @@ impl TenantProxy {
         metrics: Metrics,
         quota: Arc<QuotaEngine>,
         acme: Option<Arc<AcmeManager>>,
+        draining: Arc<AtomicBool>,
     ) -> Self {
         let no_tenant = metrics.tenant(NO_TENANT);
         Self {
@@ -87,6 +91,7 @@ impl TenantProxy {
             metrics,
             quota,
             acme,
+            draining,
             no_tenant,
         }
     }
@@ -233,6 +238,9 @@ impl ProxyHttp for TenantProxy {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<bool> {
+        if self.draining.load(Ordering::Acquire) {
+            session.set_keepalive(None);
+        }
         let snapshot = self.snapshots.load();
         ctx.request_id = Some(request_id::keep_or_generate(
             session.req_header().headers.get(&X_REQUEST_ID),

@@ -9,6 +9,7 @@ mod auth;
 mod foundation;
 mod harness;
 mod ops;
+mod provision;
 mod quota;
 mod quota_harness;
 mod tls;
