@@ -47,6 +47,34 @@ pub struct TenantMetrics {
     /// `gateway_requests_total` by status class: index 0 = 1xx … 4 = 5xx.
     pub requests_by_class: [IntCounter; 5],
     pub duration: Histogram,
+    /// Per quota resource of the tenant, in the order of `Tenant::quotas`.
+    pub quota: Vec<QuotaHandles>,
+}
+
+/// Quota metric handles of one tenant's resource.
+#[derive(Debug, Clone)]
+pub struct QuotaHandles {
+    /// `gateway_quota_decisions_total` for allowed, rejected, backend_error.
+    pub decisions: [IntCounter; 3],
+    pub usage_ratio: Gauge,
+}
+
+/// Index into [`QuotaHandles::decisions`].
+#[derive(Debug, Clone, Copy)]
+pub enum Decision {
+    Allowed = 0,
+    Rejected = 1,
+    BackendError = 2,
+}
+
+impl Decision {
+    pub fn label(self) -> &'static str {
+        match self {
+            Decision::Allowed => "allowed",
+            Decision::Rejected => "rejected",
+            Decision::BackendError => "backend_error",
+        }
+    }
 }
 
 const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
@@ -196,12 +224,33 @@ impl Metrics {
         })
     }
 
-    /// Handles for one tenant label value.
-    pub fn tenant(&self, tenant: &str) -> TenantMetrics {
+    /// Handles for one tenant label value and its quota resources.
+    pub fn tenant(&self, tenant: &str, resources: &[&str]) -> TenantMetrics {
         TenantMetrics {
             requests_by_class: STATUS_CLASSES
                 .map(|class| self.requests.with_label_values(&[tenant, class])),
             duration: self.request_duration.with_label_values(&[tenant]),
+            quota: resources
+                .iter()
+                .map(|r| self.quota_handles(tenant, r))
+                .collect(),
+        }
+    }
+
+    pub fn quota_handles(&self, tenant: &str, resource: &str) -> QuotaHandles {
+        QuotaHandles {
+            decisions: [
+                Decision::Allowed,
+                Decision::Rejected,
+                Decision::BackendError,
+            ]
+            .map(|d| {
+                self.quota_decisions
+                    .with_label_values(&[tenant, resource, d.label()])
+            }),
+            usage_ratio: self
+                .quota_usage_ratio
+                .with_label_values(&[tenant, resource]),
         }
     }
 

@@ -85,7 +85,7 @@ impl TenantProxy {
         acme: Option<Arc<AcmeManager>>,
         draining: Arc<AtomicBool>,
     ) -> Self {
-        let no_tenant = metrics.tenant(NO_TENANT);
+        let no_tenant = metrics.tenant(NO_TENANT, &[]);
         Self {
             snapshots,
             metrics,
@@ -98,10 +98,14 @@ impl TenantProxy {
 }
 
 impl TenantProxy {
-    fn tenant_metrics<'t>(&self, tenant: &'t Tenant) -> &'t crate::metrics::TenantMetrics {
-        tenant
-            .metrics
-            .get_or_init(|| self.metrics.tenant(&tenant.id))
+    pub(crate) fn tenant_metrics<'t>(
+        &self,
+        tenant: &'t Tenant,
+    ) -> &'t crate::metrics::TenantMetrics {
+        tenant.metrics.get_or_init(|| {
+            let resources: Vec<&str> = tenant.quotas.iter().map(|(r, _)| &**r).collect();
+            self.metrics.tenant(&tenant.id, &resources)
+        })
     }
 }
 

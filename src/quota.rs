@@ -18,7 +18,8 @@ pub use redis_store::RedisQuotaStore;
 pub use window::Window;
 
 use crate::config::{OnBackendError, Period, QuotaBackendKind, QuotaConfig};
-use crate::metrics::Metrics;
+use crate::metrics::{Decision, Metrics, QuotaHandles};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The resource every request consumes one unit of, when the plan defines it.
 pub const REQUESTS_RESOURCE: &str = "requests";
@@ -156,6 +157,8 @@ pub struct Request<'a> {
     pub demands: &'a [Demand],
     /// Index of each demand's resource in the tenant's quota list (metric handles).
     pub quota_index: &'a [usize],
+    /// The tenant's quota metric handles (by quota index); `None` resolves labels per call.
+    pub handles: Option<&'a [QuotaHandles]>,
 }
 
 /// Backend + over-limit cache + failure policy + metrics.
@@ -167,6 +170,8 @@ pub struct QuotaEngine {
     /// Value: (window end, limit the key was full at) — a raised limit bypasses the entry.
     over_limit: moka::sync::Cache<String, (u64, u64)>,
     metrics: Metrics,
+    /// Unix second of the last backend-error log line.
+    last_error_log: AtomicU64,
 }
 
 impl QuotaEngine {
@@ -181,6 +186,7 @@ impl QuotaEngine {
                 .time_to_live(Duration::from_secs(32 * 86_400))
                 .build(),
             metrics,
+            last_error_log: AtomicU64::new(0),
         })
     }
 
@@ -196,7 +202,7 @@ impl QuotaEngine {
             }
             if let Some((end, full_at)) = self.over_limit.get(&d.key) {
                 if end > now && d.limit <= full_at {
-                    self.count(req, "rejected", Some(i));
+                    self.count(req, Decision::Rejected, Some(i));
                     // Only the full resource is reported: the others were not read.
                     let headers = rate_limit_headers(
                         &req.resources[i..=i],
@@ -225,16 +231,21 @@ impl QuotaEngine {
             Err(_) => return self.backend_failed(req, &QuotaError::Timeout(self.timeout)),
         };
         if let Some(i) = outcome.rejected {
-            self.count(req, "rejected", Some(i));
+            self.count(req, Decision::Rejected, Some(i));
         } else {
-            self.count(req, "allowed", None);
+            self.count(req, Decision::Allowed, None);
         }
         // Remember keys that are now full, and publish how close each is to its limit.
-        for ((d, used), resource) in req.demands.iter().zip(&outcome.used).zip(req.resources) {
-            self.metrics
-                .quota_usage_ratio
-                .with_label_values(&[req.tenant, resource])
-                .set(*used as f64 / d.limit.max(1) as f64);
+        for (i, (d, used)) in req.demands.iter().zip(&outcome.used).enumerate() {
+            let ratio = *used as f64 / d.limit.max(1) as f64;
+            match self.handles(req, i) {
+                Some(h) => h.usage_ratio.set(ratio),
+                None => self
+                    .metrics
+                    .quota_usage_ratio
+                    .with_label_values(&[req.tenant, req.resources[i]])
+                    .set(ratio),
+            }
             if *used >= d.limit {
                 self.over_limit
                     .insert(d.key.clone(), (d.window.end, d.limit));
@@ -245,23 +256,35 @@ impl QuotaEngine {
 
     fn backend_failed(&self, req: &Request<'_>, e: &QuotaError) -> (Verdict, Option<Outcome>) {
         self.metrics.quota_backend_errors.inc();
-        self.count(req, "backend_error", None);
-        tracing::warn!(tenant = req.tenant, error = %e, policy = ?self.on_error, "quota backend error");
+        self.count(req, Decision::BackendError, None);
+        // One line per second at most: an outage must not turn into a log flood.
+        let now = unix_now();
+        if self.last_error_log.swap(now, Ordering::Relaxed) != now {
+            tracing::warn!(tenant = req.tenant, error = %e, policy = ?self.on_error, "quota backend error");
+        }
         match self.on_error {
             OnBackendError::Allow => (Verdict::Allowed { headers: None }, None),
             OnBackendError::Deny => (Verdict::Unavailable, None),
         }
     }
 
-    fn count(&self, req: &Request<'_>, decision: &str, only: Option<usize>) {
+    fn handles<'r>(&self, req: &Request<'r>, i: usize) -> Option<&'r QuotaHandles> {
+        req.handles?.get(*req.quota_index.get(i)?)
+    }
+
+    fn count(&self, req: &Request<'_>, decision: Decision, only: Option<usize>) {
         for (i, r) in req.resources.iter().enumerate() {
             if only.is_some_and(|o| o != i) {
                 continue;
             }
-            self.metrics
-                .quota_decisions
-                .with_label_values(&[req.tenant, r, decision])
-                .inc();
+            match self.handles(req, i) {
+                Some(h) => h.decisions[decision as usize].inc(),
+                None => self
+                    .metrics
+                    .quota_decisions
+                    .with_label_values(&[req.tenant, r, decision.label()])
+                    .inc(),
+            }
         }
     }
 
@@ -380,6 +403,7 @@ mod tests {
             resources: &["r"],
             demands: &d,
             quota_index: &[0],
+            handles: None,
         };
         for _ in 0..2 {
             assert!(matches!(

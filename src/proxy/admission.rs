@@ -213,6 +213,7 @@ impl TenantProxy {
             resources: &resources,
             demands: &demands,
             quota_index: &quota_index,
+            handles: Some(&self.tenant_metrics(tenant).quota),
         };
         let (verdict, _) = self.quota.decide(&request, now).await;
         let denied = |error, subject: Option<&str>| Denied {
