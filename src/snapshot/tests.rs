@@ -1,0 +1,285 @@
+//! Unit tests of validation, compilation, route matching and tenant resolution.
+
+use super::*;
+use crate::config::{load, parse_toml, validate};
+use crate::tenant::{resolve, ResolveError, ResolveInput, TenantSource};
+
+pub(crate) const GATEWAY: &str = r#"
+[server]
+http_listen = ["127.0.0.1:0"]
+base_domains = ["localhost", "gw.example.com"]
+reserved_subdomains = ["www", "api"]
+[upstreams.shared]
+addrs = ["127.0.0.1:3000"]
+[plans.free]
+features = ["chat"]
+quotas.requests = { limit = 20, period = "second" }
+[plans.pro]
+features = ["chat", "analytics"]
+quotas.requests = { limit = 100, period = "second" }
+quotas.messages = { limit = 1000, period = "month" }
+[[routes]]
+path_prefix = "/api"
+require_feature = "chat"
+[[routes]]
+path_prefix = "/api/analytics"
+methods = ["GET"]
+require_feature = "analytics"
+"#;
+
+fn tenant(id: &str, extra: &str) -> String {
+    format!("id = \"{id}\"\nplan = \"free\"\nupstream = \"shared\"\n{extra}\n")
+}
+
+fn write_config(tenants: &[(&str, String)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("gateway.toml"), GATEWAY).unwrap();
+    std::fs::create_dir(dir.path().join("tenants")).unwrap();
+    for (name, body) in tenants {
+        std::fs::write(dir.path().join("tenants").join(name), body).unwrap();
+    }
+    dir
+}
+
+fn errors_of(tenants: &[(&str, String)]) -> Vec<String> {
+    let dir = write_config(tenants);
+    match load(&dir.path().join("gateway.toml")) {
+        Ok(_) => vec![],
+        Err(e) => e.0.iter().map(ToString::to_string).collect(),
+    }
+}
+
+fn compiled(tenants: &[(&str, String)]) -> Snapshot {
+    let dir = write_config(tenants);
+    let raw = load(&dir.path().join("gateway.toml")).unwrap();
+    Snapshot::compile(&raw).unwrap()
+}
+
+#[test]
+fn valid_config_compiles() {
+    let s = compiled(&[
+        (
+            "acme.toml",
+            tenant(
+                "acme",
+                "custom_domains = [\"support.acme.com\"]\nfeatures_enabled = [\"analytics\"]",
+            ),
+        ),
+        (
+            "globex.toml",
+            tenant("globex", "subdomain = \"gx\"\nplan = \"pro\"").replace("plan = \"free\"\n", ""),
+        ),
+    ]);
+    assert_eq!(s.hosts.len(), 2);
+    let acme = s.hosts.by_id("acme").unwrap();
+    assert_eq!(
+        &*acme.features,
+        &["analytics".into(), "chat".into()] as &[Box<str>]
+    );
+    assert_eq!(acme.headers.features, "analytics,chat");
+    let route = s.route(&Method::GET, "/api/analytics/x").unwrap();
+    assert_eq!(route.require_feature.as_deref(), Some("analytics"));
+    assert_eq!(
+        s.route(&Method::POST, "/api/analytics")
+            .unwrap()
+            .require_feature
+            .as_deref(),
+        Some("chat")
+    );
+    assert!(s.route(&Method::GET, "/other").is_none());
+}
+
+#[test]
+fn rejects_duplicates_and_unknown_names() {
+    let errs = errors_of(&[
+        ("a.toml", tenant("acme", "custom_domains = [\"x.com\"]")),
+        ("b.toml", tenant("acme", "")),
+        (
+            "c.toml",
+            tenant(
+                "globex",
+                "custom_domains = [\"X.com\"]\nsubdomain = \"acme\"",
+            ),
+        ),
+        (
+            "d.toml",
+            tenant("initech", "features_enabled = [\"nope\"]").replace("\"shared\"", "\"missing\""),
+        ),
+        (
+            "e.toml",
+            tenant("umbrella", "").replace("\"free\"", "\"gold\""),
+        ),
+    ]);
+    let joined = errs.join("\n");
+    assert!(
+        joined.contains("tenants/b.toml: id: duplicate tenant id \"acme\""),
+        "{joined}"
+    );
+    assert!(
+        joined.contains("tenants/c.toml: custom_domains[0]: already claimed by tenant \"acme\""),
+        "{joined}"
+    );
+    assert!(
+        joined.contains("tenants/c.toml: subdomain: subdomain \"acme\" already used"),
+        "{joined}"
+    );
+    assert!(
+        joined.contains("tenants/d.toml: features_enabled[0]: unknown feature \"nope\""),
+        "{joined}"
+    );
+    assert!(
+        joined.contains("tenants/d.toml: upstream: unknown upstream pool \"missing\""),
+        "{joined}"
+    );
+    assert!(
+        joined.contains("tenants/e.toml: plan: unknown plan \"gold\""),
+        "{joined}"
+    );
+}
+
+#[test]
+fn rejects_unknown_keys_and_bad_values_naming_the_key() {
+    let errs = errors_of(&[("a.toml", tenant("acme", "colour = 1"))]);
+    assert!(errs[0].starts_with("tenants/a.toml: "), "{errs:?}");
+    assert!(errs[0].contains("unknown field `colour`"), "{errs:?}");
+
+    let bad_duration: Result<GatewayConfig, _> = parse_toml(
+        "gateway.toml",
+        "[upstreams.x]\naddrs=[\"127.0.0.1:1\"]\nconnect_timeout = \"2 parsecs\"",
+    );
+    let e = bad_duration.unwrap_err();
+    assert_eq!(e.key, "upstreams.x.connect_timeout", "{e}");
+
+    let bad_addr: GatewayConfig =
+        parse_toml("gateway.toml", "[server]\nhttp_listen = [\"nope\"]").unwrap();
+    let raw = RawConfig {
+        dir: ".".into(),
+        main_file: "gateway.toml".into(),
+        gateway: bad_addr,
+        tenants: vec![],
+        content_hash: 0,
+    };
+    let errs = validate(&raw);
+    assert!(
+        errs.iter().any(|e| e.key == "server.http_listen[0]"),
+        "{errs:?}"
+    );
+}
+
+#[test]
+fn rejects_reserved_subdomain_bad_colour_and_bad_key_hash() {
+    let errs = errors_of(&[(
+            "a.toml",
+            tenant("acme", "subdomain = \"www\"\n[branding]\nprimary_color = \"red;}\"\n[[api_keys]]\nsha256 = \"xyz\"\nname = \"ci\""),
+        )]);
+    let joined = errs.join("\n");
+    assert!(
+        joined.contains("subdomain: subdomain \"www\" is reserved"),
+        "{joined}"
+    );
+    assert!(joined.contains("branding.primary_color"), "{joined}");
+    assert!(joined.contains("api_keys[0].sha256"), "{joined}");
+}
+
+#[test]
+fn rejects_custom_domain_under_base_and_unknown_quota_resource() {
+    let errs = errors_of(&[(
+            "a.toml",
+            tenant("acme", "custom_domains = [\"x.localhost\"]\n[quotas]\nwidgets = { limit = 1, period = \"day\" }"),
+        )]);
+    let joined = errs.join("\n");
+    assert!(joined.contains("custom_domains[0]"), "{joined}");
+    assert!(joined.contains("quotas.widgets"), "{joined}");
+}
+
+#[test]
+fn paths_are_normalised_for_matching() {
+    for (raw, want) in [
+        ("/api/secure", "/api/secure"),
+        ("//api/secure", "/api/secure"),
+        ("/api//secure/", "/api/secure/"),
+        ("/api/./secure", "/api/secure"),
+        ("/api/x/../secure", "/api/secure"),
+        ("/api/%73ecure", "/api/secure"),
+        ("/api/%2Fsecure", "/api/%2Fsecure"),
+        ("/../..", "/"),
+        ("/%", "/%"),
+        ("/a%4", "/a%4"),
+    ] {
+        assert_eq!(normalize_path(raw), want, "{raw}");
+    }
+    assert!(matches!(normalize_path("/api/x"), Cow::Borrowed(_)));
+}
+
+#[test]
+fn resolution_order() {
+    let s = compiled(&[
+        (
+            "acme.toml",
+            tenant("acme", "custom_domains = [\"support.acme.com\"]"),
+        ),
+        ("globex.toml", tenant("globex", "")),
+    ]);
+    let r = |host: Option<&str>, header: Option<&str>, query: Option<&str>| {
+        resolve(
+            &s.hosts,
+            &ResolveInput {
+                host,
+                trusted_header: header,
+                token_tenant: None,
+                dev_query: query,
+            },
+        )
+        .map(|(t, src)| (t.id.to_string(), src))
+    };
+    assert_eq!(
+        r(Some("acme.localhost:8080"), None, None),
+        Ok(("acme".into(), TenantSource::Host))
+    );
+    assert_eq!(
+        r(Some("ACME.gw.example.com."), None, None),
+        Ok(("acme".into(), TenantSource::Host))
+    );
+    assert_eq!(
+        r(Some("support.acme.com"), None, None),
+        Ok(("acme".into(), TenantSource::Host))
+    );
+    // Host wins over the header.
+    assert_eq!(
+        r(Some("globex.localhost"), Some("acme"), None),
+        Ok(("globex".into(), TenantSource::Host))
+    );
+    assert_eq!(
+        r(Some("localhost"), Some("acme"), None),
+        Ok(("acme".into(), TenantSource::Header))
+    );
+    assert_eq!(
+        r(Some("www.localhost"), None, Some("tenant=globex")),
+        Ok(("globex".into(), TenantSource::Query))
+    );
+    assert_eq!(
+        r(Some("localhost"), None, None),
+        Err(ResolveError::Required)
+    );
+    assert_eq!(
+        r(Some("127.0.0.1:8080"), None, None),
+        Err(ResolveError::Required)
+    );
+    assert_eq!(
+        r(Some("[::1]:8080"), None, None),
+        Err(ResolveError::Required)
+    );
+    assert_eq!(r(None, None, None), Err(ResolveError::Required));
+    assert_eq!(
+        r(Some("nobody.localhost"), None, None),
+        Err(ResolveError::NotFound)
+    );
+    assert_eq!(
+        r(Some("a.acme.localhost"), None, None),
+        Err(ResolveError::NotFound)
+    );
+    assert_eq!(
+        r(Some("localhost"), Some("nobody"), None),
+        Err(ResolveError::NotFound)
+    );
+}
