@@ -156,17 +156,19 @@ pub fn run(config_path: &Path, opts: RunOptions) -> Result<(), StartError> {
     admin.add_tcp(&server_cfg.admin_listen);
     admin.threads = Some(1);
 
-    let probe_addrs = server_cfg
-        .http_listen
-        .iter()
-        .chain(&server_cfg.https_listen)
-        .filter_map(|a| a.parse::<SocketAddr>().ok())
-        .map(loopback_for)
-        .collect();
+    let listen_addrs = |list: &[String]| -> Vec<SocketAddr> {
+        list.iter()
+            .filter_map(|a| a.parse::<SocketAddr>().ok())
+            .map(loopback_for)
+            .collect()
+    };
+    let probe_addrs = listen_addrs(&server_cfg.http_listen);
+    let probe_tls_addrs = listen_addrs(&server_cfg.https_listen);
     let readiness = background_service(
         "readiness",
         ReadinessProbe {
             addrs: probe_addrs,
+            tls_addrs: probe_tls_addrs,
             ready,
         },
     );
@@ -281,17 +283,56 @@ impl BackgroundService for QuotaConnector {
 }
 
 /// Marks the gateway ready once every proxy listener accepts connections.
+///
+/// A plain listener counts only when it answers a request with this process's nonce echoed in
+/// `X-Request-Id` — so another process holding the port (pingora retries a busy bind for a
+/// while) does not make the gateway look ready. TLS listeners are checked by connecting.
 struct ReadinessProbe {
     addrs: Vec<SocketAddr>,
+    tls_addrs: Vec<SocketAddr>,
     ready: Arc<AtomicBool>,
+}
+
+/// Sends one request and checks the reply carries `nonce` (the gateway echoes X-Request-Id).
+async fn answers_with_nonce(addr: SocketAddr, nonce: &str) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let attempt = async {
+        let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+        let req = format!(
+            "GET /.well-known/tenant-gateway-readiness HTTP/1.1\r\nHost: readiness.invalid\r\nX-Request-Id: {nonce}\r\nConnection: close\r\n\r\n"
+        );
+        s.write_all(req.as_bytes()).await.ok()?;
+        let mut buf = Vec::with_capacity(1024);
+        s.read_to_end(&mut buf).await.ok()?;
+        Some(String::from_utf8_lossy(&buf).contains(nonce))
+    };
+    matches!(
+        tokio::time::timeout(Duration::from_secs(2), attempt).await,
+        Ok(Some(true))
+    )
 }
 
 #[async_trait]
 impl BackgroundService for ReadinessProbe {
     async fn start(&self, mut shutdown: ShutdownWatch) {
-        for addr in &self.addrs {
+        let nonce = format!(
+            "readiness-{}-{}",
+            std::process::id(),
+            crate::request_id::generate().to_str().unwrap_or("x")
+        );
+        let checks = self
+            .addrs
+            .iter()
+            .map(|a| (a, true))
+            .chain(self.tls_addrs.iter().map(|a| (a, false)));
+        for (addr, plain) in checks {
             loop {
-                if tokio::net::TcpStream::connect(addr).await.is_ok() {
+                let ok = if plain {
+                    answers_with_nonce(*addr, &nonce).await
+                } else {
+                    tokio::net::TcpStream::connect(addr).await.is_ok()
+                };
+                if ok {
                     break;
                 }
                 tokio::select! {

@@ -274,6 +274,9 @@ impl ProxyHttp for TenantProxy {
                 ctx.snapshot = Some(snapshot);
                 let mut resp = ResponseHeader::build(301, Some(3))?;
                 resp.insert_header(http::header::LOCATION, location)?;
+                if let Some(rid) = &ctx.request_id {
+                    resp.insert_header(&X_REQUEST_ID, rid.clone())?;
+                }
                 resp.insert_header(http::header::CONTENT_LENGTH, "0")?;
                 session.write_response_header(Box::new(resp), false).await?;
                 session.write_response_body(None, true).await?;
