@@ -19,7 +19,6 @@ use tenant_gateway::quota::{
 };
 
 const CALLERS: usize = 64;
-const DECISIONS: usize = 100_000;
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -81,13 +80,13 @@ fn demands(tenant: usize) -> Vec<Demand> {
     ]
 }
 
-async fn run<F, Fut>(name: &str, decide: F) -> f64
+async fn run<F, Fut>(name: &str, decisions: usize, decide: F) -> f64
 where
     F: Fn(Vec<Demand>) -> Fut + Send + Sync + 'static + Clone,
     Fut: std::future::Future<Output = bool> + Send,
 {
     let started = Instant::now();
-    let per = DECISIONS / CALLERS;
+    let per = decisions / CALLERS;
     let mut tasks = Vec::new();
     for c in 0..CALLERS {
         let decide = decide.clone();
@@ -112,6 +111,9 @@ where
 }
 
 fn main() {
+    // `cargo bench` passes --bench; under `cargo test` this runs once, small, as a smoke test.
+    let full = std::env::args().any(|a| a == "--bench");
+    let (rounds, decisions) = if full { (3, 100_000) } else { (1, 6_400) };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -141,11 +143,11 @@ fn main() {
         let naive = Arc::new(tokio::sync::Mutex::new(naive_conn));
 
         let local = Arc::new(LocalQuotaStore::new());
-        println!("{CALLERS} concurrent callers, {DECISIONS} decisions of 2 resources each");
-        for round in 0..3 {
+        println!("{CALLERS} concurrent callers, {decisions} decisions of 2 resources each");
+        for round in 0..rounds {
             println!("-- round {}", round + 1);
             let s = store.clone();
-            let multiplexed = run("multiplexed script", move |d| {
+            let multiplexed = run("multiplexed script", decisions, move |d| {
                 let s = s.clone();
                 async move {
                     s.check(&d)
@@ -156,7 +158,7 @@ fn main() {
             })
             .await;
             let n = naive.clone();
-            let naive_rate = run("naive round trip", move |d| {
+            let naive_rate = run("naive round trip", decisions, move |d| {
                 let n = n.clone();
                 async move {
                     let mut c = n.lock().await;
@@ -167,7 +169,7 @@ fn main() {
             })
             .await;
             let l = local.clone();
-            run("local", move |d| {
+            run("local", decisions, move |d| {
                 let l = l.clone();
                 async move {
                     l.check(&d)
