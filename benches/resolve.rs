@@ -105,6 +105,45 @@ fn report() {
         );
         drop(snapshot);
     }
+    // Other hot-path pieces, per call.
+    let now = 1_800_000_000;
+    let store = LocalQuotaStore::new();
+    let w = Window::of(Period::Hour, now);
+    let demand = [Demand {
+        key: counter_key("acme", "requests", &w.label()),
+        amount: 1,
+        limit: u64::MAX,
+        window: w,
+    }];
+    black_box(store.check_at(&demand, now));
+    let region = Region::new(GLOBAL);
+    for _ in 0..1000 {
+        black_box(store.check_at(&demand, now));
+    }
+    println!(
+        "local quota decision (key built): {:.2} allocations",
+        region.change().allocations as f64 / 1000.0
+    );
+    let region = Region::new(GLOBAL);
+    for _ in 0..1000 {
+        black_box(counter_key(
+            "acme",
+            "requests",
+            &Window::of(Period::Hour, black_box(now)).label(),
+        ));
+    }
+    println!(
+        "quota key for the current window: {:.2} allocations",
+        region.change().allocations as f64 / 1000.0
+    );
+    let region = Region::new(GLOBAL);
+    for _ in 0..1000 {
+        black_box(tenant_gateway::request_id::generate());
+    }
+    println!(
+        "request id generation: {:.2} allocations",
+        region.change().allocations as f64 / 1000.0
+    );
 }
 
 fn bench_resolve(c: &mut Criterion) {
