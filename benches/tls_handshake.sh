@@ -5,7 +5,7 @@
 # the ratio gateway/nginx.
 #
 #   bash benches/tls_handshake.sh
-#   ROUNDS=5 REQUESTS=4000 CLIENTS=10 KEY=rsa bash benches/tls_handshake.sh
+#   ROUNDS=5 REQUESTS=20000 CLIENTS=10 KEY=rsa bash benches/tls_handshake.sh
 #
 # The client is benches/tls_handshake_load.rs (rustls, one thread): every request opens a new
 # TCP connection and does a full handshake (it never offers a session), then sends one request
@@ -19,7 +19,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ROUNDS=${ROUNDS:-3}
-REQUESTS=${REQUESTS:-2000}
+REQUESTS=${REQUESTS:-10000}
 CLIENTS=${CLIENTS:-10}
 KEY=${KEY:-ec}  # ec (ECDSA P-256, like the gateway's generated default) or rsa (RSA 2048)
 NAME=bench.localhost
@@ -45,11 +45,16 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
+# Listen ports come from below the ephemeral range, so the many client connections of a run
+# (and their TIME_WAIT sockets) never hold one.
+read -r EPHEMERAL_LOW _ </proc/sys/net/ipv4/ip_local_port_range
+PORT_BASE=$((EPHEMERAL_LOW > 12000 ? 10000 : 2000))
+PORT_SPAN=$((EPHEMERAL_LOW - PORT_BASE - 1))
 USED_PORTS=" "
 free_port() {
   local p
   while :; do
-    p=$((20000 + RANDOM % 30000))
+    p=$((PORT_BASE + (RANDOM * 32768 + RANDOM) % PORT_SPAN))
     [[ "$USED_PORTS" == *" $p "* ]] && continue
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
       USED_PORTS+="$p "
@@ -62,7 +67,7 @@ free_port() {
 wait_port() { # port, what, pid
   for _ in $(seq 1 200); do
     if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-    kill -0 "$3" 2>/dev/null || { echo "$2 exited at start" >&2; return 1; }
+    kill -0 "$3" 2>/dev/null || { echo "$2 exited at start" >&2; cat "$WORK"/*.log "$WORK"/*/*.log >&2 2>/dev/null; return 1; }
     sleep 0.05
   done
   echo "$2 did not listen on 127.0.0.1:$1" >&2
@@ -89,7 +94,7 @@ openssl req -x509 "${newkey[@]}" -nodes -days 30 -subj "/CN=$NAME" \
 chmod 600 "$KEYF"
 
 # --- echo upstream, shared by both ---
-"$BIN" echo --listen "127.0.0.1:$ECHO_PORT" >/dev/null 2>&1 &
+"$BIN" echo --listen "127.0.0.1:$ECHO_PORT" >"$WORK/echo.log" 2>&1 &
 PIDS+=($!)
 wait_port "$ECHO_PORT" echo $!
 
