@@ -528,7 +528,11 @@ impl ServeHttp for AdminApp {
                         .client_addr()
                         .map(|a| a.to_string())
                         .unwrap_or_default();
-                    tracing::warn!(target: "audit", client = %client, path = %p, reason = "invalid_admin_token", "admin request rejected");
+                    let rid = crate::request_id::keep_or_generate(
+                        session.req_header().headers.get("x-request-id"),
+                    );
+                    let rid = rid.to_str().unwrap_or("");
+                    tracing::warn!(target: "audit", client = %client, path = %p, reason = "invalid_admin_token", request_id = rid, "admin request rejected");
                     let mut resp = error(
                         StatusCode::UNAUTHORIZED,
                         "UNAUTHORIZED",
@@ -544,7 +548,10 @@ impl ServeHttp for AdminApp {
                     .client_addr()
                     .map(|a| a.to_string())
                     .unwrap_or_default();
-                tracing::info!(target: "audit", client = %client, method = %method, path = %p, "admin request");
+                let rid = crate::request_id::keep_or_generate(
+                    session.req_header().headers.get("x-request-id"),
+                );
+                tracing::info!(target: "audit", client = %client, method = %method, path = %p, request_id = rid.to_str().unwrap_or(""), "admin request");
                 let query = session.req_header().uri.query().map(str::to_string);
                 let body = if matches!(method, Method::POST | Method::PATCH) {
                     match read_body(session).await {
