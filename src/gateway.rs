@@ -320,11 +320,19 @@ impl BackgroundService for ReadinessProbe {
             std::process::id(),
             crate::request_id::generate().to_str().unwrap_or("x")
         );
+        // All listeners of the proxy service are bound together, so a plain listener answering
+        // proves the TLS ones too; TLS listeners are probed (by connecting, which pingora logs
+        // as an aborted handshake) only when there is no plain one.
+        let tls_only: &[SocketAddr] = if self.addrs.is_empty() {
+            &self.tls_addrs
+        } else {
+            &[]
+        };
         let checks = self
             .addrs
             .iter()
             .map(|a| (a, true))
-            .chain(self.tls_addrs.iter().map(|a| (a, false)));
+            .chain(tls_only.iter().map(|a| (a, false)));
         for (addr, plain) in checks {
             loop {
                 let ok = if plain {
