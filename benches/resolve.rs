@@ -12,7 +12,7 @@ use tenant_gateway::config::{
     parse_toml, BrandingConfig, GatewayConfig, Period, RawConfig, TenantConfig, TenantFile,
     TenantStatus, TenantUpstreamConfig,
 };
-use tenant_gateway::quota::{counter_key, Demand, LocalQuotaStore, Window};
+use tenant_gateway::quota::{counter_key, window_key, Demand, LocalQuotaStore, Window};
 use tenant_gateway::snapshot::Snapshot;
 use tenant_gateway::tenant::{resolve, ResolveInput};
 

@@ -344,6 +344,15 @@ impl ProxyHttp for TenantProxy {
         Ok(Box::new(pool.peer(index)))
     }
 
+    /// A client that goes away mid-request is not a gateway error: no ERROR line for it.
+    fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, error: &Error) -> bool {
+        matches!(error.esource(), pingora::ErrorSource::Downstream)
+            && matches!(
+                error.etype(),
+                ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError
+            )
+    }
+
     fn fail_to_connect(
         &self,
         _session: &mut Session,

@@ -54,6 +54,18 @@ pub fn counter_key(tenant: &str, resource: &str, window_label: &str) -> String {
     k
 }
 
+/// Counter key of a tenant's resource in `window`, built with one allocation (the request path).
+pub fn window_key(tenant: &str, resource: &str, window: &Window) -> String {
+    let mut k = String::with_capacity(28 + tenant.len() + resource.len());
+    k.push_str("tg:{");
+    k.push_str(tenant);
+    k.push_str("}:");
+    k.push_str(resource);
+    k.push(':');
+    window.write_label(&mut k);
+    k
+}
+
 /// What the backend decided for a whole request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {

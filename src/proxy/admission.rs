@@ -10,7 +10,7 @@ use super::TenantProxy;
 use crate::auth::Credential;
 use crate::config::TenantStatus;
 use crate::quota::{
-    counter_key, unix_now, Demand, RateLimitHeaders, Request as QuotaRequest, Verdict, Window,
+    unix_now, window_key, Demand, RateLimitHeaders, Request as QuotaRequest, Verdict, Window,
     REQUESTS_RESOURCE,
 };
 use crate::response::GatewayError;
@@ -168,7 +168,7 @@ impl TenantProxy {
             let (name, limit) = &tenant.quotas[qi];
             let window = Window::of(limit.period, now);
             demands.push(Demand {
-                key: counter_key(&tenant.id, name, &window.label()),
+                key: window_key(&tenant.id, name, &window),
                 amount,
                 limit: limit.limit,
                 window,

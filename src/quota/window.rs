@@ -53,16 +53,24 @@ impl Window {
     /// (hour), `2026-11-28T13:05` (minute), `2026-11-28T13:05:09` (second). Readable in
     /// `redis-cli`, and a month key is what the billing report reads.
     pub fn label(&self) -> String {
+        let mut s = String::with_capacity(19);
+        self.write_label(&mut s);
+        s
+    }
+
+    /// Appends [`Window::label`] to `out` (builds a counter key with one allocation).
+    pub fn write_label(&self, out: &mut String) {
+        use std::fmt::Write;
         let (y, mo, d) = civil_from_days((self.start / 86_400) as i64);
         let secs = self.start % 86_400;
         let (h, mi, s) = (secs / 3600, secs % 3600 / 60, secs % 60);
-        match self.period {
-            Period::Month => format!("{y:04}-{mo:02}"),
-            Period::Day => format!("{y:04}-{mo:02}-{d:02}"),
-            Period::Hour => format!("{y:04}-{mo:02}-{d:02}T{h:02}"),
-            Period::Minute => format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}"),
-            Period::Second => format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}"),
-        }
+        let _ = match self.period {
+            Period::Month => write!(out, "{y:04}-{mo:02}"),
+            Period::Day => write!(out, "{y:04}-{mo:02}-{d:02}"),
+            Period::Hour => write!(out, "{y:04}-{mo:02}-{d:02}T{h:02}"),
+            Period::Minute => write!(out, "{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}"),
+            Period::Second => write!(out, "{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}"),
+        };
     }
 
     /// When the counter of this window may be dropped. Month counters outlive their window by
