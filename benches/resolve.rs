@@ -126,10 +126,10 @@ fn report() {
     );
     let region = Region::new(GLOBAL);
     for _ in 0..1000 {
-        black_box(counter_key(
+        black_box(window_key(
             "acme",
             "requests",
-            &Window::of(Period::Hour, black_box(now)).label(),
+            &Window::of(Period::Hour, black_box(now)),
         ));
     }
     println!(
