@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use tenant_gateway::config::{Period, QuotaBackendKind, QuotaConfig};
 use tenant_gateway::quota::{
-    counter_key, unix_now, Demand, LocalQuotaStore, QuotaStore, RedisQuotaStore, Window,
+    unix_now, window_key, Demand, LocalQuotaStore, QuotaStore, RedisQuotaStore, Window,
 };
 
 const CALLERS: usize = 64;
@@ -66,13 +66,13 @@ fn demands(tenant: usize) -> Vec<Demand> {
     let t = format!("t{tenant}");
     vec![
         Demand {
-            key: counter_key(&t, "requests", &w1.label()),
+            key: window_key(&t, "requests", &w1),
             amount: 1,
             limit: u64::MAX / 2,
             window: w1,
         },
         Demand {
-            key: counter_key(&t, "messages", &w2.label()),
+            key: window_key(&t, "messages", &w2),
             amount: 1,
             limit: u64::MAX / 2,
             window: w2,

@@ -12,7 +12,7 @@ use tenant_gateway::config::{
     parse_toml, BrandingConfig, GatewayConfig, Period, RawConfig, TenantConfig, TenantFile,
     TenantStatus, TenantUpstreamConfig,
 };
-use tenant_gateway::quota::{counter_key, window_key, Demand, LocalQuotaStore, Window};
+use tenant_gateway::quota::{window_key, Demand, LocalQuotaStore, Window};
 use tenant_gateway::snapshot::Snapshot;
 use tenant_gateway::tenant::{resolve, ResolveInput};
 
@@ -110,7 +110,7 @@ fn report() {
     let store = LocalQuotaStore::new();
     let w = Window::of(Period::Hour, now);
     let demand = [Demand {
-        key: counter_key("acme", "requests", &w.label()),
+        key: window_key("acme", "requests", &w),
         amount: 1,
         limit: u64::MAX,
         window: w,
@@ -184,7 +184,7 @@ fn bench_quota(c: &mut Criterion) {
     let w1 = Window::of(Period::Hour, now);
     let w2 = Window::of(Period::Month, now);
     let one = [Demand {
-        key: counter_key("acme", "requests", &w1.label()),
+        key: window_key("acme", "requests", &w1),
         amount: 1,
         limit: u64::MAX,
         window: w1,
@@ -192,7 +192,7 @@ fn bench_quota(c: &mut Criterion) {
     let two = [
         one[0].clone(),
         Demand {
-            key: counter_key("acme", "messages", &w2.label()),
+            key: window_key("acme", "messages", &w2),
             amount: 1,
             limit: u64::MAX,
             window: w2,
@@ -206,10 +206,10 @@ fn bench_quota(c: &mut Criterion) {
     });
     c.bench_function("quota/window_label_and_key", |b| {
         b.iter(|| {
-            black_box(counter_key(
+            black_box(window_key(
                 "acme",
                 "requests",
-                &Window::of(Period::Minute, black_box(now)).label(),
+                &Window::of(Period::Minute, black_box(now)),
             ))
         })
     });

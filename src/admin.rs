@@ -16,7 +16,7 @@ use crate::config::Period;
 use crate::metrics::Metrics;
 use crate::provision::{self, NewTenant, ProvisionError, TenantPatch};
 use crate::quota::window::rfc3339;
-use crate::quota::{counter_key, unix_now, QuotaEngine, Window};
+use crate::quota::{unix_now, window_key, QuotaEngine, Window};
 use crate::reload::{ReloadOutcome, Reloader};
 use crate::snapshot::{Snapshot, SnapshotHolder};
 use crate::tenant::Tenant;
@@ -133,6 +133,17 @@ impl AdminApp {
             .is_some_and(|given| constant_time_eq(given, token.as_bytes()))
     }
 
+    /// Counter values, or the 503 to answer when the quota backend cannot be read.
+    async fn read_counters(&self, keys: &[String]) -> Result<Vec<u64>, Response<Vec<u8>>> {
+        self.quota.read(keys).await.map_err(|e| {
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "QUOTA_BACKEND_UNAVAILABLE",
+                &e.to_string(),
+            )
+        })
+    }
+
     /// Used, limit, period and reset time of every quota of a tenant, in the current windows.
     async fn usage(&self, t: &Tenant) -> Response<Vec<u8>> {
         let now = unix_now();
@@ -145,17 +156,11 @@ impl AdminApp {
             .quotas
             .iter()
             .zip(&windows)
-            .map(|((r, _), w)| counter_key(&t.id, r, &w.label()))
+            .map(|((r, _), w)| window_key(&t.id, r, w))
             .collect();
-        let used = match self.quota.read(&keys).await {
+        let used = match self.read_counters(&keys).await {
             Ok(u) => u,
-            Err(e) => {
-                return error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "QUOTA_BACKEND_UNAVAILABLE",
-                    &e.to_string(),
-                )
-            }
+            Err(resp) => return resp,
         };
         let mut resources = serde_json::Map::new();
         for (((r, q), w), used) in t.quotas.iter().zip(&windows).zip(used) {
@@ -236,17 +241,11 @@ impl AdminApp {
         let label = window.label();
         let keys: Vec<String> = monthly
             .iter()
-            .map(|(r, _)| counter_key(&t.id, r, &label))
+            .map(|(r, _)| window_key(&t.id, r, &window))
             .collect();
-        let used = match self.quota.read(&keys).await {
+        let used = match self.read_counters(&keys).await {
             Ok(u) => u,
-            Err(e) => {
-                return error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "QUOTA_BACKEND_UNAVAILABLE",
-                    &e.to_string(),
-                )
-            }
+            Err(resp) => return resp,
         };
         let mut lines = Vec::new();
         let mut total = plan.pricing.base;

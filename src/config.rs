@@ -465,10 +465,6 @@ pub struct RawConfig {
 }
 
 impl RawConfig {
-    pub fn tenants_dir(&self) -> PathBuf {
-        self.dir.join(&self.gateway.server.tenants_dir)
-    }
-
     pub fn certs_dir(&self) -> PathBuf {
         self.dir.join(&self.gateway.tls.certs_dir)
     }

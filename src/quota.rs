@@ -34,27 +34,15 @@ pub struct QuotaLimit {
 /// What one request asks of one resource.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Demand {
-    /// `tg:{tenant}:{resource}:{window}`; the `{tenant}` hash tag keeps one request's keys in
-    /// one Redis Cluster slot.
+    /// Built by [`window_key`].
     pub key: String,
     pub amount: u64,
     pub limit: u64,
     pub window: Window,
 }
 
-/// Counter key of a tenant's resource in one window.
-pub fn counter_key(tenant: &str, resource: &str, window_label: &str) -> String {
-    let mut k = String::with_capacity(8 + tenant.len() + resource.len() + window_label.len());
-    k.push_str("tg:{");
-    k.push_str(tenant);
-    k.push_str("}:");
-    k.push_str(resource);
-    k.push(':');
-    k.push_str(window_label);
-    k
-}
-
-/// Counter key of a tenant's resource in `window`, built with one allocation (the request path).
+/// Counter key of a tenant's resource in `window`: `tg:{tenant}:{resource}:{label}`; the
+/// `{tenant}` hash tag keeps one request's keys in one Redis Cluster slot. One allocation.
 pub fn window_key(tenant: &str, resource: &str, window: &Window) -> String {
     let mut k = String::with_capacity(28 + tenant.len() + resource.len());
     k.push_str("tg:{");
@@ -203,9 +191,9 @@ impl QuotaEngine {
     }
 
     /// Decides one request. `now` is unix seconds (a parameter so tests can cross windows).
-    pub async fn decide(&self, req: &Request<'_>, now: u64) -> (Verdict, Option<Outcome>) {
+    pub async fn decide(&self, req: &Request<'_>, now: u64) -> Verdict {
         if req.demands.is_empty() {
-            return (Verdict::Allowed { headers: None }, None);
+            return Verdict::Allowed { headers: None };
         }
         // A known-full key rejects at once (only if that demand actually asks for something).
         for (i, d) in req.demands.iter().enumerate() {
@@ -227,7 +215,7 @@ impl QuotaEngine {
                         retry_after: d.window.end.saturating_sub(now).max(1),
                         headers,
                     };
-                    return (verdict, None);
+                    return verdict;
                 }
                 self.over_limit.invalidate(&d.key);
             }
@@ -263,10 +251,10 @@ impl QuotaEngine {
                     .insert(d.key.clone(), (d.window.end, d.limit));
             }
         }
-        (self.verdict(req, &outcome, now), Some(outcome))
+        self.verdict(req, &outcome, now)
     }
 
-    fn backend_failed(&self, req: &Request<'_>, e: &QuotaError) -> (Verdict, Option<Outcome>) {
+    fn backend_failed(&self, req: &Request<'_>, e: &QuotaError) -> Verdict {
         self.metrics.quota_backend_errors.inc();
         self.count(req, Decision::BackendError, None);
         // One line per second at most: an outage must not turn into a log flood.
@@ -275,8 +263,8 @@ impl QuotaEngine {
             tracing::warn!(tenant = req.tenant, error = %e, policy = ?self.on_error, "quota backend error");
         }
         match self.on_error {
-            OnBackendError::Allow => (Verdict::Allowed { headers: None }, None),
-            OnBackendError::Deny => (Verdict::Unavailable, None),
+            OnBackendError::Allow => Verdict::Allowed { headers: None },
+            OnBackendError::Deny => Verdict::Unavailable,
         }
     }
 
@@ -389,7 +377,11 @@ mod tests {
     #[test]
     fn keys_carry_the_tenant_hash_tag() {
         assert_eq!(
-            counter_key("acme", "messages", "2026-11"),
+            window_key(
+                "acme",
+                "messages",
+                &Window::of(Period::Month, 1_795_871_109)
+            ),
             "tg:{acme}:messages:2026-11"
         );
     }
@@ -419,11 +411,11 @@ mod tests {
         };
         for _ in 0..2 {
             assert!(matches!(
-                engine.decide(&req, now).await.0,
+                engine.decide(&req, now).await,
                 Verdict::Allowed { .. }
             ));
         }
-        match engine.decide(&req, now).await.0 {
+        match engine.decide(&req, now).await {
             Verdict::Rejected {
                 resource,
                 retry_after,

@@ -352,10 +352,6 @@ impl CertStore {
     pub fn entry(&self, folder: &str) -> Option<CertEntry> {
         self.current.load().entries.get(folder).cloned()
     }
-
-    pub fn entries(&self) -> Vec<CertEntry> {
-        self.current.load().entries.values().cloned().collect()
-    }
 }
 
 fn build_set(entries: BTreeMap<String, CertEntry>) -> CertSet {

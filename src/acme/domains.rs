@@ -327,10 +327,6 @@ impl DomainRegistry {
         self.lock().values().cloned().collect()
     }
 
-    pub fn get(&self, domain: &str) -> Option<DomainRecord> {
-        self.lock().get(domain).cloned()
-    }
-
     async fn persist(&self, changed: Option<&DomainRecord>) {
         if let Some(r) = &self.redis {
             let records: Vec<DomainRecord> = match changed {

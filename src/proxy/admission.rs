@@ -215,7 +215,7 @@ impl TenantProxy {
             quota_index: &quota_index,
             handles: Some(&self.tenant_metrics(tenant).quota),
         };
-        let (verdict, _) = self.quota.decide(&request, now).await;
+        let verdict = self.quota.decide(&request, now).await;
         let denied = |error, subject: Option<&str>| Denied {
             error,
             subject: subject.map(str::to_string),

@@ -125,12 +125,12 @@ impl QuotaStore for LocalQuotaStore {
 mod tests {
     use super::*;
     use crate::config::Period;
-    use crate::quota::{counter_key, Window};
+    use crate::quota::{window_key, Window};
 
     fn demand(resource: &str, amount: u64, limit: u64, period: Period, now: u64) -> Demand {
         let window = Window::of(period, now);
         Demand {
-            key: counter_key("acme", resource, &window.label()),
+            key: window_key("acme", resource, &window),
             amount,
             limit,
             window,

@@ -77,10 +77,6 @@ impl RedisQuotaStore {
         }
     }
 
-    pub fn is_connected(&self) -> bool {
-        self.conn.load().is_some()
-    }
-
     async fn connect(&self) -> Result<Connection, QuotaError> {
         // Connection attempts get more time than a decision: they are off the request path.
         let connect_timeout = self.timeout.max(Duration::from_millis(500));
