@@ -86,7 +86,7 @@ fn main() {
     };
     let now = unix_now();
     let check = |headers: &HeaderMap| {
-        let c = authenticate(headers, &keys, Some(&jwt), now);
+        let c = authenticate(headers, &keys, Some(&jwt), now).credential;
         assert_eq!(c.tenant(), Some("t42"), "{c:?}");
         c
     };
@@ -123,7 +123,7 @@ fn main() {
         b.iter_batched(
             || bearer(&hs_token(jti.fetch_add(1, Ordering::Relaxed))),
             |h| {
-                let c = authenticate(&h, &keys, Some(&jwt), now);
+                let c = authenticate(&h, &keys, Some(&jwt), now).credential;
                 debug_assert!(matches!(c, Credential::Token(_)));
                 black_box(c)
             },
@@ -134,7 +134,7 @@ fn main() {
         b.iter_batched(
             || bearer(&es_token(jti.fetch_add(1, Ordering::Relaxed))),
             |h| {
-                let c = authenticate(&h, &keys, Some(&jwt), now);
+                let c = authenticate(&h, &keys, Some(&jwt), now).credential;
                 debug_assert!(matches!(c, Credential::Token(_)));
                 black_box(c)
             },

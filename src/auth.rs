@@ -30,6 +30,8 @@ pub enum Credential {
     /// A credential was presented but is not valid; the reason goes to the audit log and the
     /// `gateway_auth_failures_total{reason}` metric.
     Invalid(&'static str),
+    /// Valid credentials of two different tenants in one request (403 whatever the route).
+    Conflicting,
 }
 
 impl Credential {
@@ -38,7 +40,7 @@ impl Credential {
         match self {
             Credential::ApiKey { tenant, .. } => Some(tenant),
             Credential::Token(t) => t.tenant.as_deref(),
-            Credential::None | Credential::Invalid(_) => None,
+            Credential::None | Credential::Invalid(_) | Credential::Conflicting => None,
         }
     }
 
@@ -107,6 +109,8 @@ pub struct JwtVerifier {
     keys: Vec<(Algorithm, Option<String>, DecodingKey)>,
     validation_base: Validation,
     tenant_claim: String,
+    /// `auth.jwt.forward`: send the verified token upstream.
+    pub forward: bool,
     cache: moka::sync::Cache<[u8; 32], Arc<VerifiedToken>>,
 }
 
@@ -210,6 +214,7 @@ impl JwtVerifier {
             keys,
             validation_base: validation,
             tenant_claim: cfg.tenant_claim.clone(),
+            forward: cfg.forward,
             cache: moka::sync::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(Duration::from_secs(3600))
@@ -290,29 +295,43 @@ fn looks_like_jwt(s: &str) -> bool {
     s.bytes().filter(|&b| b == b'.').count() == 2
 }
 
-/// Reads the request's credential.
-pub fn authenticate(
-    headers: &HeaderMap,
+/// Which request headers carried a credential the proxy must not forward: verified API keys
+/// always, verified JWTs when `auth.jwt.forward = false`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StripCredentials {
+    pub x_api_key: bool,
+    pub authorization: bool,
+}
+
+/// The outcome of reading every credential of a request.
+#[derive(Debug, Clone)]
+pub struct Authentication {
+    pub credential: Credential,
+    pub strip: StripCredentials,
+}
+
+/// The token of an `Authorization` value when its scheme is `Bearer`, in any case (schemes are
+/// case-insensitive, RFC 9110 §11.1); `None` for other schemes (`Basic …` is the backend's).
+/// `Some("")` for a Bearer without a token.
+pub fn bearer_token(value: &str) -> Option<&str> {
+    let value = value.trim_matches([' ', '\t']);
+    let (scheme, token) = match value.find([' ', '\t']) {
+        Some(i) => (&value[..i], value[i..].trim_matches([' ', '\t'])),
+        None => (value, ""),
+    };
+    scheme.eq_ignore_ascii_case("bearer").then_some(token)
+}
+
+/// Verifies one presented credential (an API key or a compact JWT).
+fn verify_one(
+    presented: &str,
     keys: &ApiKeyIndex,
     jwt: Option<&JwtVerifier>,
     now: u64,
 ) -> Credential {
-    let presented = headers
-        .get("x-api-key")
-        .and_then(|v| v.to_str().ok())
-        .or_else(|| {
-            headers
-                .get(http::header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| {
-                    v.strip_prefix("Bearer ")
-                        .or_else(|| v.strip_prefix("bearer "))
-                })
-        })
-        .map(str::trim);
-    let Some(presented) = presented.filter(|p| !p.is_empty()) else {
-        return Credential::None;
-    };
+    if presented.is_empty() {
+        return Credential::Invalid("malformed_credential");
+    }
     if looks_like_jwt(presented) {
         return match jwt {
             Some(v) => match v.verify(presented, now) {
@@ -327,6 +346,71 @@ pub fn authenticate(
         None => Credential::Invalid("unknown_api_key"),
     }
 }
+
+/// Two credentials of one request: both must verify and name the same tenant. Any invalid one
+/// makes the whole invalid (never half-checked); two tenants are a conflict (403).
+fn combine(a: Credential, b: Credential) -> Credential {
+    match (a, b) {
+        (Credential::None, c) | (c, Credential::None) => c,
+        (Credential::Invalid(r), _) | (_, Credential::Invalid(r)) => Credential::Invalid(r),
+        (Credential::Conflicting, _) | (_, Credential::Conflicting) => Credential::Conflicting,
+        (a, b) if a.tenant() != b.tenant() => Credential::Conflicting,
+        // Same tenant: the token carries the user, so it wins.
+        (t @ Credential::Token(_), _) | (_, t @ Credential::Token(_)) => t,
+        (a, _) => a,
+    }
+}
+
+/// Reads every credential of the request: `X-API-Key` and `Authorization: Bearer`. A header
+/// repeated (two keys, two Authorization lines) is ambiguous and invalid.
+pub fn authenticate(
+    headers: &HeaderMap,
+    keys: &ApiKeyIndex,
+    jwt: Option<&JwtVerifier>,
+    now: u64,
+) -> Authentication {
+    let forward_jwt = jwt.is_none_or(|v| v.forward);
+    let mut strip = StripCredentials::default();
+    let one = |name: http::header::HeaderName| -> Result<Option<&str>, &'static str> {
+        let mut all = headers.get_all(name).into_iter();
+        match (all.next(), all.next()) {
+            (None, _) => Ok(None),
+            (Some(_), Some(_)) => Err("ambiguous_credentials"),
+            (Some(v), None) => v.to_str().map(Some).map_err(|_| "malformed_credential"),
+        }
+    };
+    let invalid = |reason| Authentication {
+        credential: Credential::Invalid(reason),
+        strip: StripCredentials::default(),
+    };
+    let api_key = match one(X_API_KEY.clone()) {
+        Ok(v) => v.map(|v| v.trim_matches([' ', '\t'])),
+        Err(reason) => return invalid(reason),
+    };
+    let bearer = match one(http::header::AUTHORIZATION) {
+        Ok(v) => v.and_then(bearer_token),
+        Err(reason) => return invalid(reason),
+    };
+    let mut credential = Credential::None;
+    for (presented, from_api_key_header) in [(api_key, true), (bearer, false)] {
+        let Some(presented) = presented else { continue };
+        let c = verify_one(presented, keys, jwt, now);
+        let remove = match &c {
+            Credential::ApiKey { .. } => true,
+            Credential::Token(_) => !forward_jwt,
+            _ => false,
+        };
+        if from_api_key_header {
+            strip.x_api_key = remove;
+        } else {
+            strip.authorization = remove;
+        }
+        credential = combine(credential, c);
+    }
+    Authentication { credential, strip }
+}
+
+static X_API_KEY: http::header::HeaderName = http::header::HeaderName::from_static("x-api-key");
 
 /// A fresh random API key (`tgk_` + 64 hex characters) and its SHA-256 hex.
 pub fn new_api_key() -> Result<(String, String), getrandom::Error> {
@@ -420,21 +504,21 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert("x-api-key", key.parse().unwrap());
         assert!(
-            matches!(authenticate(&headers, &idx, None, NOW), Credential::ApiKey { ref tenant, .. } if &**tenant == "acme")
+            matches!(authenticate(&headers, &idx, None, NOW).credential, Credential::ApiKey { ref tenant, .. } if &**tenant == "acme")
         );
         let mut headers = HeaderMap::new();
         headers.insert("authorization", format!("Bearer {key}").parse().unwrap());
         assert_eq!(
-            authenticate(&headers, &idx, None, NOW).tenant(),
+            authenticate(&headers, &idx, None, NOW).credential.tenant(),
             Some("acme")
         );
         headers.insert("authorization", "Bearer nope".parse().unwrap());
         assert!(matches!(
-            authenticate(&headers, &idx, None, NOW),
+            authenticate(&headers, &idx, None, NOW).credential,
             Credential::Invalid("unknown_api_key")
         ));
         assert!(matches!(
-            authenticate(&HeaderMap::new(), &idx, None, NOW),
+            authenticate(&HeaderMap::new(), &idx, None, NOW).credential,
             Credential::None
         ));
     }

@@ -73,6 +73,7 @@ pub struct GatewayConfig {
     pub acme: AcmeConfig,
     pub quota: QuotaConfig,
     pub auth: AuthConfig,
+    pub hardening: HardeningConfig,
     /// Catalogue of feature names. When empty, the catalogue is every feature a plan grants or a
     /// route requires; when set, every reference must be in it.
     pub features: Vec<String>,
@@ -116,6 +117,36 @@ impl Default for ServerConfig {
             grace_period: Duration::from_secs(10),
         }
     }
+}
+
+/// What the gateway does with client header names that contain `_` (CGI, WSGI, PHP and Rack
+/// backends read `X_Tenant_Id` as `X-Tenant-Id`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnderscoreHeaders {
+    /// Remove them before forwarding (nginx's `underscores_in_headers off`).
+    #[default]
+    Drop,
+    /// Refuse the request with 400 BAD_HEADER.
+    Reject,
+    /// Forward them (identity headers are still removed under every spelling).
+    Allow,
+}
+
+/// `[hardening]`: how strictly requests are canonicalised before any decision. Every default
+/// is the strict choice; each key relaxes one rule.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HardeningConfig {
+    /// Keep `%2F`, `%5C` and `\` in paths (as encoded data) instead of answering 400.
+    pub allow_escaped_slashes: bool,
+    /// Keep `;` path parameters instead of answering 400.
+    pub allow_path_parameters: bool,
+    /// Match route prefixes byte for byte; by default they match ignoring ASCII case, so a
+    /// gate over-applies rather than under-applies. A route's own `case_sensitive` wins.
+    pub case_sensitive_routes: bool,
+    /// Client header names containing `_`: `drop` (default), `reject` (400) or `allow`.
+    pub underscore_headers: UnderscoreHeaders,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -309,6 +340,8 @@ pub struct JwtConfig {
     pub tenant_claim: String,
     #[serde(with = "humantime_serde")]
     pub leeway: Duration,
+    /// Forward a verified JWT upstream in `Authorization` (default); `false` removes it.
+    pub forward: bool,
 }
 
 impl Default for JwtConfig {
@@ -321,6 +354,7 @@ impl Default for JwtConfig {
             audience: String::new(),
             tenant_claim: "tenant_id".into(),
             leeway: Duration::from_secs(30),
+            forward: true,
         }
     }
 }
@@ -378,6 +412,8 @@ pub struct RouteConfig {
     pub consumes: BTreeMap<String, ConsumeConfig>,
     pub require_feature: Option<String>,
     pub require_auth: bool,
+    /// Overrides `hardening.case_sensitive_routes` for this route.
+    pub case_sensitive: Option<bool>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]

@@ -6,7 +6,9 @@
 
 pub mod acme;
 pub mod admin;
+pub mod admission;
 pub mod auth;
+pub mod canonical_path;
 pub mod config;
 pub mod echo;
 pub mod gateway;
@@ -16,6 +18,7 @@ pub mod proxy;
 pub mod quota;
 pub mod reload;
 pub mod request_id;
+pub mod request_view;
 pub mod response;
 pub mod snapshot;
 pub mod tenant;

@@ -14,8 +14,8 @@
 //! logging            per-tenant metrics, one access-log line
 //! ```
 
-mod admission;
 pub mod forwarding;
+mod quota_gate;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -29,14 +29,17 @@ use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorType};
 
-pub use admission::Denied;
-use forwarding::{https_location, is_tls, Injection, X_REQUEST_ID};
+use forwarding::{
+    connection_sni, https_location, is_tls, Injection, Sanitize, X_REQUEST_ID, X_TENANT_ID,
+};
 
 use crate::acme::AcmeManager;
-use crate::auth::{authenticate, Credential};
+use crate::admission::{admit, AdmissionInput, AllDomainsRoutable, Denied, DomainGate};
+use crate::auth::{authenticate, Credential, StripCredentials};
 use crate::metrics::{Metrics, NO_TENANT};
 use crate::quota::{unix_now, QuotaEngine, RateLimitHeaders};
 use crate::request_id;
+use crate::request_view::canonicalize;
 use crate::response::{send_error, wants_html, ErrorFormat, GatewayError};
 use crate::snapshot::{Snapshot, SnapshotHolder};
 use crate::tenant::Tenant;
@@ -62,6 +65,36 @@ pub struct RequestCtx {
     rate_limit: Option<RateLimitHeaders>,
     /// `sub` of a verified token, sent upstream as `X-User-Id`.
     user_id: Option<HeaderValue>,
+    /// The canonical `path?query`, when it differs from the target the client sent.
+    forward_target: Option<String>,
+    /// The request's one Content-Length.
+    content_length: Option<u64>,
+    /// Verified credentials not to forward.
+    strip: StripCredentials,
+    /// Why the request was refused before admission (logged once).
+    pub refusal: Option<&'static str>,
+}
+
+/// What the synchronous part of `request_filter` decided, owned so the session can be
+/// written to afterwards.
+enum Step {
+    Refuse(Denied),
+    Challenge(String),
+    Redirect(String),
+    Branding(Arc<Tenant>),
+    Proxy {
+        tenant: Arc<Tenant>,
+        route: Option<usize>,
+    },
+}
+
+/// ACME's verification state as admission's domain gate.
+struct AcmeDomains<'a>(&'a AcmeManager);
+
+impl DomainGate for AcmeDomains<'_> {
+    fn routable(&self, domain: &str) -> bool {
+        self.0.domain_routable(domain)
+    }
 }
 
 /// The proxy service logic.
@@ -110,6 +143,82 @@ impl TenantProxy {
 }
 
 impl TenantProxy {
+    /// The synchronous decisions of `request_filter`, in order: canonical request view (400 /
+    /// 405) → ACME http-01 → plain-HTTP redirect → credentials → admission (tenant, SNI,
+    /// credentials, suspension, route gates) → branding endpoint. Called once per request.
+    fn decide(&self, session: &Session, snapshot: &Snapshot, ctx: &mut RequestCtx) -> Step {
+        let req = session.req_header();
+        let view = match canonicalize(
+            &req.method,
+            req.raw_path(),
+            req.uri.authority().map(|a| a.as_str()),
+            &req.headers,
+            snapshot.settings.request_rules,
+        ) {
+            Ok(view) => view,
+            Err(refusal) => {
+                ctx.refusal = Some(refusal.as_str());
+                return Step::Refuse(Denied::new(refusal.error()));
+            }
+        };
+        if self.acme.is_some() {
+            if let Some(token) = view.path.strip_prefix(ACME_CHALLENGE_PREFIX) {
+                return Step::Challenge(token.to_string());
+            }
+        }
+        if snapshot.settings.redirect_http_to_https && !is_tls(session) {
+            let target = view.upstream_target();
+            if let Some(location) = view
+                .host
+                .and_then(|h| https_location(h, &target, snapshot.settings.https_port))
+            {
+                return Step::Redirect(location);
+            }
+        }
+        let auth = authenticate(
+            &req.headers,
+            &snapshot.api_keys,
+            snapshot.jwt.as_ref(),
+            unix_now(),
+        );
+        let input = AdmissionInput {
+            request: &view,
+            credential: &auth.credential,
+            sni: connection_sni(session),
+            tenant_header: req.headers.get(&X_TENANT_ID).and_then(|v| v.to_str().ok()),
+        };
+        let admitted = match &self.acme {
+            Some(acme) => admit(snapshot, &input, &AcmeDomains(acme)),
+            None => admit(snapshot, &input, &AllDomainsRoutable),
+        };
+        let admitted = match admitted {
+            Ok(a) => a,
+            Err(denied) => return Step::Refuse(denied),
+        };
+        if let Credential::Invalid(reason) = auth.credential {
+            // Not fatal on routes without require_auth, but recorded.
+            let rid = ctx
+                .request_id
+                .as_ref()
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            self.audit_auth_failure(session, Some(&admitted.tenant), reason, rid);
+        }
+        if let Credential::Token(t) = &auth.credential {
+            ctx.user_id = t.subject.clone();
+        }
+        if view.path == BRANDING_PATH {
+            return Step::Branding(admitted.tenant);
+        }
+        ctx.strip = auth.strip;
+        ctx.content_length = view.content_length;
+        ctx.forward_target = view.rewritten.then(|| view.upstream_target());
+        Step::Proxy {
+            tenant: admitted.tenant,
+            route: admitted.route,
+        }
+    }
+
     /// Answers a request the gateway refuses; `Ok(true)` tells pingora the response is sent.
     async fn deny(
         &self,
@@ -178,8 +287,8 @@ impl TenantProxy {
         &self,
         session: &mut Session,
         acme: &AcmeManager,
+        token: String,
     ) -> pingora::Result<bool> {
-        let token = session.req_header().uri.path()[ACME_CHALLENGE_PREFIX.len()..].to_string();
         let (status, body) = match acme.challenges.get(&token).await {
             Some(key_auth) => (200, Bytes::from(key_auth)),
             None => (404, Bytes::from_static(b"unknown challenge token\n")),
@@ -234,6 +343,10 @@ impl ProxyHttp for TenantProxy {
             answered: None,
             rate_limit: None,
             user_id: None,
+            forward_target: None,
+            content_length: None,
+            strip: StripCredentials::default(),
+            refusal: None,
         }
     }
 
@@ -249,29 +362,15 @@ impl ProxyHttp for TenantProxy {
         ctx.request_id = Some(request_id::keep_or_generate(
             session.req_header().headers.get(&X_REQUEST_ID),
         ));
-        if let Some(acme) = &self.acme {
-            if session
-                .req_header()
-                .uri
-                .path()
-                .starts_with(ACME_CHALLENGE_PREFIX)
-            {
-                ctx.snapshot = Some(snapshot);
-                return self.serve_challenge(session, acme).await;
-            }
-        }
-        if snapshot.settings.redirect_http_to_https
-            && !is_tls(session)
-            && !session
-                .req_header()
-                .uri
-                .path()
-                .starts_with(ACME_CHALLENGE_PREFIX)
-        {
-            if let Some(location) =
-                https_location(session.req_header(), snapshot.settings.https_port)
-            {
-                ctx.snapshot = Some(snapshot);
+        let step = self.decide(session, &snapshot, ctx);
+        ctx.snapshot = Some(snapshot.clone());
+        match step {
+            Step::Refuse(denied) => self.deny(session, ctx, denied, Vec::new()).await,
+            Step::Challenge(token) => match &self.acme {
+                Some(acme) => self.serve_challenge(session, acme, token).await,
+                None => Ok(false),
+            },
+            Step::Redirect(location) => {
                 let mut resp = ResponseHeader::build(301, Some(3))?;
                 resp.insert_header(http::header::LOCATION, location)?;
                 if let Some(rid) = &ctx.request_id {
@@ -280,53 +379,30 @@ impl ProxyHttp for TenantProxy {
                 resp.insert_header(http::header::CONTENT_LENGTH, "0")?;
                 session.write_response_header(Box::new(resp), false).await?;
                 session.write_response_body(None, true).await?;
-                return Ok(true);
+                Ok(true)
+            }
+            Step::Branding(tenant) => {
+                let done = self.serve_branding(session, &tenant).await;
+                ctx.tenant = Some(tenant);
+                done
+            }
+            Step::Proxy { tenant, route } => {
+                let route_ref = route.map(|i| &snapshot.routes[i]);
+                match self
+                    .enforce_quota(session, &tenant, route_ref, ctx.content_length)
+                    .await
+                {
+                    Ok(headers) => ctx.rate_limit = headers,
+                    Err((mut denied, headers)) => {
+                        denied.tenant = Some(tenant);
+                        return self.deny(session, ctx, denied, headers).await;
+                    }
+                }
+                ctx.first_upstream = tenant.upstream.pick();
+                ctx.tenant = Some(tenant);
+                Ok(false)
             }
         }
-        let credential = authenticate(
-            &session.req_header().headers,
-            &snapshot.api_keys,
-            snapshot.jwt.as_ref(),
-            unix_now(),
-        );
-        let (tenant, route) = match self.admit(session, &snapshot, &credential) {
-            Ok(ok) => ok,
-            Err(denied) => {
-                ctx.snapshot = Some(snapshot);
-                return self.deny(session, ctx, denied, Vec::new()).await;
-            }
-        };
-        if let Credential::Invalid(reason) = credential {
-            // Not fatal on routes without require_auth, but recorded.
-            let rid = ctx
-                .request_id
-                .as_ref()
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("");
-            self.audit_auth_failure(session, Some(&tenant), reason, rid);
-        }
-        if let Credential::Token(t) = &credential {
-            ctx.user_id = t.subject.clone();
-        }
-        if session.req_header().uri.path() == BRANDING_PATH {
-            let done = self.serve_branding(session, &tenant).await;
-            ctx.snapshot = Some(snapshot);
-            ctx.tenant = Some(tenant);
-            return done;
-        }
-        let route_ref = route.map(|i| &snapshot.routes[i]);
-        match self.enforce_quota(session, &tenant, route_ref).await {
-            Ok(headers) => ctx.rate_limit = headers,
-            Err((mut denied, headers)) => {
-                denied.tenant = Some(tenant);
-                ctx.snapshot = Some(snapshot);
-                return self.deny(session, ctx, denied, headers).await;
-            }
-        }
-        ctx.snapshot = Some(snapshot);
-        ctx.first_upstream = tenant.upstream.pick();
-        ctx.tenant = Some(tenant);
-        Ok(false)
     }
 
     async fn upstream_peer(
@@ -390,14 +466,23 @@ impl ProxyHttp for TenantProxy {
                 "upstream request without a tenant",
             );
         };
+        let Some(snapshot) = ctx.snapshot.as_ref() else {
+            return Error::e_explain(
+                ErrorType::InternalError,
+                "upstream request without a snapshot",
+            );
+        };
         let injection = Injection {
             tenant,
             request_id: ctx.request_id.as_ref(),
             user_id: ctx.user_id.as_ref(),
-            trust_forwarded: ctx
-                .snapshot
-                .as_ref()
-                .is_some_and(|s| s.settings.trust_tenant_header),
+            sanitize: Sanitize {
+                underscore_headers: snapshot.settings.request_rules.underscore_headers,
+                trust_forwarded: snapshot.settings.trust_tenant_header,
+                strip: ctx.strip,
+            },
+            target: ctx.forward_target.as_deref(),
+            content_length: ctx.content_length,
         };
         forwarding::inject(session, upstream, &injection)
     }
@@ -507,7 +592,12 @@ impl ProxyHttp for TenantProxy {
                 .observe(status, elapsed.as_secs_f64()),
             None => self.no_tenant.observe(status, elapsed.as_secs_f64()),
         }
-        if ctx.snapshot.as_ref().is_some_and(|s| s.settings.access_log) {
+        let access_log = ctx.snapshot.as_ref().is_some_and(|s| s.settings.access_log);
+        if let (Some(refusal), false) = (ctx.refusal, access_log) {
+            // A refused request leaves exactly one line, with or without the access log.
+            tracing::info!(target: "refused", refusal, status, client = %session.client_addr().map(|a| a.to_string()).unwrap_or_default(), "request refused");
+        }
+        if access_log {
             let req = session.req_header();
             tracing::info!(
                 target: "access",
@@ -516,6 +606,7 @@ impl ProxyHttp for TenantProxy {
                 method = req.method.as_str(),
                 path = req.uri.path(),
                 status,
+                refusal = ctx.refusal.unwrap_or(""),
                 upstream = ctx.upstream.map(|a| a.to_string()).unwrap_or_default(),
                 duration_ms = elapsed.as_secs_f64() * 1000.0,
             );

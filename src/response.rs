@@ -23,6 +23,15 @@ pub enum GatewayError {
     LengthRequired,
     UpstreamUnavailable,
     UpstreamTimeout,
+    /// The request target is not one canonical origin-form path (see `canonical_path`).
+    BadRequestTarget,
+    /// The method is not an upper-case token.
+    BadMethod,
+    /// TRACE (cross-site tracing), never forwarded.
+    MethodNotAllowed,
+    /// An ambiguous or forbidden header: several Host headers, Host ≠ `:authority`, a
+    /// Content-Length that is not one number, an underscore name under `reject`.
+    BadHeader,
 }
 
 impl GatewayError {
@@ -38,6 +47,8 @@ impl GatewayError {
             Self::LengthRequired => 411,
             Self::UpstreamUnavailable => 502,
             Self::UpstreamTimeout => 504,
+            Self::BadRequestTarget | Self::BadMethod | Self::BadHeader => 400,
+            Self::MethodNotAllowed => 405,
         }
     }
 
@@ -55,6 +66,10 @@ impl GatewayError {
             Self::LengthRequired => "LENGTH_REQUIRED",
             Self::UpstreamUnavailable => "UPSTREAM_UNAVAILABLE",
             Self::UpstreamTimeout => "UPSTREAM_TIMEOUT",
+            Self::BadRequestTarget => "BAD_REQUEST_TARGET",
+            Self::BadMethod => "BAD_METHOD",
+            Self::MethodNotAllowed => "METHOD_NOT_ALLOWED",
+            Self::BadHeader => "BAD_HEADER",
         }
     }
 
@@ -74,6 +89,10 @@ impl GatewayError {
             Self::LengthRequired => "Content-Length is required on this route",
             Self::UpstreamUnavailable => "Upstream unavailable",
             Self::UpstreamTimeout => "Upstream timed out",
+            Self::BadRequestTarget => "Request target is not a canonical path",
+            Self::BadMethod => "Method must be an upper-case token",
+            Self::MethodNotAllowed => "Method is not allowed",
+            Self::BadHeader => "Request header is ambiguous or not allowed",
         }
     }
 

@@ -2,7 +2,6 @@
 //! holds it. A request loads the snapshot once and keeps the `Arc`, so it is routed entirely by
 //! the old or entirely by the new config, never a mix.
 
-use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
@@ -11,11 +10,13 @@ use arc_swap::ArcSwap;
 use http::{HeaderValue, Method};
 
 use crate::auth::{ApiKeyIndex, JwtVerifier};
+use crate::canonical_path::{has_prefix, PathRules};
 use crate::config::{
     ConfigError, ConfigErrors, ConsumeConfig, GatewayConfig, PricingConfig, RawConfig, RouteConfig,
     TenantConfig, TenantFile, TenantUpstreamConfig,
 };
 use crate::quota::QuotaLimit;
+use crate::request_view::RequestRules;
 use crate::tenant::{HostIndex, Tenant, TenantHeaders};
 use crate::upstream::UpstreamPool;
 
@@ -35,59 +36,14 @@ pub struct Route {
     pub consumes: Vec<(Box<str>, Consume)>,
     pub require_feature: Option<Box<str>>,
     pub require_auth: bool,
-}
-
-/// The path routes are matched against: percent-decoded unreserved characters, empty and `.`
-/// segments removed, `..` resolved — so `//api/./secure`, `/api/x/../secure` and `/api/%73ecure`
-/// meet the same route as `/api/secure`. Borrows when the path is already canonical. (The
-/// request is forwarded as sent; only the gate decision uses this form.)
-pub fn normalize_path(raw: &str) -> Cow<'_, str> {
-    let suspicious = raw.contains("//") || raw.contains("/.") || raw.contains('%');
-    if !suspicious {
-        return Cow::Borrowed(raw);
-    }
-    // Decode only unreserved characters; %2F stays encoded so it cannot create segments.
-    let bytes = raw.as_bytes();
-    let mut decoded = String::with_capacity(raw.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            let hex = &raw[i + 1..i + 3];
-            if let Ok(b) = u8::from_str_radix(hex, 16) {
-                if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-                    decoded.push(b as char);
-                    i += 3;
-                    continue;
-                }
-            }
-        }
-        decoded.push(bytes[i] as char);
-        i += 1;
-    }
-    let mut segments: Vec<&str> = Vec::new();
-    for seg in decoded.split('/') {
-        match seg {
-            "" | "." => {}
-            ".." => {
-                segments.pop();
-            }
-            s => segments.push(s),
-        }
-    }
-    let mut out = String::with_capacity(decoded.len());
-    for s in &segments {
-        out.push('/');
-        out.push_str(s);
-    }
-    if out.is_empty() || (decoded.ends_with('/') && !segments.is_empty()) {
-        out.push('/');
-    }
-    Cow::Owned(out)
+    /// Match the prefix byte for byte (else ignoring ASCII case).
+    pub case_sensitive: bool,
 }
 
 impl Route {
+    /// `path` is canonical (see [`crate::canonical_path`]); so is the prefix (validated).
     fn matches(&self, method: &Method, path: &str) -> bool {
-        path.starts_with(&*self.path_prefix)
+        has_prefix(path, &self.path_prefix, self.case_sensitive)
             && (self.methods.is_empty() || self.methods.contains(method))
     }
 }
@@ -108,6 +64,8 @@ pub struct ServerSettings {
     pub redirect_http_to_https: bool,
     pub strict_sni: bool,
     pub access_log: bool,
+    /// How requests are canonicalised (`[hardening]`).
+    pub request_rules: RequestRules,
     /// First HTTPS listen port, for redirects.
     pub https_port: Option<u16>,
 }
@@ -137,13 +95,10 @@ impl Snapshot {
         self.route_index(method, path).map(|i| &self.routes[i])
     }
 
-    /// Index of [`Snapshot::route`] in `routes`; `path` is matched in its normalised form.
+    /// Index of [`Snapshot::route`] in `routes`; `path` must be canonical
+    /// ([`crate::request_view::canonicalize`] makes it so).
     pub fn route_index(&self, method: &Method, path: &str) -> Option<usize> {
-        if self.routes.is_empty() {
-            return None;
-        }
-        let path = normalize_path(path);
-        self.routes.iter().position(|r| r.matches(method, &path))
+        self.routes.iter().position(|r| r.matches(method, path))
     }
 
     /// Compiles a validated raw config. Errors here mean validation missed something (or an
@@ -198,7 +153,11 @@ impl Snapshot {
             })
             .collect();
 
-        let mut routes: Vec<Route> = g.routes.iter().map(compile_route).collect();
+        let mut routes: Vec<Route> = g
+            .routes
+            .iter()
+            .map(|r| compile_route(r, g.hardening.case_sensitive_routes))
+            .collect();
         // Stable sort keeps file order among equal prefixes.
         routes.sort_by_key(|r| std::cmp::Reverse(r.path_prefix.len()));
 
@@ -247,6 +206,13 @@ impl Snapshot {
                 redirect_http_to_https: g.server.redirect_http_to_https,
                 strict_sni: g.server.strict_sni,
                 access_log: g.log.access_log,
+                request_rules: RequestRules {
+                    path: PathRules {
+                        allow_escaped_slashes: g.hardening.allow_escaped_slashes,
+                        allow_path_parameters: g.hardening.allow_path_parameters,
+                    },
+                    underscore_headers: g.hardening.underscore_headers,
+                },
                 https_port,
             },
             config: g.clone(),
@@ -258,13 +224,14 @@ impl Snapshot {
     }
 }
 
-fn compile_route(r: &RouteConfig) -> Route {
+fn compile_route(r: &RouteConfig, case_sensitive_default: bool) -> Route {
     let RouteConfig {
         path_prefix,
         methods,
         consumes,
         require_feature,
         require_auth,
+        case_sensitive,
     } = r;
     Route {
         path_prefix: path_prefix.as_str().into(),
@@ -284,6 +251,7 @@ fn compile_route(r: &RouteConfig) -> Route {
             .collect(),
         require_feature: require_feature.as_deref().map(Into::into),
         require_auth: *require_auth,
+        case_sensitive: case_sensitive.unwrap_or(case_sensitive_default),
     }
 }
 

@@ -73,7 +73,9 @@ pub enum HostMatch<'s> {
     Tenant(&'s Arc<Tenant>),
     /// A name that carries no tenant: a base domain, a reserved subdomain, an IP literal.
     NoTenant,
-    /// A name under a base domain (or an unknown custom domain) that no tenant owns.
+    /// `<label>.<base_domain>` that no tenant owns: 404 whatever else the request says.
+    UnknownSubdomain,
+    /// Any other name no tenant owns (an unverified or unknown custom domain).
     Unknown,
 }
 
@@ -145,6 +147,14 @@ impl HostIndex {
                 return HostMatch::NoTenant;
             }
         }
+        let under_base = |b: &str| {
+            host.len() > b.len() + 1
+                && host.ends_with(b)
+                && host.as_bytes()[host.len() - b.len() - 1] == b'.'
+        };
+        if self.base_domains.iter().any(|b| under_base(b)) {
+            return HostMatch::UnknownSubdomain;
+        }
         HostMatch::Unknown
     }
 }
@@ -191,6 +201,8 @@ pub fn resolve<'s>(
         match index.lookup(&host) {
             HostMatch::Tenant(t) => return Ok((t, TenantSource::Host)),
             HostMatch::NoTenant => {}
+            // A subdomain names the tenant; a token or header cannot make it another one.
+            HostMatch::UnknownSubdomain => return Err(ResolveError::NotFound),
             HostMatch::Unknown => named_unknown = true,
         }
     }

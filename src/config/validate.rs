@@ -266,6 +266,26 @@ pub fn validate(raw: &RawConfig) -> Vec<ConfigError> {
                 format!("routes[{i}].path_prefix"),
                 "must start with '/'".into(),
             );
+        } else {
+            // Requests are matched in canonical form, so a prefix in any other spelling could
+            // never match (or would match something else than it reads).
+            let rules = crate::canonical_path::PathRules {
+                allow_escaped_slashes: g.hardening.allow_escaped_slashes,
+                allow_path_parameters: g.hardening.allow_path_parameters,
+            };
+            match crate::canonical_path::canonical_path(r.path_prefix.as_bytes(), rules) {
+                Ok(c) if *c == *r.path_prefix => {}
+                Ok(c) => err(
+                    main,
+                    format!("routes[{i}].path_prefix"),
+                    format!("not in canonical form; write it as {c:?}"),
+                ),
+                Err(e) => err(
+                    main,
+                    format!("routes[{i}].path_prefix"),
+                    format!("not a valid path ({})", e.as_str()),
+                ),
+            }
         }
         for (j, m) in r.methods.iter().enumerate() {
             if http::Method::from_bytes(m.as_bytes()).is_err() || m.to_ascii_uppercase() != *m {

@@ -193,25 +193,6 @@ fn rejects_custom_domain_under_base_and_unknown_quota_resource() {
 }
 
 #[test]
-fn paths_are_normalised_for_matching() {
-    for (raw, want) in [
-        ("/api/secure", "/api/secure"),
-        ("//api/secure", "/api/secure"),
-        ("/api//secure/", "/api/secure/"),
-        ("/api/./secure", "/api/secure"),
-        ("/api/x/../secure", "/api/secure"),
-        ("/api/%73ecure", "/api/secure"),
-        ("/api/%2Fsecure", "/api/%2Fsecure"),
-        ("/../..", "/"),
-        ("/%", "/%"),
-        ("/a%4", "/a%4"),
-    ] {
-        assert_eq!(normalize_path(raw), want, "{raw}");
-    }
-    assert!(matches!(normalize_path("/api/x"), Cow::Borrowed(_)));
-}
-
-#[test]
 fn resolution_order() {
     let s = compiled(&[
         (
