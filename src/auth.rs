@@ -312,7 +312,7 @@ pub struct Authentication {
 
 /// The token of an `Authorization` value when its scheme is `Bearer`, in any case (schemes are
 /// case-insensitive, RFC 9110 §11.1); `None` for other schemes (`Basic …` is the backend's).
-/// `Some("")` for a Bearer without a token.
+/// `Some("")` for a Bearer without a token (which presents no credential).
 pub fn bearer_token(value: &str) -> Option<&str> {
     let value = value.trim_matches([' ', '\t']);
     let (scheme, token) = match value.find([' ', '\t']) {
@@ -393,7 +393,10 @@ pub fn authenticate(
     };
     let mut credential = Credential::None;
     for (presented, from_api_key_header) in [(api_key, true), (bearer, false)] {
-        let Some(presented) = presented else { continue };
+        // An empty value (`Bearer ` with no token) presents nothing.
+        let Some(presented) = presented.filter(|p| !p.is_empty()) else {
+            continue;
+        };
         let c = verify_one(presented, keys, jwt, now);
         let remove = match &c {
             Credential::ApiKey { .. } => true,

@@ -177,6 +177,7 @@ pub fn run(config_path: &Path, opts: RunOptions) -> Result<(), StartError> {
         ReloadService {
             reloader,
             debounce: Duration::from_millis(250),
+            max_delay: Duration::from_secs(1),
         },
     );
 

@@ -166,7 +166,10 @@ impl TenantProxy {
                 return Step::Challenge(token.to_string());
             }
         }
-        if snapshot.settings.redirect_http_to_https && !is_tls(session) {
+        if snapshot.settings.redirect_http_to_https
+            && !is_tls(session)
+            && !view.path.starts_with(ACME_CHALLENGE_PREFIX)
+        {
             let target = view.upstream_target();
             if let Some(location) = view
                 .host

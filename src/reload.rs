@@ -142,7 +142,10 @@ fn unix_now() -> f64 {
 #[derive(Debug)]
 pub struct ReloadService {
     pub reloader: Arc<Reloader>,
+    /// Quiet time that ends a burst of file events.
     pub debounce: Duration,
+    /// Longest wait from the first file event of a burst to its reload.
+    pub max_delay: Duration,
 }
 
 #[async_trait]
@@ -174,14 +177,21 @@ impl BackgroundService for ReloadService {
                 _ = shutdown.changed() => return,
                 trigger = rx.recv() => {
                     let Some(mut trigger) = trigger else { return };
-                    // SIGHUP reloads at once; file events settle first, because editors write
-                    // files in several steps.
+                    // SIGHUP reloads at once. File events settle first (editors write a file
+                    // in several steps), but never longer than `max_delay` after the first
+                    // one: files that keep changing cannot starve a reload.
                     if trigger != "sighup" {
+                        let deadline = tokio::time::Instant::now() + self.max_delay;
                         loop {
-                            match tokio::time::timeout(self.debounce, rx.recv()).await {
-                                Ok(Some(t)) => trigger = if t == "sighup" { t } else { trigger },
+                            let quiet = tokio::time::Instant::now() + self.debounce;
+                            match tokio::time::timeout_at(quiet.min(deadline), rx.recv()).await {
+                                Ok(Some("sighup")) => {
+                                    trigger = "sighup";
+                                    break;
+                                }
+                                Ok(Some(_)) if tokio::time::Instant::now() < deadline => {}
+                                Ok(Some(_)) | Err(_) => break,
                                 Ok(None) => return,
-                                Err(_) => break,
                             }
                         }
                     }
@@ -193,6 +203,20 @@ impl BackgroundService for ReloadService {
     }
 }
 
+/// True for a change that can alter the config: a `*.toml` file directly in the config or
+/// tenants dir, not hidden (editor swap and lock files), not in `.deleted/`. Log files,
+/// sockets and temp files written next to the config never trigger a reload.
+pub fn is_config_path(path: &Path) -> bool {
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        return false;
+    };
+    name.ends_with(".toml")
+        && !name.starts_with('.')
+        && !path
+            .components()
+            .any(|c| c.as_os_str().to_str() == Some(".deleted"))
+}
+
 impl ReloadService {
     fn watch_files(
         &self,
@@ -202,7 +226,7 @@ impl ReloadService {
         let mut watcher =
             notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
                 if let Ok(ev) = res {
-                    if !ev.kind.is_access() {
+                    if !ev.kind.is_access() && ev.paths.iter().any(|p| is_config_path(p)) {
                         let _ = tx.send("file");
                     }
                 }
@@ -219,5 +243,28 @@ impl ReloadService {
             watcher.watch(&tenants, RecursiveMode::NonRecursive)?;
         }
         Ok(watcher)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_toml_files_trigger_reloads() {
+        for (path, want) in [
+            ("conf/gateway.toml", true),
+            ("conf/tenants/acme.toml", true),
+            ("conf/gateway.log", false),
+            ("conf/tenants/.acme.toml.swp", false),
+            ("conf/tenants/.#acme.toml", false),
+            ("conf/tenants/acme.toml~", false),
+            ("conf/tenants/acme.toml.tmp", false),
+            ("conf/tenants/.deleted/acme.toml", false),
+            ("conf/admin.sock", false),
+            ("conf/tenants", false),
+        ] {
+            assert_eq!(is_config_path(Path::new(path)), want, "{path}");
+        }
     }
 }

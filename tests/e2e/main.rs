@@ -6,8 +6,10 @@
 mod acme;
 mod acme_harness;
 mod auth;
+mod chaos;
 mod foundation;
 mod harness;
+mod hostile;
 mod ops;
 mod provision;
 mod quota;

@@ -487,7 +487,7 @@ fn systemd_unit_is_hardened() {
 // Signals
 
 /// Whether process `pid` has exited (gone, or a zombie its parent has not reaped yet).
-fn has_exited(pid: u32) -> bool {
+pub(crate) fn has_exited(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Err(_) => true,
         Ok(stat) => stat
@@ -497,7 +497,7 @@ fn has_exited(pid: u32) -> bool {
 }
 
 /// Waits until `pid` exits; the time it took, or `None` after `limit`.
-async fn wait_exit(pid: u32, limit: Duration) -> Option<Duration> {
+pub(crate) async fn wait_exit(pid: u32, limit: Duration) -> Option<Duration> {
     let start = Instant::now();
     while start.elapsed() < limit {
         if has_exited(pid) {
@@ -593,7 +593,7 @@ async fn sigterm_drains_an_in_flight_request() {
 // Zero-downtime upgrade
 
 /// A second `tenant-gateway run --upgrade` on the same config, killed on drop.
-struct Successor {
+pub(crate) struct Successor {
     child: Child,
     dir: PathBuf,
 }
@@ -601,7 +601,7 @@ struct Successor {
 impl Successor {
     /// Starts it with the environment of the harness's gateway (same TMPDIR: the upgrade socket
     /// lives in the runtime dir under it).
-    fn spawn(dir: &Path) -> Successor {
+    pub(crate) fn spawn(dir: &Path) -> Successor {
         let logs = dir.join("logs");
         let stdout = std::fs::File::create(logs.join("upgrade-stdout.log")).expect("log");
         let stderr = std::fs::File::create(logs.join("upgrade-stderr.log")).expect("log");
@@ -623,11 +623,11 @@ impl Successor {
         }
     }
 
-    fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
-    fn logs(&self) -> String {
+    pub(crate) fn logs(&self) -> String {
         let read =
             |n: &str| std::fs::read_to_string(self.dir.join("logs").join(n)).unwrap_or_default();
         format!(
@@ -638,7 +638,7 @@ impl Successor {
     }
 
     /// The upgrade socket the successor waits on for the listening sockets.
-    fn upgrade_socket(&self) -> Option<PathBuf> {
+    pub(crate) fn upgrade_socket(&self) -> Option<PathBuf> {
         std::fs::read_dir(self.dir.join("run"))
             .ok()?
             .filter_map(Result::ok)
