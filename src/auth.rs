@@ -498,6 +498,57 @@ mod tests {
     }
 
     #[test]
+    fn bearer_scheme_in_any_case() {
+        for (value, want) in [
+            ("Bearer abc", Some("abc")),
+            ("bearer abc", Some("abc")),
+            ("BEARER abc", Some("abc")),
+            ("bEaReR \t abc  ", Some("abc")),
+            ("Bearer", Some("")),
+            ("Bearer ", Some("")),
+            ("Basic abc", None),
+            ("Bearerabc", None),
+            ("", None),
+        ] {
+            assert_eq!(bearer_token(value), want, "{value:?}");
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(3000))]
+
+        /// Arbitrary header bytes never panic and never verify as a credential by accident.
+        #[test]
+        fn arbitrary_credential_headers_never_panic(
+            api_key in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40),
+            authorization in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..60),
+            twice in proptest::prelude::any::<bool>(),
+        ) {
+            let v = verifier("pt-secret", "");
+            let mut idx = ApiKeyIndex::default();
+            idx.insert(key_hash(b"tgk_known"), "acme", "ci");
+            let mut headers = HeaderMap::new();
+            if let Ok(value) = http::HeaderValue::from_bytes(&api_key) {
+                headers.append("x-api-key", value.clone());
+                if twice {
+                    headers.append("x-api-key", value);
+                }
+            }
+            if let Ok(value) = http::HeaderValue::from_bytes(&authorization) {
+                headers.append(http::header::AUTHORIZATION, value);
+            }
+            if let Some(value) = std::str::from_utf8(&authorization).ok() {
+                let _ = bearer_token(value);
+            }
+            let auth = authenticate(&headers, &idx, Some(&v), NOW);
+            proptest::prop_assert!(!matches!(auth.credential, Credential::Token(_)));
+            if matches!(auth.credential, Credential::ApiKey { .. }) {
+                proptest::prop_assert!(!twice);
+            }
+        }
+    }
+
+    #[test]
     fn api_keys() {
         let mut idx = ApiKeyIndex::default();
         let (key, hash) = new_api_key().unwrap();

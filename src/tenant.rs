@@ -378,6 +378,17 @@ mod tests {
         }
 
         #[test]
+        fn arbitrary_bytes_never_panic(raw in proptest::collection::vec(any::<u8>(), 0..80)) {
+            let text = String::from_utf8_lossy(&raw);
+            if let Some(n) = normalize_host(&text) {
+                prop_assert!(!n.is_empty() && n.len() <= 253);
+                prop_assert!(!n.bytes().any(|b| b.is_ascii_uppercase() || b == b'/' || b == b' '));
+                let again = normalize_host(&n).map(Cow::into_owned);
+                prop_assert_eq!(again.as_deref(), Some(n.as_ref()));
+            }
+        }
+
+        #[test]
         fn host_like_inputs_are_idempotent(s in "[A-Za-z0-9.\\-:\\[\\]]{0,40}") {
             if let Some(n) = normalize_host(&s) {
                 let again = normalize_host(&n).map(Cow::into_owned);
