@@ -17,7 +17,7 @@ use crate::metrics::Metrics;
 use crate::provision::{self, NewTenant, ProvisionError, TenantPatch};
 use crate::quota::window::rfc3339;
 use crate::quota::{unix_now, window_key, QuotaEngine, Window};
-use crate::reload::{ReloadOutcome, Reloader};
+use crate::reload::{ReloadOutcome, ReloadTrigger, Reloader};
 use crate::snapshot::{Snapshot, SnapshotHolder};
 use crate::tenant::Tenant;
 
@@ -290,7 +290,7 @@ impl AdminApp {
         let reloader = self.reloader.clone();
         let outcome = tokio::task::spawn_blocking(move || {
             let done = change(reloader.config_path())?;
-            let reload = reloader.reload_now("admin");
+            let reload = reloader.reload_now(ReloadTrigger::Admin);
             Ok::<_, ProvisionError>((done, reload))
         })
         .await;
@@ -342,11 +342,15 @@ impl AdminApp {
             (&Method::POST, ["admin", "v1", "reload"]) => {
                 let reloader = self.reloader.clone();
                 let outcome =
-                    tokio::task::spawn_blocking(move || reloader.reload_now("admin")).await;
+                    tokio::task::spawn_blocking(move || reloader.reload_now(ReloadTrigger::Admin))
+                        .await;
                 match outcome {
-                    Ok(ReloadOutcome::Swapped { tenants }) => json_response(
+                    Ok(ReloadOutcome::Swapped {
+                        tenants,
+                        restart_required,
+                    }) => json_response(
                         StatusCode::OK,
-                        &json!({"success": true, "result": "swapped", "tenants": tenants}),
+                        &json!({"success": true, "result": "swapped", "tenants": tenants, "restart_required": restart_required}),
                     ),
                     Ok(ReloadOutcome::Unchanged) => json_response(
                         StatusCode::OK,

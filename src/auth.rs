@@ -537,7 +537,7 @@ mod tests {
             if let Ok(value) = http::HeaderValue::from_bytes(&authorization) {
                 headers.append(http::header::AUTHORIZATION, value);
             }
-            if let Some(value) = std::str::from_utf8(&authorization).ok() {
+            if let Ok(value) = std::str::from_utf8(&authorization) {
                 let _ = bearer_token(value);
             }
             let auth = authenticate(&headers, &idx, Some(&v), NOW);

@@ -21,6 +21,7 @@ pub mod request_id;
 pub mod request_view;
 pub mod response;
 pub mod snapshot;
+pub mod startup_config;
 pub mod tenant;
 pub mod tls;
 pub mod upstream;

@@ -22,6 +22,8 @@ pub struct Metrics {
     pub config_reloads: IntCounterVec,
     pub config_last_reload_successful: IntGauge,
     pub config_last_reload_timestamp: Gauge,
+    /// 1 while the files change a key that only a restart applies.
+    pub config_restart_required: IntGauge,
     pub tenants: IntGauge,
     pub tls_handshakes: IntCounterVec,
     pub certificate_expiry: prometheus::GaugeVec,
@@ -121,6 +123,10 @@ impl Metrics {
             "gateway_config_last_reload_success_timestamp_seconds",
             "Unix time of the last successful config swap",
         )?;
+        let config_restart_required = IntGauge::new(
+            "gateway_config_restart_required",
+            "1 when the config files change a start-only key (listeners, [quota], [acme], log.level, admin.token_env, tls.certs_dir) that only a restart applies",
+        )?;
         let tenants = IntGauge::new("gateway_tenants", "Tenants in the serving config")?;
         let tls_handshakes = IntCounterVec::new(
             Opts::new("gateway_tls_handshakes_total", "TLS handshakes by result"),
@@ -192,6 +198,7 @@ impl Metrics {
         registry.register(Box::new(config_reloads.clone()))?;
         registry.register(Box::new(config_last_reload_successful.clone()))?;
         registry.register(Box::new(config_last_reload_timestamp.clone()))?;
+        registry.register(Box::new(config_restart_required.clone()))?;
         registry.register(Box::new(tenants.clone()))?;
         registry.register(Box::new(tls_handshakes.clone()))?;
         registry.register(Box::new(certificate_expiry.clone()))?;
@@ -210,6 +217,7 @@ impl Metrics {
             config_reloads,
             config_last_reload_successful,
             config_last_reload_timestamp,
+            config_restart_required,
             tenants,
             tls_handshakes,
             certificate_expiry,

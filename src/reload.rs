@@ -13,13 +13,41 @@ use tokio::sync::mpsc;
 use crate::config::{self, ConfigErrors};
 use crate::metrics::Metrics;
 use crate::snapshot::{Snapshot, SnapshotHolder};
+use crate::startup_config::StartupConfig;
 use crate::tls::CertStore;
+
+/// What asked for a reload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReloadTrigger {
+    /// A `*.toml` change in the config or tenants dir.
+    File,
+    Sighup,
+    /// `POST /admin/v1/reload` or a provisioning change.
+    Admin,
+}
+
+impl ReloadTrigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::File => "file",
+            Self::Sighup => "sighup",
+            Self::Admin => "admin",
+        }
+    }
+
+    /// Certificates have their own watch; explicit triggers reload them too.
+    fn reloads_certificates(self) -> bool {
+        self != Self::File
+    }
+}
 
 /// What one reload attempt did.
 #[derive(Debug)]
 pub enum ReloadOutcome {
     Swapped {
         tenants: usize,
+        /// Start-only keys whose new value waits for a restart.
+        restart_required: Vec<&'static str>,
     },
     /// The files hash to the serving snapshot: nothing swapped.
     Unchanged,
@@ -37,6 +65,8 @@ pub struct Reloader {
     /// Certificates reload with the config on SIGHUP and the admin trigger (they also have
     /// their own file watch).
     certs: Option<Arc<CertStore>>,
+    /// The start-only keys as the process started.
+    startup: StartupConfig,
 }
 
 impl Reloader {
@@ -46,12 +76,14 @@ impl Reloader {
         metrics: Metrics,
         certs: Option<Arc<CertStore>>,
     ) -> Self {
+        let startup = StartupConfig::of(&holder.load().config);
         Self {
             path,
             holder,
             metrics,
             lock: Mutex::new(()),
             certs,
+            startup,
         }
     }
 
@@ -60,9 +92,9 @@ impl Reloader {
     }
 
     /// Blocking: reads files and compiles. Call from a blocking context.
-    pub fn reload_now(&self, trigger: &str) -> ReloadOutcome {
+    pub fn reload_now(&self, trigger: ReloadTrigger) -> ReloadOutcome {
         let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
-        if trigger != "file" {
+        if trigger.reloads_certificates() {
             if let Some(certs) = &self.certs {
                 certs.reload();
             }
@@ -77,6 +109,7 @@ impl Reloader {
             Ok(None) => ReloadOutcome::Unchanged,
             Ok(Some(next)) => {
                 let tenants = next.hosts.len();
+                let restart_required = self.startup.changed_keys(&StartupConfig::of(&next.config));
                 self.metrics.tenants.set(tenants as i64);
                 let previous = self.holder.swap(next);
                 let current = self.holder.load();
@@ -85,12 +118,25 @@ impl Reloader {
                         self.metrics.forget_tenant(&t.id);
                     }
                 }
-                ReloadOutcome::Swapped { tenants }
+                ReloadOutcome::Swapped {
+                    tenants,
+                    restart_required,
+                }
             }
             Err(e) => ReloadOutcome::Failed(e),
         };
         match &outcome {
-            ReloadOutcome::Swapped { tenants } => {
+            ReloadOutcome::Swapped {
+                tenants,
+                restart_required,
+            } => {
+                let trigger = trigger.as_str();
+                self.metrics
+                    .config_restart_required
+                    .set(i64::from(!restart_required.is_empty()));
+                for key in restart_required {
+                    tracing::warn!(trigger, key, "config key changed that only a restart applies; the running value stays until then");
+                }
                 self.metrics
                     .config_reloads
                     .with_label_values(&["success"])
@@ -100,6 +146,7 @@ impl Reloader {
                 tracing::info!(trigger, tenants, "config reloaded");
             }
             ReloadOutcome::Unchanged => {
+                let trigger = trigger.as_str();
                 self.metrics
                     .config_reloads
                     .with_label_values(&["unchanged"])
@@ -108,6 +155,7 @@ impl Reloader {
                 tracing::debug!(trigger, "config unchanged");
             }
             ReloadOutcome::Failed(errors) => {
+                let trigger = trigger.as_str();
                 self.metrics
                     .config_reloads
                     .with_label_values(&["failure"])
@@ -151,7 +199,7 @@ pub struct ReloadService {
 #[async_trait]
 impl BackgroundService for ReloadService {
     async fn start(&self, mut shutdown: ShutdownWatch) {
-        let (tx, mut rx) = mpsc::unbounded_channel::<&'static str>();
+        let (tx, mut rx) = mpsc::unbounded_channel::<ReloadTrigger>();
         let _watcher = match self.watch_files(tx.clone()) {
             Ok(w) => Some(w),
             Err(e) => {
@@ -164,7 +212,7 @@ impl BackgroundService for ReloadService {
             match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
                 Ok(mut sig) => {
                     while sig.recv().await.is_some() {
-                        if sighup_tx.send("sighup").is_err() {
+                        if sighup_tx.send(ReloadTrigger::Sighup).is_err() {
                             break;
                         }
                     }
@@ -180,13 +228,13 @@ impl BackgroundService for ReloadService {
                     // SIGHUP reloads at once. File events settle first (editors write a file
                     // in several steps), but never longer than `max_delay` after the first
                     // one: files that keep changing cannot starve a reload.
-                    if trigger != "sighup" {
+                    if trigger != ReloadTrigger::Sighup {
                         let deadline = tokio::time::Instant::now() + self.max_delay;
                         loop {
                             let quiet = tokio::time::Instant::now() + self.debounce;
                             match tokio::time::timeout_at(quiet.min(deadline), rx.recv()).await {
-                                Ok(Some("sighup")) => {
-                                    trigger = "sighup";
+                                Ok(Some(ReloadTrigger::Sighup)) => {
+                                    trigger = ReloadTrigger::Sighup;
                                     break;
                                 }
                                 Ok(Some(_)) if tokio::time::Instant::now() < deadline => {}
@@ -220,14 +268,14 @@ pub fn is_config_path(path: &Path) -> bool {
 impl ReloadService {
     fn watch_files(
         &self,
-        tx: mpsc::UnboundedSender<&'static str>,
+        tx: mpsc::UnboundedSender<ReloadTrigger>,
     ) -> notify::Result<notify::RecommendedWatcher> {
         use notify::{RecursiveMode, Watcher};
         let mut watcher =
             notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
                 if let Ok(ev) = res {
                     if !ev.kind.is_access() && ev.paths.iter().any(|p| is_config_path(p)) {
-                        let _ = tx.send("file");
+                        let _ = tx.send(ReloadTrigger::File);
                     }
                 }
             })?;

@@ -849,3 +849,36 @@ async fn upgrade_hands_over_sockets_without_dropping_requests() {
         "successor's counter {served} should count part of the {total} requests"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Start-only keys
+
+/// Changing a key that only a restart applies is reported, not silently ignored: the reload
+/// answer lists it, a WARN line names it, `gateway_config_restart_required` is 1.
+#[tokio::test]
+async fn start_only_key_change_is_reported_on_reload() {
+    let echo = Echo::start().await;
+    let gw = GatewayConfig::with_echo(&echo)
+        .tenant(TenantToml::new("acme"))
+        .start()
+        .await;
+    assert_eq!(gw.metric("gateway_config_restart_required").await, 0.0);
+    let path = gw.dir().join("gateway.toml");
+    let text = std::fs::read_to_string(&path).expect("gateway.toml");
+    crate::harness::write_atomic(&path, &format!("{text}\n[quota]\ntimeout = \"99ms\"\n"));
+    let (status, body) = gw.reload().await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["restart_required"],
+        serde_json::json!(["quota"]),
+        "{body}"
+    );
+    assert_eq!(gw.metric("gateway_config_restart_required").await, 1.0);
+    let logs = gw.logs();
+    assert!(
+        logs.contains("only a restart applies") && logs.contains("\"key\":\"quota\""),
+        "{logs}"
+    );
+    // Requests keep being served by the running config.
+    assert_eq!(gw.status("acme.localhost", "/").await, 200);
+}
