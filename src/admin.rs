@@ -61,6 +61,19 @@ fn error(status: StatusCode, code: &str, message: &str) -> Response<Vec<u8>> {
     )
 }
 
+/// 502 PROVISIONING_FAILED: a `[provisioning]` hook failed and the change was rolled back.
+fn provisioning_failed(failure: &provision::hooks::HookFailure) -> Response<Vec<u8>> {
+    json_response(
+        StatusCode::BAD_GATEWAY,
+        &json!({
+            "success": false,
+            "code": "PROVISIONING_FAILED",
+            "error": failure.to_string(),
+            "stderr": failure.stderr_tail,
+        }),
+    )
+}
+
 /// Largest admin request body accepted.
 const MAX_BODY: usize = 1 << 20;
 
@@ -317,6 +330,7 @@ impl AdminApp {
             Ok(Err(e @ ProvisionError::Exists { .. })) => {
                 error(StatusCode::CONFLICT, "TENANT_EXISTS", &e.to_string())
             }
+            Ok(Err(ProvisionError::Hook(failure))) => provisioning_failed(&failure),
             Ok(Err(e)) => error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "INTERNAL",
@@ -328,6 +342,53 @@ impl AdminApp {
                 "provisioning task failed",
             ),
         }
+    }
+
+    /// Moves the tenant file away and reloads, so the tenant stops routing; only then runs
+    /// `on_delete`. A failing hook cannot bring the tenant back: the answer is still 200, with
+    /// the hook's error under `deprovisioned`.
+    async fn delete_tenant(&self, id: &str) -> Response<Vec<u8>> {
+        let id = id.to_string();
+        let id2 = id.clone();
+        let response = self
+            .provision(
+                move |cfg| provision::delete(cfg, &id),
+                StatusCode::OK,
+                |moved| json!({"tenant": id2, "moved_to": moved.display().to_string()}),
+            )
+            .await;
+        if response.status() != StatusCode::OK {
+            return response;
+        }
+        let Ok(mut body) = serde_json::from_slice::<Value>(response.body()) else {
+            return response;
+        };
+        if body["reloaded"] != json!(true) {
+            // The old config still serves, and with it the tenant: deprovisioning now would
+            // pull its data from under live traffic.
+            if let Some(obj) = body.as_object_mut() {
+                obj.insert("deprovisioned".into(), json!({"error": "on_delete not run: the reload failed and the tenant may still route; fix the config, reload, then run the hook by hand"}));
+            }
+            return json_response(StatusCode::OK, &body);
+        }
+        let moved = body["moved_to"].as_str().unwrap_or_default().to_string();
+        let reloader = self.reloader.clone();
+        let hook = tokio::task::spawn_blocking(move || {
+            provision::run_delete_hook(reloader.config_path(), std::path::Path::new(&moved))
+        })
+        .await;
+        let deprovisioned = match hook {
+            Ok(Ok(())) => json!(true),
+            Ok(Err(ProvisionError::Hook(f))) => {
+                json!({"error": f.to_string(), "stderr": f.stderr_tail})
+            }
+            Ok(Err(e)) => json!({"error": e.to_string()}),
+            Err(_) => json!({"error": "provisioning task failed"}),
+        };
+        if let Some(obj) = body.as_object_mut() {
+            obj.insert("deprovisioned".into(), deprovisioned);
+        }
+        json_response(StatusCode::OK, &body)
     }
 
     async fn admin_api(
@@ -418,16 +479,7 @@ impl AdminApp {
                 )
                 .await
             }
-            (&Method::DELETE, ["admin", "v1", "tenants", id]) => {
-                let id = id.to_string();
-                let id2 = id.clone();
-                self.provision(
-                    move |cfg| provision::delete(cfg, &id),
-                    StatusCode::OK,
-                    |moved| json!({"tenant": id2, "moved_to": moved.display().to_string()}),
-                )
-                .await
-            }
+            (&Method::DELETE, ["admin", "v1", "tenants", id]) => self.delete_tenant(id).await,
             (&Method::GET, ["admin", "v1", "tenants", id, "usage"]) => {
                 let snap = self.snapshots.load();
                 match snap.hosts.by_id(id) {

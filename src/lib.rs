@@ -17,6 +17,7 @@ pub mod quota;
 pub mod reload;
 pub mod request_id;
 pub mod response;
+pub mod roles;
 pub mod snapshot;
 pub mod tenant;
 pub mod tls;

@@ -123,6 +123,9 @@ enum ApikeyCommand {
         /// Name of the key (shown in logs and the admin API).
         #[arg(long, default_value = "default")]
         name: String,
+        /// A role of the key's holder (repeat for several): `--role admin --role billing`.
+        #[arg(long = "role")]
+        roles: Vec<String>,
     },
 }
 
@@ -196,9 +199,11 @@ fn main() -> ExitCode {
                     provision::set_status(&config, &id, TenantStatus::Active)
                         .map(|p| format!("activated ({})", p.display()))
                 }
-                TenantCommand::Delete { config, id } => {
-                    provision::delete(&config, &id).map(|p| format!("moved to {}", p.display()))
-                }
+                TenantCommand::Delete { config, id } => provision::delete(&config, &id)
+                    .and_then(|p| {
+                        provision::run_delete_hook(&config, &p)?;
+                        Ok(format!("moved to {}", p.display()))
+                    }),
             };
             match result {
                 Ok(msg) => {
@@ -246,8 +251,19 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Apikey {
-            command: ApikeyCommand::New { tenant, name },
+            command: ApikeyCommand::New {
+                tenant,
+                name,
+                roles,
+            },
         } => match tenant_gateway::auth::new_api_key() {
+            _ if roles
+                .iter()
+                .any(|r| !tenant_gateway::roles::is_valid_role(r)) =>
+            {
+                eprintln!("apikey: roles are 1 to 64 of A-Z a-z 0-9 - _ . : / ({roles:?})");
+                ExitCode::FAILURE
+            }
             Ok((key, hash)) => {
                 println!("# API key for tenant {tenant:?}; it is shown once, store it now:");
                 println!("{key}");
@@ -256,6 +272,10 @@ fn main() -> ExitCode {
                 println!("[[api_keys]]");
                 println!("sha256 = \"{hash}\"");
                 println!("name = {name:?}");
+                if !roles.is_empty() {
+                    let list: Vec<String> = roles.iter().map(|r| format!("{r:?}")).collect();
+                    println!("roles = [{}]", list.join(", "));
+                }
                 ExitCode::SUCCESS
             }
             Err(e) => {

@@ -11,6 +11,7 @@ use arc_swap::ArcSwap;
 use http::{HeaderValue, Method};
 
 use crate::auth::{ApiKeyIndex, JwtVerifier};
+use crate::roles::{RoleRequirement, Roles};
 use crate::config::{
     ConfigError, ConfigErrors, ConsumeConfig, GatewayConfig, PricingConfig, RawConfig, RouteConfig,
     TenantConfig, TenantFile, TenantUpstreamConfig,
@@ -35,6 +36,8 @@ pub struct Route {
     pub consumes: Vec<(Box<str>, Consume)>,
     pub require_feature: Option<Box<str>>,
     pub require_auth: bool,
+    /// Any of these roles admits; a request without a verified credential is a 401.
+    pub require_role: Option<RoleRequirement>,
 }
 
 /// The path routes are matched against: percent-decoded unreserved characters, empty and `.`
@@ -212,8 +215,8 @@ impl Snapshot {
         }
         let mut api_keys = ApiKeyIndex::default();
         for t in hosts.tenants() {
-            for (hash, name) in &t.api_keys {
-                api_keys.insert(*hash, &t.id, name);
+            for (hash, name, roles) in &t.api_keys {
+                api_keys.insert(*hash, &t.id, name, roles.clone());
             }
         }
         let jwt = match &g.auth.jwt {
@@ -265,6 +268,7 @@ fn compile_route(r: &RouteConfig) -> Route {
         consumes,
         require_feature,
         require_auth,
+        require_role,
     } = r;
     Route {
         path_prefix: path_prefix.as_str().into(),
@@ -284,6 +288,9 @@ fn compile_route(r: &RouteConfig) -> Route {
             .collect(),
         require_feature: require_feature.as_deref().map(Into::into),
         require_auth: *require_auth,
+        require_role: require_role
+            .as_ref()
+            .map(|r| RoleRequirement::any_of(r.names().iter().map(String::as_str))),
     }
 }
 
@@ -364,7 +371,8 @@ fn compile_tenant(
                 "not 64 hex characters",
             )
         })?;
-        keys.push((hash, k.name.as_str().into()));
+        let roles = Arc::new(Roles::new(k.roles.iter().map(String::as_str)));
+        keys.push((hash, k.name.as_str().into(), roles));
     }
 
     let headers = TenantHeaders {

@@ -121,6 +121,25 @@ impl TenantProxy {
                 };
                 return Err(deny(GatewayError::Unauthorized, None, Some(reason)));
             }
+            // require_role (issue 14): needs a verified credential, then any of the roles.
+            if let Some(required) = &route.require_role {
+                match credential {
+                    Credential::ApiKey { .. } | Credential::Token(_) => {
+                        if !required.admits(credential.roles()) {
+                            let roles = required.describe();
+                            let reason = Some(crate::roles::INSUFFICIENT_ROLE);
+                            return Err(deny(GatewayError::InsufficientRole, Some(&roles), reason));
+                        }
+                    }
+                    Credential::Invalid(r) => {
+                        return Err(deny(GatewayError::Unauthorized, None, Some(r)))
+                    }
+                    Credential::None => {
+                        let reason = Some("missing_credential");
+                        return Err(deny(GatewayError::Unauthorized, None, reason));
+                    }
+                }
+            }
             if let Some(feature) = &route.require_feature {
                 if !tenant.has_feature(feature) {
                     return Err(deny(GatewayError::FeatureNotAvailable, Some(feature), None));

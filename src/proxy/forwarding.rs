@@ -14,6 +14,7 @@ pub static X_TENANT_PLAN: HeaderName = HeaderName::from_static("x-tenant-plan");
 pub static X_TENANT_FEATURES: HeaderName = HeaderName::from_static("x-tenant-features");
 pub static X_TENANT_SCHEMA: HeaderName = HeaderName::from_static("x-tenant-schema");
 pub static X_USER_ID: HeaderName = HeaderName::from_static("x-user-id");
+pub static X_USER_ROLES: HeaderName = HeaderName::from_static("x-user-roles");
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -66,10 +67,11 @@ pub fn https_location(req: &RequestHeader, https_port: Option<u16>) -> Option<St
     Some(format!("https://{host}{port}{path}"))
 }
 
-/// True for headers only the gateway may set upstream (`X-User-Id` comes from a verified token).
+/// True for headers only the gateway may set upstream (`X-User-Id` and `X-User-Roles` come
+/// from a verified credential).
 pub fn is_tenant_header(name: &HeaderName) -> bool {
     let n = name.as_str();
-    n.starts_with("x-tenant-") || n == "x-organization-id" || n == "x-user-id"
+    n.starts_with("x-tenant-") || n == "x-organization-id" || n == "x-user-id" || n == "x-user-roles"
 }
 
 /// The gateway's view of the request, as upstream headers.
@@ -77,6 +79,8 @@ pub struct Injection<'a> {
     pub tenant: &'a Tenant,
     pub request_id: Option<&'a HeaderValue>,
     pub user_id: Option<&'a HeaderValue>,
+    /// Sorted comma list of the verified roles.
+    pub user_roles: Option<&'a HeaderValue>,
     /// Keep and extend a client `X-Forwarded-For` (only behind a trusted load balancer).
     pub trust_forwarded: bool,
 }
@@ -111,6 +115,9 @@ pub fn inject(
     }
     if let Some(user) = inj.user_id {
         upstream.insert_header(X_USER_ID.clone(), user.clone())?;
+    }
+    if let Some(roles) = inj.user_roles {
+        upstream.insert_header(X_USER_ROLES.clone(), roles.clone())?;
     }
 
     if let Some(client) = session.client_addr().and_then(|a| a.as_inet()) {
