@@ -66,7 +66,8 @@ struct TenantContext {
 fn is_tenant_id(s: &str) -> bool {
     let b = s.as_bytes();
     (1..=32).contains(&b.len())
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
         && b[0] != b'-'
         && b[b.len() - 1] != b'-'
 }
@@ -75,7 +76,8 @@ fn is_schema_name(s: &str) -> bool {
     let b = s.as_bytes();
     (1..=40).contains(&b.len())
         && (b[0].is_ascii_lowercase() || b[0] == b'_')
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_')
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_')
 }
 
 /// `"name"`, with any `"` doubled (the names are validated as well).
@@ -212,18 +214,23 @@ impl Backend {
             Ok(b) => b.to_bytes(),
             Err(_) => return reply(StatusCode::PAYLOAD_TOO_LARGE, json!({"error": "body"})),
         };
-        let note_body = || -> Result<String, Reply> {
+        let note_body = || -> Option<String> {
             serde_json::from_slice::<Value>(&body)
                 .ok()
                 .and_then(|v| v["body"].as_str().map(str::to_string))
-                .ok_or_else(|| reply(StatusCode::BAD_REQUEST, json!({"error": "want {\"body\": \"…\"}"})))
+        };
+        let bad_body = || {
+            reply(
+                StatusCode::BAD_REQUEST,
+                json!({"error": "want {\"body\": \"…\"}"}),
+            )
         };
         let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
         let action = match (&method, segments.as_slice()) {
             (&Method::GET, ["api", "notes"]) => Action::List,
             (&Method::POST, ["api", "notes"]) => match note_body() {
-                Ok(b) => Action::Create(b),
-                Err(r) => return r,
+                Some(b) => Action::Create(b),
+                None => return bad_body(),
             },
             (m, ["api", "notes", id]) => {
                 let Ok(id) = id.parse::<i64>() else {
@@ -232,8 +239,8 @@ impl Backend {
                 match *m {
                     Method::GET => Action::Get(id),
                     Method::PUT => match note_body() {
-                        Ok(b) => Action::Update(id, b),
-                        Err(r) => return r,
+                        Some(b) => Action::Update(id, b),
+                        None => return bad_body(),
                     },
                     _ => return reply(StatusCode::METHOD_NOT_ALLOWED, json!({"error": "method"})),
                 }
@@ -349,14 +356,28 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
-            "--model" => model = Some(args.next().ok_or("--model needs a value")?.parse::<Model>()?),
+            "--model" => {
+                model = Some(
+                    args.next()
+                        .ok_or("--model needs a value")?
+                        .parse::<Model>()?,
+                )
+            }
             "--listen" => listen = args.next().ok_or("--listen needs a value")?.parse()?,
-            _ => return Err(format!("usage: tenant_backend --model database|schema|rls [--listen ADDR] (got {arg:?})").into()),
+            _ => {
+                return Err(format!(
+                "usage: tenant_backend --model database|schema|rls [--listen ADDR] (got {arg:?})"
+            )
+                .into())
+            }
         }
     }
     let model = model.ok_or("--model database|schema|rls is required")?;
     let listener = TcpListener::bind(listen).await?;
-    eprintln!("tenant_backend: {model:?} model on http://{}", listener.local_addr()?);
+    eprintln!(
+        "tenant_backend: {model:?} model on http://{}",
+        listener.local_addr()?
+    );
     serve(listener, Arc::new(Backend::from_env(model))).await?;
     Ok(())
 }
@@ -378,17 +399,38 @@ mod tests {
 
     #[test]
     fn the_context_needs_valid_headers() {
-        let ok = context(Model::Schema, &headers(&[("x-tenant-id", "acme"), ("x-tenant-schema", "tenant_acme")]));
-        assert_eq!(ok, Ok(TenantContext { id: "acme".into(), schema: Some("tenant_acme".into()) }));
+        let ok = context(
+            Model::Schema,
+            &headers(&[("x-tenant-id", "acme"), ("x-tenant-schema", "tenant_acme")]),
+        );
+        assert_eq!(
+            ok,
+            Ok(TenantContext {
+                id: "acme".into(),
+                schema: Some("tenant_acme".into())
+            })
+        );
         for (model, h) in [
             (Model::Rls, headers(&[])),
             (Model::Rls, headers(&[("x-tenant-id", "")])),
-            (Model::Rls, headers(&[("x-tenant-id", "acme"), ("x-tenant-id", "globex")])),
+            (
+                Model::Rls,
+                headers(&[("x-tenant-id", "acme"), ("x-tenant-id", "globex")]),
+            ),
             (Model::Database, headers(&[("x-tenant-id", "Acme")])),
-            (Model::Database, headers(&[("x-tenant-id", "a\"; DROP TABLE notes; --")])),
+            (
+                Model::Database,
+                headers(&[("x-tenant-id", "a\"; DROP TABLE notes; --")]),
+            ),
             (Model::Schema, headers(&[("x-tenant-id", "acme")])),
-            (Model::Schema, headers(&[("x-tenant-id", "acme"), ("x-tenant-schema", "public; x")])),
-            (Model::Schema, headers(&[("x-tenant-id", "acme"), ("x-tenant-schema", "Tenant")])),
+            (
+                Model::Schema,
+                headers(&[("x-tenant-id", "acme"), ("x-tenant-schema", "public; x")]),
+            ),
+            (
+                Model::Schema,
+                headers(&[("x-tenant-id", "acme"), ("x-tenant-schema", "Tenant")]),
+            ),
         ] {
             assert!(context(model, &h).is_err(), "{model:?} {h:?}");
         }

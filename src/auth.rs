@@ -443,9 +443,7 @@ mod tests {
     #[test]
     fn token_roles_from_the_claim() {
         let v = verifier("r0les", "tg");
-        let claims = |roles: serde_json::Value| {
-            serde_json::json!({"tenant_id": "acme", "exp": NOW + 600, "aud": "tg", "iss": "https://auth.test", "roles": roles})
-        };
+        let claims = |roles: serde_json::Value| serde_json::json!({"tenant_id": "acme", "exp": NOW + 600, "aud": "tg", "iss": "https://auth.test", "roles": roles});
         let list = v
             .verify(&token("r0les", claims(serde_json::json!(["b", "a"]))), NOW)
             .unwrap();
@@ -460,7 +458,11 @@ mod tests {
             crate::roles::INVALID_ROLES
         );
         let none = serde_json::json!({"tenant_id": "acme", "exp": NOW + 600, "aud": "tg", "iss": "https://auth.test"});
-        assert!(v.verify(&token("r0les", none), NOW).unwrap().roles.is_empty());
+        assert!(v
+            .verify(&token("r0les", none), NOW)
+            .unwrap()
+            .roles
+            .is_empty());
     }
 
     #[test]

@@ -199,11 +199,12 @@ fn main() -> ExitCode {
                     provision::set_status(&config, &id, TenantStatus::Active)
                         .map(|p| format!("activated ({})", p.display()))
                 }
-                TenantCommand::Delete { config, id } => provision::delete(&config, &id)
-                    .and_then(|p| {
+                TenantCommand::Delete { config, id } => {
+                    provision::delete(&config, &id).and_then(|p| {
                         provision::run_delete_hook(&config, &p)?;
                         Ok(format!("moved to {}", p.display()))
-                    }),
+                    })
+                }
             };
             match result {
                 Ok(msg) => {
@@ -251,11 +252,12 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Apikey {
-            command: ApikeyCommand::New {
-                tenant,
-                name,
-                roles,
-            },
+            command:
+                ApikeyCommand::New {
+                    tenant,
+                    name,
+                    roles,
+                },
         } => match tenant_gateway::auth::new_api_key() {
             _ if roles
                 .iter()

@@ -136,7 +136,10 @@ mod tests {
             (json!(["editor", "admin"]), Ok(&["admin", "editor"])),
             (json!("admin editor"), Ok(&["admin", "editor"])),
             (json!("  admin\teditor  admin "), Ok(&["admin", "editor"])),
-            (json!("notes:read notes:write"), Ok(&["notes:read", "notes:write"])),
+            (
+                json!("notes:read notes:write"),
+                Ok(&["notes:read", "notes:write"]),
+            ),
             (json!([]), Ok(&[])),
             (json!(""), Ok(&[])),
             (json!(null), Ok(&[])),
@@ -156,7 +159,9 @@ mod tests {
             match (got, want) {
                 (Ok(roles), Ok(names)) => {
                     assert_eq!(roles.iter().collect::<Vec<_>>(), *names, "{claim}");
-                    let header = roles.header_value().map(|h| h.to_str().unwrap().to_string());
+                    let header = roles
+                        .header_value()
+                        .map(|h| h.to_str().unwrap().to_string());
                     let want_header = (!names.is_empty()).then(|| names.join(","));
                     assert_eq!(header, want_header, "{claim}");
                 }

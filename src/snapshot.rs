@@ -11,12 +11,12 @@ use arc_swap::ArcSwap;
 use http::{HeaderValue, Method};
 
 use crate::auth::{ApiKeyIndex, JwtVerifier};
-use crate::roles::{RoleRequirement, Roles};
 use crate::config::{
     ConfigError, ConfigErrors, ConsumeConfig, GatewayConfig, PricingConfig, RawConfig, RouteConfig,
     TenantConfig, TenantFile, TenantUpstreamConfig,
 };
 use crate::quota::QuotaLimit;
+use crate::roles::{RoleRequirement, Roles};
 use crate::tenant::{HostIndex, Tenant, TenantHeaders};
 use crate::upstream::UpstreamPool;
 

@@ -165,7 +165,14 @@ pub fn run(
         return Ok(());
     };
     let started = Instant::now();
-    let result = execute(program_path(dir, program), args, dir, event, tenant, cfg.timeout);
+    let result = execute(
+        program_path(dir, program),
+        args,
+        dir,
+        event,
+        tenant,
+        cfg.timeout,
+    );
     let elapsed_ms = started.elapsed().as_millis() as u64;
     match &result {
         Ok(()) => tracing::info!(
@@ -428,7 +435,11 @@ mod tests {
         let c = cfg(HookEvent::Delete, &sh(&script), Duration::from_millis(300));
         let started = Instant::now();
         let err = run(&c, dir.path(), HookEvent::Delete, &tenant()).unwrap_err();
-        assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
         assert_eq!(
             err.kind,
             HookFailureKind::Timeout(Duration::from_millis(300))

@@ -71,7 +71,10 @@ pub fn https_location(req: &RequestHeader, https_port: Option<u16>) -> Option<St
 /// from a verified credential).
 pub fn is_tenant_header(name: &HeaderName) -> bool {
     let n = name.as_str();
-    n.starts_with("x-tenant-") || n == "x-organization-id" || n == "x-user-id" || n == "x-user-roles"
+    n.starts_with("x-tenant-")
+        || n == "x-organization-id"
+        || n == "x-user-id"
+        || n == "x-user-roles"
 }
 
 /// The gateway's view of the request, as upstream headers.

@@ -17,6 +17,7 @@ use crate::harness::{eventually, Echo, Gateway, GatewayConfig, TenantToml, ADMIN
 /// One script for every event, steered by the tenant id:
 /// - `fail*`: 12 lines on stderr, exit 3; `hang*`: writes `started-<id>`, then sleeps;
 /// - otherwise records its environment in `hooks/<event>-<id>.env`.
+///
 /// `on_update` fails while `hooks/fail-update` exists. `on_delete` also records what the
 /// gateway answers for the tenant at that moment (bash's /dev/tcp, no curl needed).
 const HOOK: &str = r#"#!/usr/bin/env bash
@@ -100,7 +101,10 @@ async fn on_create_provisions_or_rolls_back() {
         "TENANT_EVENT=create\nTENANT_ID=newco\nTENANT_ORGANIZATION_ID=org_9\nTENANT_PLAN=free\nTENANT_SCHEMA=tenant_newco\nTENANT_STATUS=active\nTENANT_SUBDOMAIN=new-co\n"
     );
     assert_eq!(gw.status("new-co.localhost", "/").await, 200);
-    assert!(gw.logs().contains("provisioned newco"), "hook stdout in the log");
+    assert!(
+        gw.logs().contains("provisioned newco"),
+        "hook stdout in the log"
+    );
 
     // A failing hook: 502 with the last lines of stderr, and no trace of the tenant.
     let (status, body) = admin(
@@ -193,7 +197,10 @@ async fn a_hanging_hook_blocks_nothing_else_and_times_out() {
     )
     .await;
     assert_eq!(status, 409, "{body}");
-    assert!(!hang.is_finished(), "the hook was still running the whole time");
+    assert!(
+        !hang.is_finished(),
+        "the hook was still running the whole time"
+    );
 
     let (status, body) = hang.await.expect("hang task");
     assert_eq!(status, 502, "{body}");
@@ -239,7 +246,10 @@ async fn on_update_runs_on_plan_or_status_changes_and_on_delete_after_routing_st
     let before = std::fs::read_to_string(&file).expect("tenant file");
     let (status, body) = patch(json!({"status": "suspended"})).await;
     assert_eq!(status, 502, "{body}");
-    assert!(body["error"].as_str().unwrap_or_default().contains("plan change refused"));
+    assert!(body["error"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("plan change refused"));
     assert_eq!(std::fs::read_to_string(&file).expect("tenant file"), before);
     assert_eq!(gw.status("upco.localhost", "/").await, 200);
     // A change that touches neither plan nor status runs no hook.
@@ -261,7 +271,10 @@ async fn on_update_runs_on_plan_or_status_changes_and_on_delete_after_routing_st
     assert_eq!(status, 200, "{body}");
     let error = body["deprovisioned"]["error"].as_str().unwrap_or_default();
     assert!(error.contains("on_delete failed (exit status 5)"), "{body}");
-    assert_eq!(body["deprovisioned"]["stderr"], json!(["could not archive"]));
+    assert_eq!(
+        body["deprovisioned"]["stderr"],
+        json!(["could not archive"])
+    );
     assert_eq!(gw.status("baddeleteco.localhost", "/").await, 404);
 }
 
@@ -290,11 +303,19 @@ async fn tenant_new_on_the_command_line_runs_the_hook_too() {
     assert_rolled_back(cfg.dir(), "failcli");
 
     let out = run(&["new", "--id", "clico", "--plan", "free"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(env_file(cfg.dir(), "create", "clico").contains("TENANT_ID=clico\n"));
     assert!(cfg.dir().join("tenants/clico.toml").exists());
 
     let out = run(&["delete", "--id", "clico"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(env_file(cfg.dir(), "delete", "clico").contains("TENANT_EVENT=delete\n"));
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::harness::{GatewayConfig, Gateway, ADMIN_TOKEN};
+use crate::harness::{Gateway, GatewayConfig, ADMIN_TOKEN};
 use crate::postgres_harness::Postgres;
 
 #[allow(dead_code)]
@@ -128,12 +128,28 @@ async fn two_tenants_stay_apart(s: &Stack) -> i64 {
 
     let mut alpha_ids = Vec::new();
     for body in ["alpha one", "alpha two"] {
-        let (status, v) = call(s, Method::POST, "alpha", "/api/notes", Some(json!({"body": body})), &[]).await;
+        let (status, v) = call(
+            s,
+            Method::POST,
+            "alpha",
+            "/api/notes",
+            Some(json!({"body": body})),
+            &[],
+        )
+        .await;
         assert_eq!(status, 201, "{v}");
         assert_eq!(v["tenant"], "alpha", "{v}");
         alpha_ids.push(v["note"]["id"].as_i64().expect("note id"));
     }
-    let (status, v) = call(s, Method::POST, "bravo", "/api/notes", Some(json!({"body": "bravo one"})), &[]).await;
+    let (status, v) = call(
+        s,
+        Method::POST,
+        "bravo",
+        "/api/notes",
+        Some(json!({"body": "bravo one"})),
+        &[],
+    )
+    .await;
     assert_eq!(status, 201, "{v}");
 
     // Each sees and counts exactly its own rows.
@@ -146,7 +162,15 @@ async fn two_tenants_stay_apart(s: &Stack) -> i64 {
 
     // bravo forging alpha's identity, on every path: read, count, read by id, update by id.
     for forged in forgeries("alpha", "tenant_alpha") {
-        let (status, list) = call(s, Method::GET, "bravo", "/api/notes?tenant=alpha", None, &forged).await;
+        let (status, list) = call(
+            s,
+            Method::GET,
+            "bravo",
+            "/api/notes?tenant=alpha",
+            None,
+            &forged,
+        )
+        .await;
         assert_eq!(status, 200, "{forged:?}: {list}");
         assert_eq!(list["tenant"], "bravo", "{forged:?}: {list}");
         // (bravo may have rewritten its own note below: ids are per database in two models.)
@@ -156,9 +180,20 @@ async fn two_tenants_stay_apart(s: &Stack) -> i64 {
         );
         assert_eq!(list["count"], 1, "{forged:?}");
         for id in &alpha_ids {
-            let (_, one) = call(s, Method::GET, "bravo", &format!("/api/notes/{id}"), None, &forged).await;
+            let (_, one) = call(
+                s,
+                Method::GET,
+                "bravo",
+                &format!("/api/notes/{id}"),
+                None,
+                &forged,
+            )
+            .await;
             assert!(
-                !one["note"]["body"].as_str().unwrap_or_default().starts_with("alpha"),
+                !one["note"]["body"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .starts_with("alpha"),
                 "{forged:?}: bravo read {one}"
             );
             let (_, upd) = call(
@@ -174,7 +209,11 @@ async fn two_tenants_stay_apart(s: &Stack) -> i64 {
         }
     }
     let (_, alpha) = call(s, Method::GET, "alpha", "/api/notes", None, &[]).await;
-    assert_eq!(bodies(&alpha), ["alpha one", "alpha two"], "alpha's rows changed: {alpha}");
+    assert_eq!(
+        bodies(&alpha),
+        ["alpha one", "alpha two"],
+        "alpha's rows changed: {alpha}"
+    );
 
     // The backend itself refuses requests without the gateway's headers.
     let direct = crate::harness::client()
@@ -202,7 +241,10 @@ async fn database_per_tenant() {
     two_tenants_stay_apart(&s).await;
     let admin_db = s.pg.connect("postgres", "postgres").await;
     let dbs: Vec<String> = admin_db
-        .query("SELECT datname FROM pg_database WHERE datname LIKE '%tenant%' ORDER BY 1", &[])
+        .query(
+            "SELECT datname FROM pg_database WHERE datname LIKE '%tenant%' ORDER BY 1",
+            &[],
+        )
         .await
         .unwrap()
         .iter()
@@ -212,7 +254,10 @@ async fn database_per_tenant() {
     // The application role cannot even connect to another tenant's database without the
     // grant the hook gives it, and PUBLIC has none.
     let public_connect: bool = admin_db
-        .query_one("SELECT has_database_privilege('public', 'tenant_alpha', 'CONNECT')", &[])
+        .query_one(
+            "SELECT has_database_privilege('public', 'tenant_alpha', 'CONNECT')",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
@@ -220,7 +265,10 @@ async fn database_per_tenant() {
 
     delete_alpha(&s).await;
     let dbs: Vec<String> = admin_db
-        .query("SELECT datname FROM pg_database WHERE datname LIKE '%tenant_alpha%'", &[])
+        .query(
+            "SELECT datname FROM pg_database WHERE datname LIKE '%tenant_alpha%'",
+            &[],
+        )
         .await
         .unwrap()
         .iter()
@@ -232,7 +280,11 @@ async fn database_per_tenant() {
     let renamed = s.pg.config(APP_ROLE, &dbs[0]);
     assert!(renamed.connect(tokio_postgres::NoTls).await.is_err());
     let kept = s.pg.connect("postgres", &dbs[0]).await;
-    let n: i64 = kept.query_one("SELECT count(*) FROM notes", &[]).await.unwrap().get(0);
+    let n: i64 = kept
+        .query_one("SELECT count(*) FROM notes", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(n, 2);
 }
 
@@ -250,7 +302,10 @@ async fn schema_per_tenant() {
 
     delete_alpha(&s).await;
     let renamed: Vec<String> = admin_db
-        .query("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'deleted_tenant_alpha_%'", &[])
+        .query(
+            "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'deleted_tenant_alpha_%'",
+            &[],
+        )
         .await
         .unwrap()
         .iter()
@@ -258,16 +313,25 @@ async fn schema_per_tenant() {
         .collect();
     assert_eq!(renamed.len(), 1, "{renamed:?}");
     let n: i64 = admin_db
-        .query_one(&format!("SELECT count(*) FROM \"{}\".notes", renamed[0]), &[])
+        .query_one(
+            &format!("SELECT count(*) FROM \"{}\".notes", renamed[0]),
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
     assert_eq!(n, 2, "data kept");
     let app = s.pg.connect(APP_ROLE, "postgres").await;
     let denied = app
-        .query_one(&format!("SELECT count(*) FROM \"{}\".notes", renamed[0]), &[])
+        .query_one(
+            &format!("SELECT count(*) FROM \"{}\".notes", renamed[0]),
+            &[],
+        )
         .await;
-    assert!(denied.is_err(), "the application role still reads a deleted tenant");
+    assert!(
+        denied.is_err(),
+        "the application role still reads a deleted tenant"
+    );
 }
 
 #[tokio::test]
@@ -277,11 +341,21 @@ async fn row_level_security() {
     // Straight to the database as the application role: no tenant context, no rows; another
     // tenant's context cannot write rows for alpha or see them.
     let mut app = s.pg.connect(APP_ROLE, "postgres").await;
-    let n: i64 = app.query_one("SELECT count(*) FROM notes", &[]).await.unwrap().get(0);
+    let n: i64 = app
+        .query_one("SELECT count(*) FROM notes", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(n, 0, "rows visible without set_tenant_context");
     let tx = app.transaction().await.unwrap();
-    tx.execute("SELECT set_tenant_context('bravo')", &[]).await.unwrap();
-    let n: i64 = tx.query_one("SELECT count(*) FROM notes", &[]).await.unwrap().get(0);
+    tx.execute("SELECT set_tenant_context('bravo')", &[])
+        .await
+        .unwrap();
+    let n: i64 = tx
+        .query_one("SELECT count(*) FROM notes", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(n, 1);
     let updated = tx
         .execute("UPDATE notes SET body = 'x' WHERE id = $1", &[&alpha_note])
@@ -289,7 +363,10 @@ async fn row_level_security() {
         .unwrap();
     assert_eq!(updated, 0);
     let forged = tx
-        .execute("INSERT INTO notes (tenant_id, body) VALUES ('alpha', 'planted')", &[])
+        .execute(
+            "INSERT INTO notes (tenant_id, body) VALUES ('alpha', 'planted')",
+            &[],
+        )
         .await;
     assert!(forged.is_err(), "inserted a row for another tenant");
     drop(tx);
@@ -304,7 +381,13 @@ async fn row_level_security() {
     // The superuser bypasses RLS: the rows are still there.
     assert_eq!(kept, 2);
     let tx = app.transaction().await.unwrap();
-    tx.execute("SELECT set_tenant_context('alpha')", &[]).await.unwrap();
-    let n: i64 = tx.query_one("SELECT count(*) FROM notes", &[]).await.unwrap().get(0);
+    tx.execute("SELECT set_tenant_context('alpha')", &[])
+        .await
+        .unwrap();
+    let n: i64 = tx
+        .query_one("SELECT count(*) FROM notes", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(n, 0, "a deleted tenant's rows are still visible");
 }

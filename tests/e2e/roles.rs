@@ -77,7 +77,11 @@ async fn send(gw: &Gateway, path: &str, headers: &[(&str, &str)]) -> (u16, Strin
         .unwrap_or_default()
         .to_string();
     let text = resp.text().await.unwrap_or_default();
-    (status, ctype, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    (
+        status,
+        ctype,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
 }
 
 fn bearer(t: &str) -> String {
@@ -92,24 +96,79 @@ async fn require_role_admits_by_any_role_and_refuses_with_403() {
     let scope = token(Some(json!("viewer admin")));
     let no_roles = token(None);
     let malformed = token(Some(json!(["admin", 7])));
-    let (list, scope, no_roles, malformed) =
-        (bearer(&list), bearer(&scope), bearer(&no_roles), bearer(&malformed));
+    let (list, scope, no_roles, malformed) = (
+        bearer(&list),
+        bearer(&scope),
+        bearer(&no_roles),
+        bearer(&malformed),
+    );
 
     // (path, credential header, status, code or roles seen upstream)
-    let table: &[(&str, Option<(&str, &str)>, u16, &str)] = &[
+    type Case<'a> = (&'a str, Option<(&'a str, &'a str)>, u16, &'a str);
+    let table: &[Case] = &[
         ("/api/admin", None, 401, "UNAUTHORIZED"),
-        ("/api/admin", Some(("x-api-key", "tgk_unknown")), 401, "UNAUTHORIZED"),
-        ("/api/admin", Some(("authorization", &malformed)), 401, "UNAUTHORIZED"),
-        ("/api/admin", Some(("x-api-key", VIEWER_KEY)), 403, "INSUFFICIENT_ROLE"),
-        ("/api/admin", Some(("x-api-key", PLAIN_KEY)), 403, "INSUFFICIENT_ROLE"),
-        ("/api/admin", Some(("authorization", &list)), 403, "INSUFFICIENT_ROLE"),
-        ("/api/admin", Some(("authorization", &no_roles)), 403, "INSUFFICIENT_ROLE"),
-        ("/api/admin", Some(("x-api-key", ADMIN_KEY)), 200, "admin,billing"),
-        ("/api/admin/deeper", Some(("authorization", &scope)), 200, "admin,viewer"),
+        (
+            "/api/admin",
+            Some(("x-api-key", "tgk_unknown")),
+            401,
+            "UNAUTHORIZED",
+        ),
+        (
+            "/api/admin",
+            Some(("authorization", &malformed)),
+            401,
+            "UNAUTHORIZED",
+        ),
+        (
+            "/api/admin",
+            Some(("x-api-key", VIEWER_KEY)),
+            403,
+            "INSUFFICIENT_ROLE",
+        ),
+        (
+            "/api/admin",
+            Some(("x-api-key", PLAIN_KEY)),
+            403,
+            "INSUFFICIENT_ROLE",
+        ),
+        (
+            "/api/admin",
+            Some(("authorization", &list)),
+            403,
+            "INSUFFICIENT_ROLE",
+        ),
+        (
+            "/api/admin",
+            Some(("authorization", &no_roles)),
+            403,
+            "INSUFFICIENT_ROLE",
+        ),
+        (
+            "/api/admin",
+            Some(("x-api-key", ADMIN_KEY)),
+            200,
+            "admin,billing",
+        ),
+        (
+            "/api/admin/deeper",
+            Some(("authorization", &scope)),
+            200,
+            "admin,viewer",
+        ),
         ("/api/edit", None, 401, "UNAUTHORIZED"),
-        ("/api/edit", Some(("x-api-key", VIEWER_KEY)), 403, "INSUFFICIENT_ROLE"),
+        (
+            "/api/edit",
+            Some(("x-api-key", VIEWER_KEY)),
+            403,
+            "INSUFFICIENT_ROLE",
+        ),
         ("/api/edit", Some(("authorization", &list)), 200, "editor"),
-        ("/api/edit", Some(("x-api-key", ADMIN_KEY)), 200, "admin,billing"),
+        (
+            "/api/edit",
+            Some(("x-api-key", ADMIN_KEY)),
+            200,
+            "admin,billing",
+        ),
         // Routes without require_role still carry the roles upstream.
         ("/open", Some(("x-api-key", VIEWER_KEY)), 200, "viewer"),
         ("/open", Some(("x-api-key", PLAIN_KEY)), 200, ""),
@@ -161,10 +220,14 @@ async fn require_role_admits_by_any_role_and_refuses_with_403() {
 
     let sample = "gateway_auth_failures_total{tenant=\"acme\",reason=\"insufficient_role\"}";
     gw.wait_metric(sample, refused as f64).await;
-    eventually(Duration::from_secs(5), "insufficient_role audit lines", || {
-        let n = audit(&gw, "insufficient_role");
-        async move { n == refused }
-    })
+    eventually(
+        Duration::from_secs(5),
+        "insufficient_role audit lines",
+        || {
+            let n = audit(&gw, "insufficient_role");
+            async move { n == refused }
+        },
+    )
     .await;
     assert!(gw
         .metric_value("gateway_auth_failures_total{tenant=\"acme\",reason=\"token_invalid_roles\"}")
@@ -196,14 +259,20 @@ async fn client_sent_roles_never_reach_the_upstream() {
         // Without a credential: nothing upstream, and require_role still refuses.
         let (status, _, body) = send(&gw, "/open", headers).await;
         assert_eq!(status, 200);
-        assert!(body["headers"].get("x-user-roles").is_none(), "{headers:?}: {body}");
+        assert!(
+            body["headers"].get("x-user-roles").is_none(),
+            "{headers:?}: {body}"
+        );
         let (status, _, _) = send(&gw, "/api/admin", headers).await;
         assert_eq!(status, 401);
         // With a viewer key: only the verified role goes upstream, and admin stays closed.
         let mut with_key = headers.to_vec();
         with_key.push(("x-api-key", VIEWER_KEY));
         let (_, _, body) = send(&gw, "/open", &with_key).await;
-        assert_eq!(body["headers"]["x-user-roles"], "viewer", "{headers:?}: {body}");
+        assert_eq!(
+            body["headers"]["x-user-roles"], "viewer",
+            "{headers:?}: {body}"
+        );
         let (status, _, _) = send(&gw, "/api/admin", &with_key).await;
         assert_eq!(status, 403);
     }
@@ -212,12 +281,24 @@ async fn client_sent_roles_never_reach_the_upstream() {
 #[tokio::test]
 async fn apikey_new_prints_roles_and_check_refuses_bad_role_names() {
     let out = Command::new(BIN)
-        .args(["apikey", "new", "--tenant", "acme", "--role", "admin", "--role", "notes:write"])
+        .args([
+            "apikey",
+            "new",
+            "--tenant",
+            "acme",
+            "--role",
+            "admin",
+            "--role",
+            "notes:write",
+        ])
         .output()
         .expect("run apikey new");
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("roles = [\"admin\", \"notes:write\"]"), "{text}");
+    assert!(
+        text.contains("roles = [\"admin\", \"notes:write\"]"),
+        "{text}"
+    );
     let out = Command::new(BIN)
         .args(["apikey", "new", "--tenant", "acme", "--role", "ad min"])
         .output()
