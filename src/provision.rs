@@ -45,20 +45,40 @@ use toml_text::{apply_patch, render, today_utc};
 /// Serialises every change made through this module in this process, so two admin requests
 /// never validate against the same old state and both write. Holds the tenants being created
 /// whose `on_create` hook is still running: validation counts them as if their files existed.
-static PROVISION_LOCK: Mutex<Vec<TenantFile>> = Mutex::new(Vec::new());
+static PROVISION_LOCK: Mutex<Vec<Pending>> = Mutex::new(Vec::new());
 
-fn lock() -> MutexGuard<'static, Vec<TenantFile>> {
+fn lock() -> MutexGuard<'static, Vec<Pending>> {
     PROVISION_LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A tenant of the config in `config_dir` whose creation waits for its `on_create` hook.
+struct Pending {
+    config_dir: PathBuf,
+    file: TenantFile,
+}
+
+/// The directory a config's reservations are kept under (one process may serve several
+/// configs: the tests do).
+fn config_key(dir: &Path) -> PathBuf {
+    std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf())
+}
+
+/// Reservations of the config in `dir`.
+fn pending_in<'a>(list: &'a [Pending], dir: &'a Path) -> impl Iterator<Item = &'a TenantFile> {
+    list.iter()
+        .filter(move |p| p.config_dir == dir)
+        .map(|p| &p.file)
 }
 
 /// Removes a reservation when the create that made it ends, however it ends.
 struct Reservation<'a> {
+    config_dir: &'a Path,
     id: &'a str,
 }
 
 impl Drop for Reservation<'_> {
     fn drop(&mut self) {
-        lock().retain(|tf| tf.tenant.id != self.id);
+        lock().retain(|p| !(p.config_dir == self.config_dir && p.file.tenant.id == self.id));
     }
 }
 
@@ -219,10 +239,11 @@ pub fn create(config_path: &Path, t: NewTenant) -> Result<PathBuf, ProvisionErro
     }
 
     let mut raw = config::load(config_path)?;
+    let key = config_key(&raw.dir);
     if let Some(other) = raw
         .tenants
         .iter()
-        .chain(pending.iter())
+        .chain(pending_in(&pending, &key))
         .find(|tf| tf.tenant.id == t.id)
     {
         return Err(ProvisionError::Exists {
@@ -241,8 +262,9 @@ pub fn create(config_path: &Path, t: NewTenant) -> Result<PathBuf, ProvisionErro
         file: rel.clone(),
         tenant,
     };
+    // Reserved tenants first, so a clash is reported on the new tenant's file.
+    raw.tenants.extend(pending_in(&pending, &key).cloned());
     raw.tenants.push(file.clone());
-    raw.tenants.extend(pending.iter().cloned());
     validate_whole(&raw)?;
     let write = || {
         write_new(&layout.tenants_dir, &path, &text).map_err(|e| match e {
@@ -259,9 +281,15 @@ pub fn create(config_path: &Path, t: NewTenant) -> Result<PathBuf, ProvisionErro
         return Ok(path);
     }
     // Reserve the tenant, then run the hook without holding the lock.
-    pending.push(file);
+    pending.push(Pending {
+        config_dir: key.clone(),
+        file,
+    });
     drop(pending);
-    let _reservation = Reservation { id: &t.id };
+    let _reservation = Reservation {
+        config_dir: &key,
+        id: &t.id,
+    };
     hooks::run(hooks, &raw.dir, HookEvent::Create, &hook_tenant)?;
     let written = {
         let _guard = lock();
@@ -326,7 +354,7 @@ fn prepare_update(
     config_path: &Path,
     id: &str,
     patch: &TenantPatch,
-    pending: &[TenantFile],
+    pending: &[Pending],
 ) -> Result<PreparedUpdate, ProvisionError> {
     let mut raw = config::load(config_path)?;
     let Some(index) = raw.tenants.iter().position(|tf| tf.tenant.id == id) else {
@@ -354,7 +382,8 @@ fn prepare_update(
         tenant.previous = Some((before.plan.clone(), before.status));
         (raw.gateway.provisioning.clone(), raw.dir.clone(), tenant)
     });
-    raw.tenants.extend(pending.iter().cloned());
+    let key = config_key(&raw.dir);
+    raw.tenants.extend(pending_in(pending, &key).cloned());
     validate_whole(&raw)?;
     Ok(PreparedUpdate {
         path,

@@ -5,7 +5,8 @@
 //! A hook is an argv list executed directly, never through a shell, in its own process group
 //! with stdin closed; its stdout and stderr go line by line into the log (target
 //! `provisioning`) and the last lines of stderr come back to the caller when it fails. A hook
-//! still running at `timeout` is killed with its whole process group. Running one blocks only
+//! still running at `timeout` is killed with its whole process group, and so are programs a
+//! finished hook left behind holding its output (after one second). Running one blocks only
 //! the calling thread: callers in async code use `spawn_blocking`, so the proxy, the admin API
 //! and reloads carry on. Every run leaves one audit line.
 
@@ -22,6 +23,8 @@ use crate::config::{ProvisioningConfig, TenantConfig, TenantStatus};
 pub const STDERR_TAIL_LINES: usize = 10;
 /// Longest line kept (log and tail); longer lines are cut.
 const MAX_LINE: usize = 1000;
+/// How long programs a finished hook left behind may keep its output open.
+const LINGER_GRACE: Duration = Duration::from_secs(1);
 
 /// Which lifecycle step a hook runs for (`TENANT_EVENT`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -248,12 +251,25 @@ fn execute(
             .take()
             .map(|err| forward_lines(err, "stderr", event, &tenant.id, Some(tail.clone()))),
     ];
-    let status = wait_until(&mut child, Instant::now() + timeout);
-    if status.is_none() {
-        kill_group(&mut child);
+    let deadline = Instant::now() + timeout;
+    let status = wait_until(&mut child, deadline);
+    let readers: Vec<_> = readers.into_iter().flatten().collect();
+    match status {
+        None => kill_group(&mut child),
+        // Programs the hook left running still hold its output open: give them a moment to
+        // finish writing, then end them, so a hook that exited never holds up its caller.
+        Some(_) => {
+            let grace = (Instant::now() + LINGER_GRACE).min(deadline);
+            while readers.iter().any(|r| !r.is_finished()) && Instant::now() < grace {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if readers.iter().any(|r| !r.is_finished()) {
+                kill_process_group(&child);
+            }
+        }
     }
     // With the group gone every pipe is closed, so the readers finish.
-    for reader in readers.into_iter().flatten() {
+    for reader in readers {
         let _ = reader.join();
     }
     let stderr_tail: Vec<String> = tail
@@ -286,10 +302,16 @@ fn wait_until(child: &mut Child, deadline: Instant) -> Option<ExitStatus> {
 }
 
 fn kill_group(child: &mut Child) {
-    let pid = rustix::process::Pid::from_child(child);
-    let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+    kill_process_group(child);
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// SIGKILL to the hook's process group (its id is the hook's pid, still reserved while any
+/// member lives, even after the hook itself was reaped).
+fn kill_process_group(child: &Child) {
+    let pid = rustix::process::Pid::from_child(child);
+    let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
 }
 
 /// Logs every line of a hook's output; keeps the last lines of stderr in `tail`.
@@ -446,6 +468,24 @@ mod tests {
         );
         assert_eq!(err.stderr_tail, ["starting"]);
         std::thread::sleep(Duration::from_millis(100));
+        assert!(!marker.exists());
+    }
+
+    #[test]
+    fn programs_left_running_by_a_finished_hook_do_not_hold_it_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("late");
+        let script = format!("(sleep 2; touch {}) & echo done; exit 0", marker.display());
+        let c = cfg(HookEvent::Create, &sh(&script), Duration::from_secs(20));
+        let started = Instant::now();
+        run(&c, dir.path(), HookEvent::Create, &tenant()).unwrap();
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+        // The leftover was killed with the group: it never gets to write.
+        std::thread::sleep(Duration::from_millis(2500));
         assert!(!marker.exists());
     }
 
