@@ -169,6 +169,12 @@ fn main() -> ExitCode {
         Command::Tenant { command } => {
             use tenant_gateway::config::TenantStatus;
             use tenant_gateway::provision;
+            // Provisioning hooks log their output and an audit line: show them on stderr.
+            let _ = tracing_subscriber::fmt()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
+                .try_init();
             let result = match command {
                 TenantCommand::New {
                     config,
