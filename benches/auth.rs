@@ -31,7 +31,12 @@ fn api_keys() -> (ApiKeyIndex, String) {
     let mut index = ApiKeyIndex::default();
     for i in 0..10_000 {
         let key = format!("tgk_bench_{i:064}");
-        index.insert(key_hash(key.as_bytes()), &format!("t{i}"), "ci");
+        index.insert(
+            key_hash(key.as_bytes()),
+            &format!("t{i}"),
+            "ci",
+            Default::default(),
+        );
     }
     (index, format!("tgk_bench_{:064}", 42))
 }

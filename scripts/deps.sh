@@ -2,7 +2,8 @@
 # Installs the system packages tenant-gateway needs, only those that are missing.
 #   bash scripts/deps.sh build   cmake (pingora's zlib-ng)
 #   bash scripts/deps.sh test    + redis-server, redis-cli, pebble, pebble-challtestsrv,
-#                                prometheus (promtool checks conf/alerts.yml)
+#                                prometheus (promtool checks conf/alerts.yml), postgresql
+#                                (initdb/pg_ctl/psql for the tenant isolation tests)
 #   bash scripts/deps.sh bench   + redis-server, wrk, nghttp2-client (h2load), nginx, haproxy,
 #                                caddy, openssl (benches/load.py)
 set -euo pipefail
@@ -10,7 +11,7 @@ set -euo pipefail
 want=(cmake)
 case "${1:-build}" in
   build) ;;
-  test) want+=(redis-server pebble prometheus) ;;
+  test) want+=(redis-server pebble prometheus postgresql) ;;
   bench) want+=(redis-server wrk nghttp2-client nginx haproxy caddy openssl) ;;
   *) echo "usage: $0 build|test|bench" >&2; exit 2 ;;
 esac
@@ -21,9 +22,21 @@ declare -A probe=(
   [wrk]=wrk [nghttp2-client]=h2load [nginx]=nginx [haproxy]=haproxy
   [caddy]=caddy [openssl]=openssl [prometheus]=promtool
 )
+# Packages whose binaries live off PATH: a glob that matches once they are installed.
+declare -A probe_path=(
+  [postgresql]='/usr/lib/postgresql/*/bin/initdb'
+)
+installed() {
+  local pkg="$1" f
+  if [ -n "${probe_path[$pkg]:-}" ]; then
+    for f in ${probe_path[$pkg]}; do [ -x "$f" ] && command -v psql >/dev/null 2>&1 && return 0; done
+    return 1
+  fi
+  command -v "${probe[$pkg]}" >/dev/null 2>&1 || [ -x "/usr/sbin/${probe[$pkg]}" ]
+}
 missing=()
 for pkg in "${want[@]}"; do
-  command -v "${probe[$pkg]}" >/dev/null 2>&1 || [ -x "/usr/sbin/${probe[$pkg]}" ] || missing+=("$pkg")
+  installed "$pkg" || missing+=("$pkg")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
 
@@ -37,7 +50,7 @@ export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 # Debian starts these as services on install; the tests and benchmarks start their own.
-for svc in redis-server nginx haproxy caddy prometheus; do
+for svc in redis-server nginx haproxy caddy prometheus postgresql; do
   if [[ " ${missing[*]} " == *" $svc "* ]]; then
     $SUDO service "$svc" stop >/dev/null 2>&1 || true
   fi

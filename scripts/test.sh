@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs what the tests need (cmake, redis-server, pebble) and runs every check and test.
+# Installs what the tests need (cmake, redis-server, pebble, postgresql) and runs every check
+# and test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh test

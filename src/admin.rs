@@ -61,6 +61,49 @@ fn error(status: StatusCode, code: &str, message: &str) -> Response<Vec<u8>> {
     )
 }
 
+/// `true`, or the errors of a reload that kept the previous config.
+fn reloaded_json(reload: &ReloadOutcome) -> Value {
+    match reload {
+        ReloadOutcome::Swapped { .. } | ReloadOutcome::Unchanged => json!(true),
+        ReloadOutcome::Failed(e) => json!({"errors": e.0}),
+    }
+}
+
+/// The answer to a refused provisioning change.
+fn provision_error(e: ProvisionError) -> Response<Vec<u8>> {
+    match e {
+        ProvisionError::Invalid(errors) => json_response(
+            StatusCode::BAD_REQUEST,
+            &json!({"success": false, "code": "INVALID_TENANT", "error": "the change would make the config invalid; nothing was written", "errors": errors}),
+        ),
+        e @ ProvisionError::NotFound { .. } => {
+            error(StatusCode::NOT_FOUND, "TENANT_NOT_FOUND", &e.to_string())
+        }
+        e @ ProvisionError::Exists { .. } => {
+            error(StatusCode::CONFLICT, "TENANT_EXISTS", &e.to_string())
+        }
+        ProvisionError::Hook(failure) => provisioning_failed(&failure),
+        e @ ProvisionError::Io { .. } => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL",
+            &e.to_string(),
+        ),
+    }
+}
+
+/// 502 PROVISIONING_FAILED: a `[provisioning]` hook failed and the change was rolled back.
+fn provisioning_failed(failure: &provision::hooks::HookFailure) -> Response<Vec<u8>> {
+    json_response(
+        StatusCode::BAD_GATEWAY,
+        &json!({
+            "success": false,
+            "code": "PROVISIONING_FAILED",
+            "error": failure.to_string(),
+            "stderr": failure.stderr_tail,
+        }),
+    )
+}
+
 /// Largest admin request body accepted.
 const MAX_BODY: usize = 1 << 20;
 
@@ -280,13 +323,12 @@ impl AdminApp {
     }
 
     /// Runs a provisioning change, then reloads so it serves at once. The file watcher would
-    /// reload too; the reload lock makes that second pass an "unchanged".
-    async fn provision<T: Send + 'static>(
+    /// reload too; the reload lock makes that second pass an "unchanged". `Err` is the answer
+    /// for a change that was refused.
+    async fn change_and_reload<T: Send + 'static>(
         &self,
         change: impl FnOnce(&std::path::Path) -> Result<T, ProvisionError> + Send + 'static,
-        ok_status: StatusCode,
-        describe: impl FnOnce(T) -> Value,
-    ) -> Response<Vec<u8>> {
+    ) -> Result<(T, ReloadOutcome), Response<Vec<u8>>> {
         let reloader = self.reloader.clone();
         let outcome = tokio::task::spawn_blocking(move || {
             let done = change(reloader.config_path())?;
@@ -295,39 +337,82 @@ impl AdminApp {
         })
         .await;
         match outcome {
-            Ok(Ok((done, reload))) => {
-                let reloaded = match reload {
-                    ReloadOutcome::Swapped { .. } | ReloadOutcome::Unchanged => json!(true),
-                    ReloadOutcome::Failed(e) => json!({"errors": e.0}),
-                };
-                let mut body = describe(done);
-                if let Some(obj) = body.as_object_mut() {
-                    obj.insert("success".into(), json!(true));
-                    obj.insert("reloaded".into(), reloaded);
-                }
-                json_response(ok_status, &body)
-            }
-            Ok(Err(ProvisionError::Invalid(errors))) => json_response(
-                StatusCode::BAD_REQUEST,
-                &json!({"success": false, "code": "INVALID_TENANT", "error": "the change would make the config invalid; nothing was written", "errors": errors}),
-            ),
-            Ok(Err(e @ ProvisionError::NotFound { .. })) => {
-                error(StatusCode::NOT_FOUND, "TENANT_NOT_FOUND", &e.to_string())
-            }
-            Ok(Err(e @ ProvisionError::Exists { .. })) => {
-                error(StatusCode::CONFLICT, "TENANT_EXISTS", &e.to_string())
-            }
-            Ok(Err(e)) => error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "INTERNAL",
-                &e.to_string(),
-            ),
-            Err(_) => error(
+            Ok(Ok(done)) => Ok(done),
+            Ok(Err(e)) => Err(provision_error(e)),
+            Err(_) => Err(error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "INTERNAL",
                 "provisioning task failed",
-            ),
+            )),
         }
+    }
+
+    /// [`Self::change_and_reload`], answered with `describe`'s JSON plus `success` and
+    /// `reloaded`.
+    async fn provision<T: Send + 'static>(
+        &self,
+        change: impl FnOnce(&std::path::Path) -> Result<T, ProvisionError> + Send + 'static,
+        ok_status: StatusCode,
+        describe: impl FnOnce(T) -> Value,
+    ) -> Response<Vec<u8>> {
+        match self.change_and_reload(change).await {
+            Ok((done, reload)) => {
+                let mut body = describe(done);
+                if let Some(obj) = body.as_object_mut() {
+                    obj.insert("success".into(), json!(true));
+                    obj.insert("reloaded".into(), reloaded_json(&reload));
+                }
+                json_response(ok_status, &body)
+            }
+            Err(resp) => resp,
+        }
+    }
+
+    /// Moves the tenant file away and reloads, so the tenant stops routing; only then runs
+    /// `on_delete`. A failing hook cannot bring the tenant back: the answer is still 200, with
+    /// the hook's error under `deprovisioned`.
+    async fn delete_tenant(&self, id: &str) -> Response<Vec<u8>> {
+        let owned = id.to_string();
+        let (moved, reload) = match self
+            .change_and_reload(move |cfg| provision::delete(cfg, &owned))
+            .await
+        {
+            Ok(done) => done,
+            Err(resp) => return resp,
+        };
+        let deprovisioned = match reload {
+            // The old config still serves, and with it the tenant: deprovisioning now would
+            // pull its data from under live traffic.
+            ReloadOutcome::Failed(_) => {
+                json!({"error": "on_delete not run: the reload failed and the tenant may still route; fix the config, reload, then run the hook by hand"})
+            }
+            ReloadOutcome::Swapped { .. } | ReloadOutcome::Unchanged => {
+                let reloader = self.reloader.clone();
+                let file = moved.clone();
+                let hook = tokio::task::spawn_blocking(move || {
+                    provision::run_delete_hook(reloader.config_path(), &file)
+                })
+                .await;
+                match hook {
+                    Ok(Ok(())) => json!(true),
+                    Ok(Err(ProvisionError::Hook(f))) => {
+                        json!({"error": f.to_string(), "stderr": f.stderr_tail})
+                    }
+                    Ok(Err(e)) => json!({"error": e.to_string()}),
+                    Err(_) => json!({"error": "provisioning task failed"}),
+                }
+            }
+        };
+        json_response(
+            StatusCode::OK,
+            &json!({
+                "success": true,
+                "tenant": id,
+                "moved_to": moved.display().to_string(),
+                "reloaded": reloaded_json(&reload),
+                "deprovisioned": deprovisioned,
+            }),
+        )
     }
 
     async fn admin_api(
@@ -422,16 +507,7 @@ impl AdminApp {
                 )
                 .await
             }
-            (&Method::DELETE, ["admin", "v1", "tenants", id]) => {
-                let id = id.to_string();
-                let id2 = id.clone();
-                self.provision(
-                    move |cfg| provision::delete(cfg, &id),
-                    StatusCode::OK,
-                    |moved| json!({"tenant": id2, "moved_to": moved.display().to_string()}),
-                )
-                .await
-            }
+            (&Method::DELETE, ["admin", "v1", "tenants", id]) => self.delete_tenant(id).await,
             (&Method::GET, ["admin", "v1", "tenants", id, "usage"]) => {
                 let snap = self.snapshots.load();
                 match snap.hosts.by_id(id) {

@@ -4,7 +4,8 @@
 //! Order of the gates (each row of the README's error table is one of them):
 //! resolve tenant (400 TENANT_REQUIRED / 404 TENANT_NOT_FOUND, unverified custom domain 404)
 //! → strict SNI (421) → credentials of two tenants or of another tenant (403 TENANT_MISMATCH)
-//! → suspended (403) → route: `require_auth` (401), `require_feature` (403).
+//! → suspended (403) → route: `require_auth` (401), `require_role` (401 without a verified
+//! credential, 403 INSUFFICIENT_ROLE without the role), `require_feature` (403).
 //! Quotas come after admission (they need the quota store); the proxy calls [`admit`] once
 //! per request and stores its result once.
 
@@ -153,6 +154,25 @@ pub fn admit(
                 _ => "missing_credential",
             };
             return Err(deny(GatewayError::Unauthorized, None, Some(reason)));
+        }
+        // require_role: needs a verified credential, then any of the roles.
+        if let Some(required) = &route.require_role {
+            match credential {
+                Credential::ApiKey { .. } | Credential::Token(_) => {
+                    if !required.admits(credential.roles()) {
+                        let roles = required.describe();
+                        let reason = Some(crate::roles::INSUFFICIENT_ROLE);
+                        return Err(deny(GatewayError::InsufficientRole, Some(&roles), reason));
+                    }
+                }
+                Credential::Invalid(r) => {
+                    return Err(deny(GatewayError::Unauthorized, None, Some(r)))
+                }
+                Credential::None | Credential::Conflicting => {
+                    let reason = Some("missing_credential");
+                    return Err(deny(GatewayError::Unauthorized, None, reason));
+                }
+            }
         }
         if let Some(feature) = &route.require_feature {
             if !tenant.has_feature(feature) {

@@ -17,6 +17,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use sha2::{Digest, Sha256};
 
 use crate::config::{ConfigError, JwtConfig};
+use crate::roles::Roles;
 
 /// What the request's credential established.
 #[derive(Debug, Clone)]
@@ -24,7 +25,11 @@ pub enum Credential {
     /// No credential presented.
     None,
     /// A known API key of `tenant`.
-    ApiKey { tenant: Arc<str>, name: Arc<str> },
+    ApiKey {
+        tenant: Arc<str>,
+        name: Arc<str>,
+        roles: Arc<Roles>,
+    },
     /// A verified JWT.
     Token(Arc<VerifiedToken>),
     /// A credential was presented but is not valid; the reason goes to the audit log and the
@@ -47,6 +52,18 @@ impl Credential {
     pub fn is_valid(&self) -> bool {
         matches!(self, Credential::ApiKey { .. } | Credential::Token(_))
     }
+
+    /// The roles of a valid credential (empty for `None` and `Invalid`).
+    pub fn roles(&self) -> &Roles {
+        static NO_ROLES: std::sync::OnceLock<Roles> = std::sync::OnceLock::new();
+        match self {
+            Credential::ApiKey { roles, .. } => roles,
+            Credential::Token(t) => &t.roles,
+            Credential::None | Credential::Invalid(_) | Credential::Conflicting => {
+                NO_ROLES.get_or_init(Roles::default)
+            }
+        }
+    }
 }
 
 /// Claims of a verified token that the gateway uses.
@@ -54,6 +71,8 @@ impl Credential {
 pub struct VerifiedToken {
     pub tenant: Option<Box<str>>,
     pub subject: Option<http::HeaderValue>,
+    /// From the `roles_claim` (`auth.jwt.roles_claim`, default `roles`).
+    pub roles: Roles,
     /// `exp`, unix seconds: the cache never serves the token past it.
     pub expires_at: u64,
 }
@@ -74,24 +93,35 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// Every API key of the config, by hash.
 #[derive(Debug, Default)]
 pub struct ApiKeyIndex {
-    by_hash: HashMap<[u8; 32], (Arc<str>, Arc<str>), foldhash::fast::RandomState>,
+    by_hash: HashMap<[u8; 32], ApiKeyEntry, foldhash::fast::RandomState>,
+}
+
+/// Owner, name and roles of one API key.
+#[derive(Debug, Clone)]
+pub struct ApiKeyEntry {
+    pub tenant: Arc<str>,
+    pub name: Arc<str>,
+    pub roles: Arc<Roles>,
 }
 
 impl ApiKeyIndex {
-    pub fn insert(&mut self, hash: [u8; 32], tenant: &str, name: &str) {
-        self.by_hash.insert(hash, (tenant.into(), name.into()));
+    pub fn insert(&mut self, hash: [u8; 32], tenant: &str, name: &str, roles: Arc<Roles>) {
+        let entry = ApiKeyEntry {
+            tenant: tenant.into(),
+            name: name.into(),
+            roles,
+        };
+        self.by_hash.insert(hash, entry);
     }
 
     /// The tenant and key name of a presented key. The map finds the candidate by the hash (the
     /// caller cannot choose hashes, so lookup timing reveals nothing useful); the final
     /// equality is checked in constant time.
-    pub fn find(&self, key: &[u8]) -> Option<(Arc<str>, Arc<str>)> {
+    pub fn find(&self, key: &[u8]) -> Option<ApiKeyEntry> {
         let hash = key_hash(key);
         self.by_hash
             .get_key_value(&hash)
-            .and_then(|(stored, (t, n))| {
-                constant_time_eq(stored, &hash).then(|| (t.clone(), n.clone()))
-            })
+            .and_then(|(stored, entry)| constant_time_eq(stored, &hash).then(|| entry.clone()))
     }
 
     pub fn len(&self) -> usize {
@@ -111,6 +141,7 @@ pub struct JwtVerifier {
     tenant_claim: String,
     /// `auth.jwt.forward`: send the verified token upstream.
     pub forward: bool,
+    roles_claim: String,
     cache: moka::sync::Cache<[u8; 32], Arc<VerifiedToken>>,
 }
 
@@ -215,6 +246,7 @@ impl JwtVerifier {
             validation_base: validation,
             tenant_claim: cfg.tenant_claim.clone(),
             forward: cfg.forward,
+            roles_claim: cfg.roles_claim.clone(),
             cache: moka::sync::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(Duration::from_secs(3600))
@@ -255,12 +287,18 @@ impl JwtVerifier {
                     else {
                         return Err("token_missing_tenant");
                     };
+                    let roles = if self.roles_claim.is_empty() {
+                        Roles::default()
+                    } else {
+                        Roles::from_claim(claims.get(&self.roles_claim))?
+                    };
                     let verified = Arc::new(VerifiedToken {
                         tenant: Some(tenant.into()),
                         subject: claims
                             .get("sub")
                             .and_then(|v| v.as_str())
                             .and_then(|s| http::HeaderValue::from_str(s).ok()),
+                        roles,
                         expires_at: claims
                             .get("exp")
                             .and_then(|v| v.as_u64().or_else(|| v.as_f64().map(|f| f as u64)))
@@ -342,7 +380,15 @@ fn verify_one(
         };
     }
     match keys.find(presented.as_bytes()) {
-        Some((tenant, name)) => Credential::ApiKey { tenant, name },
+        Some(ApiKeyEntry {
+            tenant,
+            name,
+            roles,
+        }) => Credential::ApiKey {
+            tenant,
+            name,
+            roles,
+        },
         None => Credential::Invalid("unknown_api_key"),
     }
 }
@@ -484,6 +530,31 @@ mod tests {
     }
 
     #[test]
+    fn token_roles_from_the_claim() {
+        let v = verifier("r0les", "tg");
+        let claims = |roles: serde_json::Value| serde_json::json!({"tenant_id": "acme", "exp": NOW + 600, "aud": "tg", "iss": "https://auth.test", "roles": roles});
+        let list = v
+            .verify(&token("r0les", claims(serde_json::json!(["b", "a"]))), NOW)
+            .unwrap();
+        assert_eq!(list.roles.iter().collect::<Vec<_>>(), ["a", "b"]);
+        let scope = v
+            .verify(&token("r0les", claims(serde_json::json!("b a"))), NOW)
+            .unwrap();
+        assert_eq!(scope.roles, list.roles);
+        assert_eq!(
+            v.verify(&token("r0les", claims(serde_json::json!([1]))), NOW)
+                .unwrap_err(),
+            crate::roles::INVALID_ROLES
+        );
+        let none = serde_json::json!({"tenant_id": "acme", "exp": NOW + 600, "aud": "tg", "iss": "https://auth.test"});
+        assert!(v
+            .verify(&token("r0les", none), NOW)
+            .unwrap()
+            .roles
+            .is_empty());
+    }
+
+    #[test]
     fn cached_tokens_expire() {
         let v = verifier("abc", "");
         // jsonwebtoken checks exp against the real clock: use a real expiry.
@@ -526,7 +597,7 @@ mod tests {
         ) {
             let v = verifier("pt-secret", "");
             let mut idx = ApiKeyIndex::default();
-            idx.insert(key_hash(b"tgk_known"), "acme", "ci");
+            idx.insert(key_hash(b"tgk_known"), "acme", "ci", Arc::new(Roles::default()));
             let mut headers = HeaderMap::new();
             if let Ok(value) = http::HeaderValue::from_bytes(&api_key) {
                 headers.append("x-api-key", value.clone());
@@ -554,12 +625,16 @@ mod tests {
         let (key, hash) = new_api_key().unwrap();
         let mut h = [0u8; 32];
         hex::decode_to_slice(&hash, &mut h).unwrap();
-        idx.insert(h, "acme", "ci");
+        idx.insert(h, "acme", "ci", Arc::new(Roles::new(["admin"])));
         let mut headers = HeaderMap::new();
         headers.insert("x-api-key", key.parse().unwrap());
         assert!(
             matches!(authenticate(&headers, &idx, None, NOW).credential, Credential::ApiKey { ref tenant, .. } if &**tenant == "acme")
         );
+        assert!(authenticate(&headers, &idx, None, NOW)
+            .credential
+            .roles()
+            .contains("admin"));
         let mut headers = HeaderMap::new();
         headers.insert("authorization", format!("Bearer {key}").parse().unwrap());
         assert_eq!(

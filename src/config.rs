@@ -79,6 +79,33 @@ pub struct GatewayConfig {
     pub features: Vec<String>,
     pub plans: BTreeMap<String, PlanConfig>,
     pub routes: Vec<RouteConfig>,
+    pub provisioning: ProvisioningConfig,
+}
+
+/// `[provisioning]`: programs run when a tenant is created, deleted or changes plan or status
+/// (argv lists, never a shell; see `provision::hooks`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProvisioningConfig {
+    /// `["/path/to/program", "arg", …]`; empty: no hook.
+    pub on_create: Vec<String>,
+    pub on_delete: Vec<String>,
+    /// Run when a change touches the plan or the status.
+    pub on_update: Vec<String>,
+    /// A hook still running after this is killed and counts as failed.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+impl Default for ProvisioningConfig {
+    fn default() -> Self {
+        Self {
+            on_create: Vec::new(),
+            on_delete: Vec::new(),
+            on_update: Vec::new(),
+            timeout: Duration::from_secs(30),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -338,6 +365,8 @@ pub struct JwtConfig {
     pub issuer: String,
     pub audience: String,
     pub tenant_claim: String,
+    /// Claim with the caller's roles: a list of strings, or one space-separated string.
+    pub roles_claim: String,
     #[serde(with = "humantime_serde")]
     pub leeway: Duration,
     /// Forward a verified JWT upstream in `Authorization` (default); `false` removes it.
@@ -353,6 +382,7 @@ impl Default for JwtConfig {
             issuer: String::new(),
             audience: String::new(),
             tenant_claim: "tenant_id".into(),
+            roles_claim: "roles".into(),
             leeway: Duration::from_secs(30),
             forward: true,
         }
@@ -414,6 +444,25 @@ pub struct RouteConfig {
     pub require_auth: bool,
     /// Overrides `hardening.case_sensitive_routes` for this route.
     pub case_sensitive: Option<bool>,
+    /// `"admin"` or `["admin", "owner"]` (any of them); implies `require_auth`.
+    pub require_role: Option<RequireRoleConfig>,
+}
+
+/// One role, or a list of which any admits.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum RequireRoleConfig {
+    One(String),
+    AnyOf(Vec<String>),
+}
+
+impl RequireRoleConfig {
+    pub fn names(&self) -> &[String] {
+        match self {
+            RequireRoleConfig::One(r) => std::slice::from_ref(r),
+            RequireRoleConfig::AnyOf(list) => list,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
@@ -446,6 +495,9 @@ pub struct ApiKeyConfig {
     /// Hex SHA-256 of the key; the key itself is never stored.
     pub sha256: String,
     pub name: String,
+    /// Roles of the caller holding this key (`X-User-Roles`, `require_role`).
+    #[serde(default)]
+    pub roles: Vec<String>,
 }
 
 /// `tenants/<id>.toml`.

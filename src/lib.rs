@@ -20,6 +20,7 @@ pub mod reload;
 pub mod request_id;
 pub mod request_view;
 pub mod response;
+pub mod roles;
 pub mod snapshot;
 pub mod startup_config;
 pub mod tenant;

@@ -123,6 +123,9 @@ enum ApikeyCommand {
         /// Name of the key (shown in logs and the admin API).
         #[arg(long, default_value = "default")]
         name: String,
+        /// A role of the key's holder (repeat for several): `--role admin --role billing`.
+        #[arg(long = "role")]
+        roles: Vec<String>,
     },
 }
 
@@ -166,6 +169,12 @@ fn main() -> ExitCode {
         Command::Tenant { command } => {
             use tenant_gateway::config::TenantStatus;
             use tenant_gateway::provision;
+            // Provisioning hooks log their output and an audit line: show them on stderr.
+            let _ = tracing_subscriber::fmt()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
+                .try_init();
             let result = match command {
                 TenantCommand::New {
                     config,
@@ -197,7 +206,10 @@ fn main() -> ExitCode {
                         .map(|p| format!("activated ({})", p.display()))
                 }
                 TenantCommand::Delete { config, id } => {
-                    provision::delete(&config, &id).map(|p| format!("moved to {}", p.display()))
+                    provision::delete(&config, &id).and_then(|p| {
+                        provision::run_delete_hook(&config, &p)?;
+                        Ok(format!("moved to {}", p.display()))
+                    })
                 }
             };
             match result {
@@ -246,8 +258,20 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Apikey {
-            command: ApikeyCommand::New { tenant, name },
+            command:
+                ApikeyCommand::New {
+                    tenant,
+                    name,
+                    roles,
+                },
         } => match tenant_gateway::auth::new_api_key() {
+            _ if roles
+                .iter()
+                .any(|r| !tenant_gateway::roles::is_valid_role(r)) =>
+            {
+                eprintln!("apikey: roles are 1 to 64 of A-Z a-z 0-9 - _ . : / ({roles:?})");
+                ExitCode::FAILURE
+            }
             Ok((key, hash)) => {
                 println!("# API key for tenant {tenant:?}; it is shown once, store it now:");
                 println!("{key}");
@@ -256,6 +280,10 @@ fn main() -> ExitCode {
                 println!("[[api_keys]]");
                 println!("sha256 = \"{hash}\"");
                 println!("name = {name:?}");
+                if !roles.is_empty() {
+                    let list: Vec<String> = roles.iter().map(|r| format!("{r:?}")).collect();
+                    println!("roles = [{}]", list.join(", "));
+                }
                 ExitCode::SUCCESS
             }
             Err(e) => {

@@ -7,8 +7,16 @@
 //! the tenants dir + rename), so a reload never reads half a file and the loader never reads
 //! the temp file. Deleted tenants are moved to `tenants/.deleted/`, never destroyed.
 //!
-//! Every function blocks (file I/O; compiling the config may resolve upstream host names): call
-//! them from `spawn_blocking` in async code. Changes are serialised inside one process; two
+//! With `[provisioning]` hooks configured ([`hooks`]), `create` runs `on_create` after
+//! validation and before the file is written (a failing hook leaves nothing behind: the
+//! create → provision → rollback order), `update` runs `on_update` the same way when the plan or
+//! status changes, and [`run_delete_hook`] runs `on_delete` once the tenant no longer routes.
+//! A hook runs outside the lock that serialises changes, so a hanging hook holds up only its
+//! own request; tenants whose hook is still running are reserved, so no other change can claim
+//! their id, subdomain or domains meanwhile.
+//!
+//! Every function blocks (file I/O, hooks; compiling the config may resolve upstream host
+//! names): call them from `spawn_blocking` in async code. Changes are serialised inside one process; two
 //! processes provisioning at the same moment (the CLI next to the admin API) can still race on
 //! cross-tenant checks such as a custom domain claimed twice, and the next reload then rejects
 //! the config and keeps the old one serving.
@@ -17,24 +25,62 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Deserialize;
 
 use crate::config::{
-    self, BrandingConfig, ConfigError, ConfigErrors, GatewayConfig, Period, QuotaLimitConfig,
-    RawConfig, TenantConfig, TenantFile, TenantStatus,
+    self, BrandingConfig, ConfigError, ConfigErrors, GatewayConfig, Period, ProvisioningConfig,
+    QuotaLimitConfig, RawConfig, TenantConfig, TenantFile, TenantStatus,
 };
 use crate::snapshot::Snapshot;
 use crate::tenant::is_valid_label;
 
+pub mod hooks;
 mod toml_text;
+use hooks::{HookEvent, HookFailure, HookTenant};
 use toml_text::{apply_patch, render, today_utc};
 
 /// Serialises every change made through this module in this process, so two admin requests
-/// never validate against the same old state and both write.
-static PROVISION_LOCK: Mutex<()> = Mutex::new(());
+/// never validate against the same old state and both write. Holds the tenants being created
+/// whose `on_create` hook is still running: validation counts them as if their files existed.
+static PROVISION_LOCK: Mutex<Vec<Pending>> = Mutex::new(Vec::new());
+
+fn lock() -> MutexGuard<'static, Vec<Pending>> {
+    PROVISION_LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A tenant of the config in `config_dir` whose creation waits for its `on_create` hook.
+struct Pending {
+    config_dir: PathBuf,
+    file: TenantFile,
+}
+
+/// The directory a config's reservations are kept under (one process may serve several
+/// configs: the tests do).
+fn config_key(dir: &Path) -> PathBuf {
+    std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf())
+}
+
+/// Reservations of the config in `dir`.
+fn pending_in<'a>(list: &'a [Pending], dir: &'a Path) -> impl Iterator<Item = &'a TenantFile> {
+    list.iter()
+        .filter(move |p| p.config_dir == dir)
+        .map(|p| &p.file)
+}
+
+/// Removes a reservation when the create that made it ends, however it ends.
+struct Reservation<'a> {
+    config_dir: &'a Path,
+    id: &'a str,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        lock().retain(|p| !(p.config_dir == self.config_dir && p.file.tenant.id == self.id));
+    }
+}
 
 /// Name of the directory, inside the tenants dir, that receives deleted tenant files.
 pub const DELETED_DIR: &str = ".deleted";
@@ -128,6 +174,10 @@ pub enum ProvisionError {
     /// file and key, like `tenants/x.toml: plan: unknown plan "gold"`.
     #[error("{}", InvalidList(.0))]
     Invalid(Vec<ConfigError>),
+    /// A `[provisioning]` hook failed; nothing was changed (for `on_delete`: the tenant is
+    /// already gone from the config, see [`run_delete_hook`]).
+    #[error("{0}")]
+    Hook(#[from] HookFailure),
     #[error("{}: {source}", path.display())]
     Io {
         path: PathBuf,
@@ -175,7 +225,7 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ProvisionError + '_ {
 /// person would write it, then the whole config (as if the file existed) is validated and
 /// compiled; only then is the file written. Nothing is written on any error.
 pub fn create(config_path: &Path, t: NewTenant) -> Result<PathBuf, ProvisionError> {
-    let _guard = PROVISION_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let mut pending = lock();
     let layout = Layout::read(config_path)?;
     check_id(&layout.rel(&format!("{}.toml", t.id)), &t.id)?;
     let file_name = format!("{}.toml", t.id);
@@ -189,7 +239,13 @@ pub fn create(config_path: &Path, t: NewTenant) -> Result<PathBuf, ProvisionErro
     }
 
     let mut raw = config::load(config_path)?;
-    if let Some(other) = raw.tenants.iter().find(|tf| tf.tenant.id == t.id) {
+    let key = config_key(&raw.dir);
+    if let Some(other) = raw
+        .tenants
+        .iter()
+        .chain(pending_in(&pending, &key))
+        .find(|tf| tf.tenant.id == t.id)
+    {
         return Err(ProvisionError::Exists {
             id: t.id,
             file: other.file.clone(),
@@ -201,26 +257,105 @@ pub fn create(config_path: &Path, t: NewTenant) -> Result<PathBuf, ProvisionErro
     };
     let text = render(&t, &upstream, &today_utc());
     let tenant: TenantConfig = config::parse_toml(&rel, &text)?;
-    raw.tenants.push(TenantFile {
+    let hook_tenant = HookTenant::of(&tenant);
+    let file = TenantFile {
         file: rel.clone(),
         tenant,
-    });
+    };
+    // Reserved tenants first, so a clash is reported on the new tenant's file.
+    raw.tenants.extend(pending_in(&pending, &key).cloned());
+    raw.tenants.push(file.clone());
     validate_whole(&raw)?;
-    write_new(&layout.tenants_dir, &path, &text).map_err(|e| match e {
-        WriteNewError::Exists => ProvisionError::Exists {
-            id: t.id,
-            file: rel,
-        },
-        WriteNewError::Io(path, source) => ProvisionError::Io { path, source },
-    })?;
+    let write = || {
+        write_new(&layout.tenants_dir, &path, &text).map_err(|e| match e {
+            WriteNewError::Exists => ProvisionError::Exists {
+                id: t.id.clone(),
+                file: rel.clone(),
+            },
+            WriteNewError::Io(path, source) => ProvisionError::Io { path, source },
+        })
+    };
+    let hooks = &raw.gateway.provisioning;
+    if hooks.on_create.is_empty() {
+        write()?;
+        return Ok(path);
+    }
+    // Reserve the tenant, then run the hook without holding the lock.
+    pending.push(Pending {
+        config_dir: key.clone(),
+        file,
+    });
+    drop(pending);
+    let _reservation = Reservation {
+        config_dir: &key,
+        id: &t.id,
+    };
+    hooks::run(hooks, &raw.dir, HookEvent::Create, &hook_tenant)?;
+    let written = {
+        let _guard = lock();
+        write()
+    };
+    if let Err(e) = written {
+        // Provisioned but not created (a file appeared under the name from outside this
+        // process): undo the provisioning.
+        let _ = hooks::run(hooks, &raw.dir, HookEvent::Delete, &hook_tenant);
+        return Err(e);
+    }
     Ok(path)
 }
 
 /// Edits only the keys named in `patch` in the tenant's file, keeping every comment and the
 /// formatting of everything else; validates the whole config with the edited content before
 /// writing. Returns the path of the file.
+///
+/// When the plan or the status changes and `on_update` is set, the hook runs after validation
+/// and before the write; a failing hook leaves the file as it was.
 pub fn update(config_path: &Path, id: &str, patch: TenantPatch) -> Result<PathBuf, ProvisionError> {
-    let _guard = PROVISION_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let prepared = {
+        let pending = lock();
+        let prepared = prepare_update(config_path, id, &patch, &pending)?;
+        if prepared.hook.is_none() {
+            prepared.write()?;
+            return Ok(prepared.path);
+        }
+        prepared
+    };
+    if let Some((cfg, dir, tenant)) = &prepared.hook {
+        hooks::run(cfg, dir, HookEvent::Update, tenant)?;
+    }
+    let pending = lock();
+    // Another change may have landed while the hook ran: apply the patch to what is there now.
+    let again = prepare_update(config_path, id, &patch, &pending)?;
+    again.write()?;
+    Ok(again.path)
+}
+
+/// An edit of one tenant file, validated, not yet written.
+struct PreparedUpdate {
+    path: PathBuf,
+    /// `None` when the patch changes nothing.
+    edited: Option<String>,
+    /// The `on_update` hook to run first (plan or status changed and the hook is set).
+    hook: Option<(ProvisioningConfig, PathBuf, HookTenant)>,
+}
+
+impl PreparedUpdate {
+    fn write(&self) -> Result<(), ProvisionError> {
+        let Some(edited) = &self.edited else {
+            return Ok(());
+        };
+        let dir = self.path.parent().unwrap_or_else(|| Path::new("."));
+        write_replace(dir, &self.path, edited)
+            .map_err(|(path, source)| ProvisionError::Io { path, source })
+    }
+}
+
+fn prepare_update(
+    config_path: &Path,
+    id: &str,
+    patch: &TenantPatch,
+    pending: &[Pending],
+) -> Result<PreparedUpdate, ProvisionError> {
     let mut raw = config::load(config_path)?;
     let Some(index) = raw.tenants.iter().position(|tf| tf.tenant.id == id) else {
         return Err(ProvisionError::NotFound { id: id.into() });
@@ -228,16 +363,33 @@ pub fn update(config_path: &Path, id: &str, patch: TenantPatch) -> Result<PathBu
     let rel = raw.tenants[index].file.clone();
     let path = raw.dir.join(&rel);
     let text = std::fs::read_to_string(&path).map_err(io_err(&path))?;
-    let edited = apply_patch(&rel, &text, &patch)?;
+    let edited = apply_patch(&rel, &text, patch)?;
     if edited == text {
-        return Ok(path);
+        return Ok(PreparedUpdate {
+            path,
+            edited: None,
+            hook: None,
+        });
     }
-    raw.tenants[index].tenant = config::parse_toml(&rel, &edited)?;
+    let before = std::mem::replace(
+        &mut raw.tenants[index].tenant,
+        config::parse_toml(&rel, &edited)?,
+    );
+    let after = &raw.tenants[index].tenant;
+    let lifecycle_change = before.plan != after.plan || before.status != after.status;
+    let hook = (lifecycle_change && !raw.gateway.provisioning.on_update.is_empty()).then(|| {
+        let mut tenant = HookTenant::of(after);
+        tenant.previous = Some((before.plan.clone(), before.status));
+        (raw.gateway.provisioning.clone(), raw.dir.clone(), tenant)
+    });
+    let key = config_key(&raw.dir);
+    raw.tenants.extend(pending_in(pending, &key).cloned());
     validate_whole(&raw)?;
-    let dir = path.parent().unwrap_or_else(|| Path::new("."));
-    write_replace(dir, &path, &edited)
-        .map_err(|(path, source)| ProvisionError::Io { path, source })?;
-    Ok(path)
+    Ok(PreparedUpdate {
+        path,
+        edited: Some(edited),
+        hook,
+    })
 }
 
 /// Suspends or activates a tenant (an [`update`] of `status` only).
@@ -260,8 +412,11 @@ pub fn set_status(
 ///
 /// Works even when the rest of the config is invalid (removing a tenant cannot break another
 /// file, and may be how an operator repairs a duplicate).
+///
+/// Runs no hook: call [`run_delete_hook`] with the returned path once the tenant has stopped
+/// routing (after the reload).
 pub fn delete(config_path: &Path, id: &str) -> Result<PathBuf, ProvisionError> {
-    let _guard = PROVISION_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let _guard = lock();
     let layout = Layout::read(config_path)?;
     let path = find_tenant_file(&layout, id)?;
     let deleted_dir = layout.tenants_dir.join(DELETED_DIR);
@@ -280,11 +435,33 @@ pub fn delete(config_path: &Path, id: &str) -> Result<PathBuf, ProvisionError> {
     Ok(target)
 }
 
+/// Runs `on_delete` for a tenant file moved to `.deleted/` by [`delete`]. Deleting a tenant from
+/// the gateway cannot be undone by a failing hook: the error is returned for the caller to
+/// report (the file stays in `.deleted/`, so the hook can be run again by hand).
+pub fn run_delete_hook(config_path: &Path, deleted_file: &Path) -> Result<(), ProvisionError> {
+    let layout = Layout::read(config_path)?;
+    if layout.provisioning.on_delete.is_empty() {
+        return Ok(());
+    }
+    let text = std::fs::read_to_string(deleted_file).map_err(io_err(deleted_file))?;
+    let name = deleted_file.display().to_string();
+    let tenant: TenantConfig = config::parse_toml(&name, &text)?;
+    hooks::run(
+        &layout.provisioning,
+        &layout.config_dir,
+        HookEvent::Delete,
+        &HookTenant::of(&tenant),
+    )?;
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------------------------
 // Where things are
 
 /// The config dir and its tenants dir, read from `gateway.toml` alone.
 struct Layout {
+    config_dir: PathBuf,
+    provisioning: ProvisioningConfig,
     tenants_dir: PathBuf,
     /// `server.tenants_dir` as written, for file names in errors (`tenants/x.toml`).
     tenants_rel: String,
@@ -303,6 +480,8 @@ impl Layout {
         let text = std::fs::read_to_string(config_path).map_err(io_err(config_path))?;
         let gateway: GatewayConfig = config::parse_toml(&main_file, &text)?;
         Ok(Layout {
+            config_dir: dir.to_path_buf(),
+            provisioning: gateway.provisioning,
             tenants_dir: dir.join(&gateway.server.tenants_dir),
             tenants_rel: gateway.server.tenants_dir.trim_end_matches('/').to_string(),
         })

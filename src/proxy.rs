@@ -4,11 +4,13 @@
 //! request_filter     load ONE snapshot → plain HTTP redirect (301, optional) → resolve tenant
 //!                    (Host, SNI, trusted header, JWT claim, dev query; 400/404) → strict SNI (421)
 //!                    → credential of another tenant (403) → suspended (403) → route:
-//!                    require_auth (401), feature gate (403) → branding endpoint → quota (429/503)
+//!                    require_auth (401), require_role (401/403), feature gate (403) → branding
+//!                    endpoint → quota (429/503)
 //! upstream_peer      tenant's pool, round robin; a failed connect retries once on the next address
 //! upstream_request_filter
-//!                    strip client X-Tenant-* / X-Organization-Id / X-User-Id, inject the
-//!                    tenant's headers, X-User-Id, X-Request-Id, X-Forwarded-For/Proto/Host
+//!                    strip client X-Tenant-* / X-Organization-Id / X-User-Id / X-User-Roles,
+//!                    inject the tenant's headers, X-User-Id, X-User-Roles, X-Request-Id,
+//!                    X-Forwarded-For/Proto/Host
 //! response_filter    X-Request-Id back to the client
 //! fail_to_proxy      upstream failures → 502 UPSTREAM_UNAVAILABLE / 504 UPSTREAM_TIMEOUT (JSON)
 //! logging            per-tenant metrics, one access-log line
@@ -65,6 +67,8 @@ pub struct RequestCtx {
     rate_limit: Option<RateLimitHeaders>,
     /// `sub` of a verified token, sent upstream as `X-User-Id`.
     user_id: Option<HeaderValue>,
+    /// Verified roles, sent upstream as `X-User-Roles`.
+    user_roles: Option<HeaderValue>,
     /// The canonical `path?query`, when it differs from the target the client sent.
     forward_target: Option<String>,
     /// The request's one Content-Length.
@@ -210,6 +214,7 @@ impl TenantProxy {
         if let Credential::Token(t) = &auth.credential {
             ctx.user_id = t.subject.clone();
         }
+        ctx.user_roles = auth.credential.roles().header_value().cloned();
         if view.path == BRANDING_PATH {
             return Step::Branding(admitted.tenant);
         }
@@ -350,6 +355,7 @@ impl ProxyHttp for TenantProxy {
             content_length: None,
             strip: StripCredentials::default(),
             refusal: None,
+            user_roles: None,
         }
     }
 
@@ -479,6 +485,7 @@ impl ProxyHttp for TenantProxy {
             tenant,
             request_id: ctx.request_id.as_ref(),
             user_id: ctx.user_id.as_ref(),
+            user_roles: ctx.user_roles.as_ref(),
             sanitize: Sanitize {
                 underscore_headers: snapshot.settings.request_rules.underscore_headers,
                 trust_forwarded: snapshot.settings.trust_tenant_header,

@@ -16,6 +16,8 @@ pub enum GatewayError {
     FeatureNotAvailable,
     TenantMismatch,
     Unauthorized,
+    /// A verified credential without any of the route's `require_role`.
+    InsufficientRole,
     MisdirectedRequest,
     QuotaExceeded,
     QuotaBackendUnavailable,
@@ -39,7 +41,10 @@ impl GatewayError {
         match self {
             Self::TenantRequired => 400,
             Self::TenantNotFound => 404,
-            Self::TenantSuspended | Self::FeatureNotAvailable | Self::TenantMismatch => 403,
+            Self::TenantSuspended
+            | Self::FeatureNotAvailable
+            | Self::TenantMismatch
+            | Self::InsufficientRole => 403,
             Self::Unauthorized => 401,
             Self::MisdirectedRequest => 421,
             Self::QuotaExceeded => 429,
@@ -60,6 +65,7 @@ impl GatewayError {
             Self::FeatureNotAvailable => "FEATURE_NOT_AVAILABLE",
             Self::TenantMismatch => "TENANT_MISMATCH",
             Self::Unauthorized => "UNAUTHORIZED",
+            Self::InsufficientRole => "INSUFFICIENT_ROLE",
             Self::MisdirectedRequest => "MISDIRECTED_REQUEST",
             Self::QuotaExceeded => "QUOTA_EXCEEDED",
             Self::QuotaBackendUnavailable => "QUOTA_BACKEND_UNAVAILABLE",
@@ -83,6 +89,7 @@ impl GatewayError {
             Self::FeatureNotAvailable => "Feature is not available for your plan",
             Self::TenantMismatch => "Credential belongs to another tenant",
             Self::Unauthorized => "Missing or invalid credential",
+            Self::InsufficientRole => "A role is required",
             Self::MisdirectedRequest => "SNI and Host name different tenants",
             Self::QuotaExceeded => "Quota exceeded",
             Self::QuotaBackendUnavailable => "Quota backend unavailable",
@@ -103,6 +110,7 @@ impl GatewayError {
                 format!("Feature '{f}' is not available for your plan")
             }
             (Self::QuotaExceeded, Some(r)) => format!("Quota exceeded for {r}"),
+            (Self::InsufficientRole, Some(r)) => format!("Role '{r}' is required"),
             _ => self.base_message().to_string(),
         }
     }

@@ -17,6 +17,7 @@ use crate::config::{
 };
 use crate::quota::QuotaLimit;
 use crate::request_view::RequestRules;
+use crate::roles::{RoleRequirement, Roles};
 use crate::tenant::{HostIndex, Tenant, TenantHeaders};
 use crate::upstream::UpstreamPool;
 
@@ -38,6 +39,8 @@ pub struct Route {
     pub require_auth: bool,
     /// Match the prefix byte for byte (else ignoring ASCII case).
     pub case_sensitive: bool,
+    /// Any of these roles admits; a request without a verified credential is a 401.
+    pub require_role: Option<RoleRequirement>,
 }
 
 impl Route {
@@ -171,8 +174,8 @@ impl Snapshot {
         }
         let mut api_keys = ApiKeyIndex::default();
         for t in hosts.tenants() {
-            for (hash, name) in &t.api_keys {
-                api_keys.insert(*hash, &t.id, name);
+            for (hash, name, roles) in &t.api_keys {
+                api_keys.insert(*hash, &t.id, name, roles.clone());
             }
         }
         let jwt = match &g.auth.jwt {
@@ -232,6 +235,7 @@ fn compile_route(r: &RouteConfig, case_sensitive_default: bool) -> Route {
         require_feature,
         require_auth,
         case_sensitive,
+        require_role,
     } = r;
     Route {
         path_prefix: path_prefix.as_str().into(),
@@ -252,6 +256,9 @@ fn compile_route(r: &RouteConfig, case_sensitive_default: bool) -> Route {
         require_feature: require_feature.as_deref().map(Into::into),
         require_auth: *require_auth,
         case_sensitive: case_sensitive.unwrap_or(case_sensitive_default),
+        require_role: require_role
+            .as_ref()
+            .map(|r| RoleRequirement::any_of(r.names().iter().map(String::as_str))),
     }
 }
 
@@ -332,7 +339,8 @@ fn compile_tenant(
                 "not 64 hex characters",
             )
         })?;
-        keys.push((hash, k.name.as_str().into()));
+        let roles = Arc::new(Roles::new(k.roles.iter().map(String::as_str)));
+        keys.push((hash, k.name.as_str().into(), roles));
     }
 
     let headers = TenantHeaders {

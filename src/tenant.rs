@@ -32,8 +32,8 @@ pub struct Tenant {
     /// Effective quotas (plan, overridden per tenant), by resource name, sorted.
     pub quotas: Vec<(Box<str>, QuotaLimit)>,
     pub branding: BrandingConfig,
-    /// Hex-decoded SHA-256 hashes of the tenant's API keys, with their names.
-    pub api_keys: Vec<([u8; 32], Box<str>)>,
+    /// Hex-decoded SHA-256 hashes of the tenant's API keys, with their names and roles.
+    pub api_keys: Vec<([u8; 32], Box<str>, Arc<crate::roles::Roles>)>,
     /// Values of the injected `X-Tenant-*` headers, built once so a request copies no strings.
     pub headers: TenantHeaders,
     /// Tenant file the tenant came from (relative to the config dir).

@@ -11,7 +11,7 @@ fuzz_target!(|data: &[u8]| {
         let _ = bearer_token(text);
     }
     let mut keys = ApiKeyIndex::default();
-    keys.insert(key_hash(b"tgk_fuzz_known_key"), "acme", "ci");
+    keys.insert(key_hash(b"tgk_fuzz_known_key"), "acme", "ci", Default::default());
     let mut headers = HeaderMap::new();
     if let Ok(v) = HeaderValue::from_bytes(api_key) {
         headers.append("x-api-key", v);

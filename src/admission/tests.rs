@@ -38,6 +38,9 @@ path_prefix = "/api/exact"
 require_feature = "analytics"
 case_sensitive = true
 [[routes]]
+path_prefix = "/api/admin"
+require_role = "admin"
+[[routes]]
 path_prefix = "/api/messages"
 methods = ["POST"]
 require_feature = "analytics"
@@ -55,7 +58,7 @@ fn snapshot() -> Snapshot {
             "acme",
             format!(
                 "plan = \"basic\"\ncustom_domains = [\"support.acme.com\", \"new.acme.com\"]\n\
-                 [[api_keys]]\nsha256 = \"{}\"\nname = \"ci\"\n",
+                 [[api_keys]]\nsha256 = \"{}\"\nname = \"ci\"\nroles = [\"admin\"]\n",
                 key(ACME_KEY)
             ),
         ),
@@ -398,6 +401,38 @@ fn error_table_rows() {
             ],
             None,
             ok("acme", None),
+        ),
+        (
+            "require_role with the role",
+            "GET",
+            "/api/admin",
+            vec![("host", "acme.localhost"), ("x-api-key", ACME_KEY)],
+            None,
+            ok("acme", Some("/api/admin")),
+        ),
+        (
+            "require_role without credential",
+            "GET",
+            "/api/admin",
+            vec![("host", "acme.localhost")],
+            None,
+            Err("UNAUTHORIZED"),
+        ),
+        (
+            "require_role without the role",
+            "GET",
+            "/api/admin",
+            vec![("host", "globex.localhost"), ("x-api-key", GLOBEX_KEY)],
+            None,
+            Err("INSUFFICIENT_ROLE"),
+        ),
+        (
+            "require_role, upper-case path",
+            "GET",
+            "/API/ADMIN",
+            vec![("host", "globex.localhost")],
+            None,
+            Err("UNAUTHORIZED"),
         ),
         // The bypasses: each must meet the gate or be refused.
         (

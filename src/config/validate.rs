@@ -258,6 +258,29 @@ pub fn validate(raw: &RawConfig) -> Vec<ConfigError> {
         }
     }
 
+    // [provisioning]
+    let hooks = &g.provisioning;
+    for (key, argv) in [
+        ("on_create", &hooks.on_create),
+        ("on_update", &hooks.on_update),
+        ("on_delete", &hooks.on_delete),
+    ] {
+        if argv.first().is_some_and(|p| p.trim().is_empty()) {
+            err(
+                main,
+                format!("provisioning.{key}[0]"),
+                "the program to run: a path or a name in PATH".into(),
+            );
+        }
+    }
+    if hooks.timeout.is_zero() {
+        err(
+            main,
+            "provisioning.timeout".into(),
+            "must be longer than 0s".into(),
+        );
+    }
+
     // [[routes]]
     for (i, r) in g.routes.iter().enumerate() {
         if !r.path_prefix.starts_with('/') {
@@ -294,6 +317,20 @@ pub fn validate(raw: &RawConfig) -> Vec<ConfigError> {
                     format!("routes[{i}].methods[{j}]"),
                     format!("not an upper-case HTTP method: {m:?}"),
                 );
+            }
+        }
+        if let Some(required) = &r.require_role {
+            if required.names().is_empty() {
+                err(
+                    main,
+                    format!("routes[{i}].require_role"),
+                    "name at least one role".into(),
+                );
+            }
+            for name in required.names() {
+                if !crate::roles::is_valid_role(name) {
+                    err(main, format!("routes[{i}].require_role"), bad_role(name));
+                }
             }
         }
         if let Some(f) = &r.require_feature {
@@ -488,6 +525,11 @@ pub fn validate(raw: &RawConfig) -> Vec<ConfigError> {
                     format!("key already belongs to tenant {other:?}"),
                 );
             }
+            for (j, role) in k.roles.iter().enumerate() {
+                if !crate::roles::is_valid_role(role) {
+                    err(file, format!("api_keys[{i}].roles[{j}]"), bad_role(role));
+                }
+            }
         }
         for (key, v) in [("organization_id", &t.organization_id), ("name", &t.name)] {
             if http::HeaderValue::from_str(v).is_err() {
@@ -562,4 +604,11 @@ fn is_valid_name(s: &str) -> bool {
 
 fn is_hex_color(s: &str) -> bool {
     s.len() == 7 && s.starts_with('#') && s.bytes().skip(1).all(|b| b.is_ascii_hexdigit())
+}
+
+fn bad_role(name: &str) -> String {
+    format!(
+        "roles are 1 to {} of A-Z a-z 0-9 - _ . : / : {name:?}",
+        crate::roles::MAX_ROLE_LEN
+    )
 }

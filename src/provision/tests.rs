@@ -310,3 +310,131 @@ fn json_bodies_deny_unknown_fields() {
     assert_eq!(p.quotas.unwrap()["messages"], None);
     assert!(serde_json::from_str::<TenantPatch>(r#"{"id":"y"}"#).is_err());
 }
+
+// ---------------------------------------------------------------------------------------------
+// With [provisioning] hooks
+
+/// The test config plus a `[provisioning]` table.
+fn setup_with_hooks(provisioning: &str) -> (tempfile::TempDir, PathBuf) {
+    let (dir, path) = setup();
+    std::fs::write(
+        &path,
+        format!("{GATEWAY}\n[provisioning]\n{provisioning}\n"),
+    )
+    .unwrap();
+    (dir, path)
+}
+
+#[test]
+fn a_failing_on_create_writes_nothing() {
+    let (dir, path) = setup_with_hooks(
+        r#"on_create = ["/bin/sh", "-c", "echo creating; echo 'no database for you' >&2; exit 2"]"#,
+    );
+    let before = listing(dir.path());
+    match create(&path, new_tenant("globex")) {
+        Err(ProvisionError::Hook(f)) => {
+            assert_eq!(f.kind, hooks::HookFailureKind::Exit(Some(2)));
+            assert_eq!(f.stderr_tail, ["no database for you"]);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(listing(dir.path()), before);
+    // Nothing stays reserved: the id can be tried again.
+    assert!(matches!(
+        create(&path, new_tenant("globex")),
+        Err(ProvisionError::Hook(_))
+    ));
+}
+
+#[test]
+fn a_tenant_being_provisioned_is_reserved() {
+    let (dir, path) = setup_with_hooks(
+        r#"on_create = ["/bin/sh", "-c", "touch started; while [ ! -e release ]; do sleep 0.02; done"]"#,
+    );
+    let slow = {
+        let path = path.clone();
+        std::thread::spawn(move || create(&path, new_tenant("globex")))
+    };
+    let started = dir.path().join("started");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !started.exists() {
+        assert!(std::time::Instant::now() < deadline, "hook never started");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    // Its id and its custom domain are taken; unrelated changes go through meanwhile.
+    assert!(matches!(
+        create(&path, new_tenant("globex")),
+        Err(ProvisionError::Exists { .. })
+    ));
+    let mut rival = new_tenant("rival");
+    rival.schema = None;
+    match create(&path, rival) {
+        Err(ProvisionError::Invalid(errors)) => {
+            let joined: String = errors.iter().map(|e| e.to_string()).collect();
+            assert!(
+                joined.contains("tenants/rival.toml: custom_domains[0]")
+                    && joined.contains("\"globex\""),
+                "{joined}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    let patch = TenantPatch {
+        plan: Some("pro".into()),
+        ..TenantPatch::default()
+    };
+    update(&path, "acme", patch).unwrap();
+    assert!(!dir.path().join("tenants/globex.toml").exists());
+    std::fs::write(dir.path().join("release"), "").unwrap();
+    let written = slow.join().unwrap().unwrap();
+    assert_eq!(written, dir.path().join("tenants/globex.toml"));
+    assert!(written.exists());
+}
+
+#[test]
+fn on_update_runs_for_plan_and_status_changes_only_and_can_refuse() {
+    let (dir, path) = setup_with_hooks(
+        r#"on_update = ["/bin/sh", "-c", "echo \"$TENANT_PREVIOUS_PLAN>$TENANT_PLAN $TENANT_PREVIOUS_STATUS>$TENANT_STATUS\" >> updates; test ! -e refuse"]"#,
+    );
+    let file = dir.path().join("tenants/acme.toml");
+    let updates = dir.path().join("updates");
+    let plan = |p: &str| TenantPatch {
+        plan: Some(p.into()),
+        ..TenantPatch::default()
+    };
+    update(&path, "acme", plan("pro")).unwrap();
+    set_status(&path, "acme", TenantStatus::Suspended).unwrap();
+    let features = TenantPatch {
+        features_enabled: Some(vec!["analytics".into()]),
+        ..TenantPatch::default()
+    };
+    update(&path, "acme", features).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&updates).unwrap(),
+        "free>pro active>active\npro>pro active>suspended\n"
+    );
+    std::fs::write(dir.path().join("refuse"), "").unwrap();
+    let before = std::fs::read_to_string(&file).unwrap();
+    assert!(matches!(
+        update(&path, "acme", plan("free")),
+        Err(ProvisionError::Hook(_))
+    ));
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), before);
+}
+
+#[test]
+fn the_delete_hook_gets_the_deleted_tenant() {
+    let (dir, path) = setup_with_hooks(
+        r#"on_delete = ["/bin/sh", "-c", "echo \"$TENANT_EVENT $TENANT_ID $TENANT_PLAN\" > deleted"]"#,
+    );
+    let moved = delete(&path, "acme").unwrap();
+    assert!(
+        !dir.path().join("deleted").exists(),
+        "delete itself runs no hook"
+    );
+    run_delete_hook(&path, &moved).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("deleted")).unwrap(),
+        "delete acme free\n"
+    );
+}

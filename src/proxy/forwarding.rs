@@ -18,6 +18,7 @@ pub static X_TENANT_PLAN: HeaderName = HeaderName::from_static("x-tenant-plan");
 pub static X_TENANT_FEATURES: HeaderName = HeaderName::from_static("x-tenant-features");
 pub static X_TENANT_SCHEMA: HeaderName = HeaderName::from_static("x-tenant-schema");
 pub static X_USER_ID: HeaderName = HeaderName::from_static("x-user-id");
+pub static X_USER_ROLES: HeaderName = HeaderName::from_static("x-user-roles");
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -123,6 +124,8 @@ pub struct Injection<'a> {
     pub tenant: &'a Tenant,
     pub request_id: Option<&'a HeaderValue>,
     pub user_id: Option<&'a HeaderValue>,
+    /// Sorted comma list of the verified roles.
+    pub user_roles: Option<&'a HeaderValue>,
     pub sanitize: Sanitize,
     /// The canonical `path?query`, when it differs from what the client sent.
     pub target: Option<&'a str>,
@@ -176,6 +179,9 @@ pub fn inject(
     }
     if let Some(user) = inj.user_id {
         upstream.insert_header(X_USER_ID.clone(), user.clone())?;
+    }
+    if let Some(roles) = inj.user_roles {
+        upstream.insert_header(X_USER_ROLES.clone(), roles.clone())?;
     }
 
     if let Some(client) = session.client_addr().and_then(|a| a.as_inet()) {
