@@ -10,6 +10,7 @@ pub mod auth;
 pub mod config;
 pub mod echo;
 pub mod gateway;
+pub mod limits;
 pub mod metrics;
 pub mod provision;
 pub mod proxy;

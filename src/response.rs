@@ -23,6 +23,10 @@ pub enum GatewayError {
     LengthRequired,
     UpstreamUnavailable,
     UpstreamTimeout,
+    /// `[limits] max_uri_bytes` exceeded.
+    UriTooLong,
+    /// `[limits] max_request_header_bytes` / `max_request_headers` exceeded.
+    HeaderFieldsTooLarge,
 }
 
 impl GatewayError {
@@ -38,6 +42,8 @@ impl GatewayError {
             Self::LengthRequired => 411,
             Self::UpstreamUnavailable => 502,
             Self::UpstreamTimeout => 504,
+            Self::UriTooLong => 414,
+            Self::HeaderFieldsTooLarge => 431,
         }
     }
 
@@ -55,6 +61,8 @@ impl GatewayError {
             Self::LengthRequired => "LENGTH_REQUIRED",
             Self::UpstreamUnavailable => "UPSTREAM_UNAVAILABLE",
             Self::UpstreamTimeout => "UPSTREAM_TIMEOUT",
+            Self::UriTooLong => "URI_TOO_LONG",
+            Self::HeaderFieldsTooLarge => "REQUEST_HEADERS_TOO_LARGE",
         }
     }
 
@@ -74,6 +82,8 @@ impl GatewayError {
             Self::LengthRequired => "Content-Length is required on this route",
             Self::UpstreamUnavailable => "Upstream unavailable",
             Self::UpstreamTimeout => "Upstream timed out",
+            Self::UriTooLong => "Request URI too long",
+            Self::HeaderFieldsTooLarge => "Request header fields too large",
         }
     }
 

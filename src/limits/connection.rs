@@ -1,0 +1,638 @@
+//! The connection guard: every accepted stream (plain or after the TLS handshake) is wrapped
+//! before pingora reads from it, because pingora 0.9 has per-read timeouts only — a client that
+//! sends one header line every few seconds, a partial h2c preface, or nothing at all after TLS
+//! would otherwise hold the connection forever.
+//!
+//! Per connection, a [`ConnState`] holds the phase and its deadline:
+//!
+//! ```text
+//! accept ──▶ HEAD (deadline = accept + request_header_timeout)
+//!              │ head parsed (early_request_filter → request_started)
+//!              ▼
+//!           REQUEST (no guard deadline: pingora's body-read and send timeouts apply)
+//!              │ response done (logging → request_finished, HTTP/1 only)
+//!              ▼
+//!           IDLE (deadline = end of response + keepalive_timeout)
+//!              │ first byte of the next request → HEAD (deadline = that byte + request_header_timeout)
+//! ```
+//!
+//! A passed deadline closes the connection (HTTP/1 with part of a head received first gets
+//! `408`). On HTTP/2 the guard also follows the frame headers: client `RST_STREAM`s are counted
+//! and over `h2_reset_budget` per `h2_reset_window` the guard writes GOAWAY ENHANCE_YOUR_CALM
+//! between two of h2's frames and closes; after `max_requests_per_connection` streams it writes
+//! GOAWAY NO_ERROR. The hooks find the state of their connection through [`ConnRegistry`].
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use pingora::apps::ServerApp;
+use pingora::protocols::{
+    GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, SocketDigest, Ssl,
+    TimingDigest, UniqueID, UniqueIDType, ALPN,
+};
+use pingora::server::ShutdownWatch;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::Sleep;
+
+use super::h2_frames::{goaway, FrameTracker, GoawayReason, ResetBudget, PREFACE};
+use super::{LimitMetrics, Limits};
+
+const PHASE_HEAD: u8 = 0;
+const PHASE_REQUEST: u8 = 1;
+const PHASE_IDLE: u8 = 2;
+const NO_DEADLINE: u64 = u64::MAX;
+const GOAWAY_NONE: u8 = 0;
+const GOAWAY_NO_ERROR: u8 = 1;
+/// After GOAWAY ENHANCE_YOUR_CALM, how long the guard reads and discards what the client still
+/// sends, so the close is a FIN after the GOAWAY rather than a reset that could discard it.
+const GOAWAY_LINGER: Duration = Duration::from_millis(500);
+
+const RESPONSE_408: &[u8] =
+    b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+
+/// What the hooks of one connection share with its guarded stream.
+pub struct ConnState {
+    epoch: Instant,
+    phase: AtomicU8,
+    /// Milliseconds since `epoch`, or [`NO_DEADLINE`].
+    deadline_ms: AtomicU64,
+    requests: AtomicU32,
+    goaway: AtomicU8,
+    header_timeout: Duration,
+    keepalive_timeout: Duration,
+}
+
+impl ConnState {
+    fn new(limits: &Limits) -> Self {
+        let s = Self {
+            epoch: Instant::now(),
+            phase: AtomicU8::new(PHASE_HEAD),
+            deadline_ms: AtomicU64::new(NO_DEADLINE),
+            requests: AtomicU32::new(0),
+            goaway: AtomicU8::new(GOAWAY_NONE),
+            header_timeout: limits.request_header_timeout,
+            keepalive_timeout: limits.keepalive_timeout,
+        };
+        s.set_deadline(s.header_timeout);
+        s
+    }
+
+    fn set_deadline(&self, from_now: Duration) {
+        let at = self.epoch.elapsed() + from_now;
+        self.deadline_ms
+            .store(u64::try_from(at.as_millis()).unwrap_or(NO_DEADLINE - 1), Ordering::Release);
+    }
+
+    /// The head of a request was parsed: the head deadline no longer applies. Returns how many
+    /// requests this connection has carried, this one included.
+    pub fn request_started(&self) -> u32 {
+        self.phase.store(PHASE_REQUEST, Ordering::Release);
+        self.deadline_ms.store(NO_DEADLINE, Ordering::Release);
+        self.requests.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    /// An HTTP/1 response is complete: the connection is idle until the next request.
+    pub fn request_finished(&self) {
+        self.phase.store(PHASE_IDLE, Ordering::Release);
+        self.set_deadline(self.keepalive_timeout);
+    }
+
+    /// Ask the guard to send GOAWAY NO_ERROR (no new streams) at the next frame boundary.
+    pub fn request_goaway(&self) {
+        self.goaway.store(GOAWAY_NO_ERROR, Ordering::Release);
+    }
+}
+
+/// Connection states by the address of their socket digest: pingora hands the same
+/// `Arc<SocketDigest>` to every session of a connection, and it lives as long as the socket.
+#[derive(Default)]
+pub struct ConnRegistry {
+    shards: [Mutex<HashMap<usize, Arc<ConnState>>>; 16],
+}
+
+impl ConnRegistry {
+    fn key(digest: &Arc<SocketDigest>) -> usize {
+        Arc::as_ptr(digest) as usize
+    }
+
+    fn shard(&self, key: usize) -> &Mutex<HashMap<usize, Arc<ConnState>>> {
+        // Heap addresses are 16-byte aligned: use the bits above.
+        &self.shards[(key >> 4) % self.shards.len()]
+    }
+
+    fn insert(&self, key: usize, state: Arc<ConnState>) {
+        if let Ok(mut m) = self.shard(key).lock() {
+            m.insert(key, state);
+        }
+    }
+
+    fn remove(&self, key: usize) {
+        if let Ok(mut m) = self.shard(key).lock() {
+            m.remove(&key);
+        }
+    }
+
+    /// The state of the connection a session runs on.
+    pub fn find(&self, digest: Option<&pingora::protocols::Digest>) -> Option<Arc<ConnState>> {
+        let key = Self::key(digest?.socket_digest.as_ref()?);
+        self.shard(key).lock().ok()?.get(&key).cloned()
+    }
+
+    /// Number of open guarded connections.
+    pub fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.lock().map(|m| m.len()).unwrap_or(0))
+            .sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A [`ServerApp`] that wraps each accepted stream in a [`GuardedStream`] and hands it on.
+pub struct ConnectionGuard<A> {
+    inner: Arc<A>,
+    limits: Arc<Limits>,
+    registry: Arc<ConnRegistry>,
+    metrics: LimitMetrics,
+}
+
+impl<A> ConnectionGuard<A> {
+    pub fn new(
+        inner: A,
+        limits: Arc<Limits>,
+        registry: Arc<ConnRegistry>,
+        metrics: LimitMetrics,
+    ) -> Self {
+        Self {
+            inner: Arc::new(inner),
+            limits,
+            registry,
+            metrics,
+        }
+    }
+}
+
+#[async_trait]
+impl<A: ServerApp + Send + Sync + 'static> ServerApp for ConnectionGuard<A> {
+    async fn process_new(
+        self: &Arc<Self>,
+        stream: pingora::protocols::Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<pingora::protocols::Stream> {
+        let state = Arc::new(ConnState::new(&self.limits));
+        let key = stream.get_socket_digest().map(|d| ConnRegistry::key(&d));
+        if let Some(k) = key {
+            self.registry.insert(k, state.clone());
+        }
+        let guarded = GuardedStream::new(stream, state, &self.limits, self.metrics.clone());
+        let reused = self.inner.process_new(Box::new(guarded), shutdown).await;
+        if let Some(k) = key {
+            self.registry.remove(k);
+        }
+        reused
+    }
+
+    async fn cleanup(&self) {
+        self.inner.cleanup().await;
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Plain listener with h2c: decided by the preface peek.
+    Unknown,
+    H1,
+    H2,
+}
+
+/// Bytes the guard writes itself, and what follows once they are out.
+enum Closing {
+    Open,
+    /// 408 (HTTP/1) being written; then the connection ends.
+    Reply408 { off: usize },
+    /// GOAWAY being written at a frame boundary; `close` ends the connection after it.
+    Goaway { frame: [u8; 17], off: usize, close: bool },
+    /// GOAWAY sent, write side shut: discard input until EOF or the linger deadline.
+    Draining,
+    /// Reads fail, writes are discarded.
+    Closed(io::ErrorKind),
+}
+
+/// A stream with the guard's deadlines and HTTP/2 frame accounting.
+pub struct GuardedStream {
+    inner: pingora::protocols::Stream,
+    conn: Arc<ConnState>,
+    mode: Mode,
+    inbound: FrameTracker,
+    outbound: FrameTracker,
+    resets: ResetBudget,
+    max_stream_id: u32,
+    goaway_sent: bool,
+    sleep: Pin<Box<Sleep>>,
+    armed_ms: u64,
+    /// Bytes of the current request head read so far (for the 408 decision).
+    head_bytes: usize,
+    closing: Closing,
+    metrics: LimitMetrics,
+}
+
+impl fmt::Debug for GuardedStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GuardedStream")
+            .field("inner", &self.inner)
+            .field("mode", &self.mode)
+            .finish_non_exhaustive()
+    }
+}
+
+impl GuardedStream {
+    fn new(
+        inner: pingora::protocols::Stream,
+        conn: Arc<ConnState>,
+        limits: &Limits,
+        metrics: LimitMetrics,
+    ) -> Self {
+        let mode = if inner.get_ssl_digest().is_some() {
+            if matches!(inner.selected_alpn_proto(), Some(ALPN::H2)) {
+                Mode::H2
+            } else {
+                Mode::H1
+            }
+        } else if limits.h2c {
+            Mode::Unknown
+        } else {
+            Mode::H1
+        };
+        Self {
+            inner,
+            conn,
+            mode,
+            inbound: FrameTracker::client(),
+            outbound: FrameTracker::server(),
+            resets: ResetBudget::new(limits.h2_reset_budget, limits.h2_reset_window),
+            max_stream_id: 0,
+            goaway_sent: false,
+            sleep: Box::pin(tokio::time::sleep(Duration::from_secs(3600))),
+            armed_ms: NO_DEADLINE,
+            head_bytes: 0,
+            closing: Closing::Open,
+            metrics,
+        }
+    }
+
+    /// True once the connection's deadline has passed; otherwise arms the timer so the task
+    /// is woken at the deadline.
+    fn deadline_passed(&mut self, cx: &mut Context<'_>) -> bool {
+        let deadline = self.conn.deadline_ms.load(Ordering::Acquire);
+        if deadline == NO_DEADLINE {
+            return false;
+        }
+        let at = self.conn.epoch + Duration::from_millis(deadline);
+        if Instant::now() >= at {
+            return true;
+        }
+        if self.armed_ms != deadline {
+            self.sleep.as_mut().reset(at.into());
+            self.armed_ms = deadline;
+        }
+        self.sleep.as_mut().poll(cx).is_ready()
+    }
+
+    fn on_deadline(&mut self) {
+        let phase = self.conn.phase.load(Ordering::Acquire);
+        let kind = if phase == PHASE_IDLE {
+            "keepalive"
+        } else {
+            "request_head"
+        };
+        self.metrics
+            .connection_timeouts
+            .with_label_values(&[kind])
+            .inc();
+        tracing::debug!(kind, "client connection deadline passed; closing");
+        self.closing = if phase == PHASE_HEAD && self.mode == Mode::H1 && self.head_bytes > 0 {
+            Closing::Reply408 { off: 0 }
+        } else {
+            Closing::Closed(io::ErrorKind::TimedOut)
+        };
+    }
+
+    /// Frame accounting of bytes the client sent; true when the reset budget is exceeded.
+    fn account_inbound(&mut self, bytes: &[u8]) -> bool {
+        let now = Instant::now();
+        let mut tripped = false;
+        let (resets, max_id) = (&mut self.resets, &mut self.max_stream_id);
+        self.inbound.feed(bytes, |h| {
+            if h.opens_stream() && h.stream_id > *max_id {
+                *max_id = h.stream_id;
+            }
+            if h.is_reset() && resets.record(now) {
+                tripped = true;
+            }
+        });
+        tripped
+    }
+
+    /// Writes the guard's own bytes (`Reply408` / `Goaway`); Ready when done or failed.
+    fn drive_own_write(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        loop {
+            let (bytes, off): (&[u8], usize) = match &self.closing {
+                Closing::Reply408 { off } => (RESPONSE_408, *off),
+                Closing::Goaway { frame, off, .. } => (&frame[..], *off),
+                _ => return Poll::Ready(()),
+            };
+            if off == bytes.len() {
+                let _ = Pin::new(&mut self.inner).poll_flush(cx);
+                self.closing = match self.closing {
+                    Closing::Goaway { close: false, .. } => Closing::Open,
+                    Closing::Goaway { close: true, .. } => {
+                        let _ = Pin::new(&mut self.inner).poll_shutdown(cx);
+                        self.set_linger();
+                        Closing::Draining
+                    }
+                    _ => {
+                        let _ = Pin::new(&mut self.inner).poll_shutdown(cx);
+                        Closing::Closed(io::ErrorKind::TimedOut)
+                    }
+                };
+                return Poll::Ready(());
+            }
+            let chunk: Vec<u8> = bytes[off..].to_vec();
+            match Pin::new(&mut self.inner).poll_write(cx, &chunk) {
+                Poll::Ready(Ok(n)) if n > 0 => match &mut self.closing {
+                    Closing::Reply408 { off } | Closing::Goaway { off, .. } => *off += n,
+                    _ => {}
+                },
+                Poll::Ready(_) => {
+                    self.closing = Closing::Closed(io::ErrorKind::ConnectionAborted);
+                    return Poll::Ready(());
+                }
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+
+    fn set_linger(&mut self) {
+        self.sleep
+            .as_mut()
+            .reset((Instant::now() + GOAWAY_LINGER).into());
+        self.armed_ms = NO_DEADLINE - 1;
+    }
+
+    fn start_calm_goaway(&mut self) {
+        self.metrics
+            .h2_goaways
+            .with_label_values(&["reset_budget"])
+            .inc();
+        tracing::info!(
+            last_stream_id = self.max_stream_id,
+            "HTTP/2 client exceeded the stream reset budget; GOAWAY ENHANCE_YOUR_CALM"
+        );
+        self.closing = if self.outbound.at_boundary() {
+            Closing::Goaway {
+                frame: goaway(self.max_stream_id, GoawayReason::EnhanceYourCalm),
+                off: 0,
+                close: true,
+            }
+        } else {
+            // h2 is in the middle of a frame: no frame of ours can go in; just close.
+            Closing::Closed(io::ErrorKind::ConnectionAborted)
+        };
+    }
+}
+
+impl AsyncRead for GuardedStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        loop {
+            match &this.closing {
+                Closing::Open => {}
+                Closing::Goaway { close: false, .. } => {} // the write side sends it
+                Closing::Reply408 { .. } | Closing::Goaway { .. } => {
+                    if this.drive_own_write(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                    continue;
+                }
+                Closing::Draining => {
+                    let mut scratch = [0u8; 4096];
+                    let mut sbuf = ReadBuf::new(&mut scratch);
+                    match Pin::new(&mut this.inner).poll_read(cx, &mut sbuf) {
+                        Poll::Ready(Ok(())) if !sbuf.filled().is_empty() => continue,
+                        Poll::Ready(_) => {
+                            this.closing = Closing::Closed(io::ErrorKind::ConnectionAborted);
+                            return Poll::Ready(Ok(()));
+                        }
+                        Poll::Pending => {
+                            if this.sleep.as_mut().poll(cx).is_ready() {
+                                this.closing = Closing::Closed(io::ErrorKind::ConnectionAborted);
+                                return Poll::Ready(Ok(()));
+                            }
+                            return Poll::Pending;
+                        }
+                    }
+                }
+                Closing::Closed(kind) => {
+                    return Poll::Ready(Err(io::Error::new(*kind, "closed by the connection guard")))
+                }
+            }
+            if this.deadline_passed(cx) {
+                this.on_deadline();
+                continue;
+            }
+            let before = buf.filled().len();
+            let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
+            if let Poll::Ready(Ok(())) = polled {
+                let n = buf.filled().len() - before;
+                if n == 0 {
+                    return polled;
+                }
+                match this.conn.phase.load(Ordering::Acquire) {
+                    PHASE_IDLE => {
+                        this.conn.phase.store(PHASE_HEAD, Ordering::Release);
+                        this.conn.set_deadline(this.conn.header_timeout);
+                        this.head_bytes = n;
+                    }
+                    PHASE_HEAD => this.head_bytes += n,
+                    _ => {}
+                }
+                if this.mode == Mode::H2 {
+                    let got = buf.filled()[before..].to_vec();
+                    if this.account_inbound(&got) {
+                        // h2 never sees the bytes that broke the budget.
+                        buf.set_filled(before);
+                        this.start_calm_goaway();
+                        continue;
+                    }
+                }
+            }
+            return polled;
+        }
+    }
+}
+
+impl AsyncWrite for GuardedStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        match &this.closing {
+            Closing::Open | Closing::Goaway { close: false, .. } => {}
+            Closing::Closed(_) | Closing::Draining => return Poll::Ready(Ok(buf.len())),
+            Closing::Reply408 { .. } | Closing::Goaway { .. } => {
+                if this.drive_own_write(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                return Poll::Ready(Ok(buf.len()));
+            }
+        }
+        if this.mode != Mode::H2 {
+            return Pin::new(&mut this.inner).poll_write(cx, buf);
+        }
+        if !this.goaway_sent
+            && matches!(this.closing, Closing::Open)
+            && this.conn.goaway.load(Ordering::Acquire) == GOAWAY_NO_ERROR
+        {
+            this.goaway_sent = true;
+            this.metrics
+                .h2_goaways
+                .with_label_values(&["max_requests"])
+                .inc();
+            this.closing = Closing::Goaway {
+                frame: goaway(this.max_stream_id, GoawayReason::NoError),
+                off: 0,
+                close: false,
+            };
+        }
+        let mut allowed = buf.len();
+        if matches!(this.closing, Closing::Goaway { .. }) {
+            if this.outbound.at_boundary() {
+                if this.drive_own_write(cx).is_pending() {
+                    return Poll::Pending;
+                }
+            } else {
+                // Stop at the end of h2's current frame so ours can follow it.
+                allowed = allowed.min(this.outbound.bytes_to_boundary());
+            }
+        }
+        match Pin::new(&mut this.inner).poll_write(cx, &buf[..allowed]) {
+            Poll::Ready(Ok(n)) => {
+                this.outbound.feed(&buf[..n], |_| {});
+                Poll::Ready(Ok(n))
+            }
+            other => other,
+        }
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if matches!(self.closing, Closing::Closed(_) | Closing::Draining) {
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if matches!(self.closing, Closing::Closed(_) | Closing::Draining) {
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[async_trait]
+impl Shutdown for GuardedStream {
+    async fn shutdown(&mut self) {
+        if !matches!(self.closing, Closing::Closed(_) | Closing::Draining) {
+            self.inner.shutdown().await;
+        }
+    }
+}
+
+impl UniqueID for GuardedStream {
+    fn id(&self) -> UniqueIDType {
+        self.inner.id()
+    }
+}
+
+impl Ssl for GuardedStream {
+    fn get_ssl(&self) -> Option<&pingora::protocols::tls::TlsRef> {
+        self.inner.get_ssl()
+    }
+    fn get_ssl_digest(&self) -> Option<Arc<pingora::protocols::tls::SslDigest>> {
+        self.inner.get_ssl_digest()
+    }
+    fn selected_alpn_proto(&self) -> Option<ALPN> {
+        self.inner.selected_alpn_proto()
+    }
+}
+
+impl GetTimingDigest for GuardedStream {
+    fn get_timing_digest(&self) -> Vec<Option<TimingDigest>> {
+        self.inner.get_timing_digest()
+    }
+    fn get_read_pending_time(&self) -> Duration {
+        self.inner.get_read_pending_time()
+    }
+    fn get_write_pending_time(&self) -> Duration {
+        self.inner.get_write_pending_time()
+    }
+}
+
+impl GetProxyDigest for GuardedStream {
+    fn get_proxy_digest(&self) -> Option<Arc<pingora::protocols::raw_connect::ProxyDigest>> {
+        self.inner.get_proxy_digest()
+    }
+}
+
+impl GetSocketDigest for GuardedStream {
+    fn get_socket_digest(&self) -> Option<Arc<SocketDigest>> {
+        self.inner.get_socket_digest()
+    }
+}
+
+#[async_trait]
+impl Peek for GuardedStream {
+    /// pingora peeks for the h2c preface and waits until 24 bytes came: bounded here by the
+    /// head deadline.
+    async fn try_peek(&mut self, buf: &mut [u8]) -> io::Result<bool> {
+        let deadline = self.conn.deadline_ms.load(Ordering::Acquire);
+        let at = self.conn.epoch + Duration::from_millis(deadline.min(86_400_000));
+        match tokio::time::timeout_at(at.into(), self.inner.try_peek(buf)).await {
+            Ok(Ok(true)) => {
+                if self.mode == Mode::Unknown {
+                    self.mode = if buf == PREFACE { Mode::H2 } else { Mode::H1 };
+                }
+                Ok(true)
+            }
+            Ok(other) => other,
+            Err(_) => {
+                self.metrics
+                    .connection_timeouts
+                    .with_label_values(&["request_head"])
+                    .inc();
+                tracing::debug!("no complete request head (h2c preface peek) before the deadline");
+                Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "request head deadline passed",
+                ))
+            }
+        }
+    }
+}
