@@ -95,7 +95,9 @@ impl Limits {
     pub fn server_options(&self) -> pingora::apps::HttpServerOptions {
         let mut o = pingora::apps::HttpServerOptions::default();
         o.h2c = self.h2c;
-        o.keepalive_request_limit = Some(self.max_requests_per_connection);
+        // pingora counts reuses: a limit of N-1 reuses is N requests, the last one answered
+        // with `Connection: close`.
+        o.keepalive_request_limit = Some(self.max_requests_per_connection.saturating_sub(1));
         o.h2_idle_timeout = Some(self.keepalive_timeout);
         o
     }

@@ -274,7 +274,7 @@ fn get_headers(stream: u32) -> Vec<u8> {
 #[tokio::test]
 async fn paced_rapid_reset_gets_goaway_with_bounded_logs() {
     let echo = Echo::start().await;
-    let gw = start(&echo, &limits("h2_reset_budget = 100\nh2_reset_window = \"10s\"")).await;
+    let gw = start(&echo, &limits("h2_reset_budget = 30\nh2_reset_window = \"10s\"")).await;
     let logs_before = gw.logs().len();
     let mut s = connect(&gw).await;
     let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
@@ -295,20 +295,18 @@ async fn paced_rapid_reset_gets_goaway_with_bounded_logs() {
         }
         joined
     });
-    // ~2,000 pairs/s in bursts of 10 (under pingora's own burst detector).
+    // One HEADERS + RST_STREAM pair every 2 ms: paced under h2's own detector (which counts
+    // resets of streams not yet accepted), so only the gateway's budget can stop it.
     let mut sent = 0u32;
-    for batch in 0..100u32 {
-        let mut out = Vec::new();
-        for i in 0..10u32 {
-            let id = 1 + 2 * (batch * 10 + i);
-            out.extend(get_headers(id));
-            out.extend(frame(0x3, 0, id, &8u32.to_be_bytes())); // RST_STREAM CANCEL
-        }
+    for n in 0..300u32 {
+        let id = 1 + 2 * n;
+        let mut out = get_headers(id);
+        out.extend(frame(0x3, 0, id, &8u32.to_be_bytes())); // RST_STREAM CANCEL
         if wr.write_all(&out).await.is_err() {
             break;
         }
-        sent += 10;
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        sent += 1;
+        tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let received = reader.await.unwrap();
     let mut cursor: &[u8] = &received;
@@ -342,11 +340,16 @@ async fn stalled_h2_readers_cost_bounded_memory_and_are_released() {
     let echo = Echo::start().await;
     let gw = start(&echo, &limits("")).await;
     assert_eq!(gw.status(HOST, "/").await, 200);
-    let rss_before = gw.rss_kib();
-    const CONNS: usize = 5;
+    const CONNS: usize = 6;
     const STREAMS: usize = 20;
     let mut held = Vec::new();
-    for _ in 0..CONNS {
+    let mut rss_before = 0;
+    for conn_no in 0..CONNS {
+        if conn_no == 1 {
+            // The first connection warms up every code path and allocator arena.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            rss_before = gw.rss_kib();
+        }
         let tcp = connect(&gw).await;
         let (send, conn) = h2::client::Builder::new()
             .initial_window_size(0)
@@ -386,11 +389,14 @@ async fn stalled_h2_readers_cost_bounded_memory_and_are_released() {
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let rss_stalled = gw.rss_kib();
-    let per_stream = rss_stalled.saturating_sub(rss_before) as f64 / (CONNS * STREAMS) as f64;
+    let per_stream =
+        rss_stalled.saturating_sub(rss_before) as f64 / ((CONNS - 1) * STREAMS) as f64;
     eprintln!(
         "stalled readers: RSS {rss_before} KiB → {rss_stalled} KiB, {per_stream:.0} KiB per stalled stream"
     );
-    assert!(per_stream < 512.0, "{per_stream} KiB per stalled stream");
+    // pingora's proxy pipeline holds up to ~9 body chunks of 64 KiB per stream (upstream read
+    // buffer, two 4-task queues) plus the h2 send buffer: bounded, not small.
+    assert!(per_stream < 1024.0, "{per_stream} KiB per stalled stream");
     // response_send_timeout (2 s) ends every stalled stream.
     for h in held {
         let took = tokio::time::timeout(Duration::from_secs(10), h)
@@ -493,4 +499,42 @@ async fn an_anonymous_flood_does_not_spend_the_tenants_plan() {
     let m = gw.metrics().await;
     assert!(m.contains("gateway_client_limit_decisions_total{decision=\"rejected\",policy=\"client-anonymous\",tenant=\"acme\"}"), "{m}");
     assert!(!m.contains("127.0.0.1\""), "a client address became a metric label");
+}
+
+#[tokio::test]
+async fn tls_connections_that_never_send_a_request_are_closed() {
+    use crate::harness::free_port;
+    use crate::tls_harness::{client_config, install_leaf, tls_connect, TestCa, Verify};
+    let echo = Echo::start().await;
+    let https_port = free_port();
+    let ca = TestCa::new();
+    let leaf = ca.leaf(&["default.invalid", "127.0.0.1"], 0x3001, 2033);
+    let cfg = GatewayConfig::with_echo(&echo)
+        .server(&format!("https_listen = [\"127.0.0.1:{https_port}\"]"))
+        .extra(&format!("[tls]\ncerts_dir = \"certs\"\n\n{}", limits("")))
+        .tenant(TenantToml::new("acme"));
+    install_leaf(&cfg.dir().join("certs"), "_default", &leaf);
+    let gw = cfg.start().await;
+    let addr = ([127, 0, 0, 1], https_port).into();
+    for alpn in ["http/1.1", "h2"] {
+        let t = Instant::now();
+        let (mut tls, hs) = tls_connect(addr, None, client_config(ca.roots(), &[alpn], Verify::Full))
+            .await
+            .unwrap();
+        assert_eq!(hs.alpn.as_deref(), Some(alpn));
+        let mut buf = [0u8; 4096];
+        // h2 sends its SETTINGS first; then nothing until the close.
+        let closed = tokio::time::timeout(Duration::from_secs(4), async {
+            loop {
+                match tls.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
+        assert!(closed.is_ok(), "{alpn}: TLS connection without a request still open");
+        assert!(t.elapsed() >= Duration::from_millis(800), "{alpn}: closed too early");
+    }
+    assert_eq!(gw.status(HOST, "/").await, 200);
 }
