@@ -334,7 +334,12 @@ impl ProxyHttp for TenantProxy {
             .await
         {
             let subject = subject.map(str::to_string);
-            let denied = Denied { error, subject, tenant: Some(tenant), reason: None };
+            let denied = Denied {
+                error,
+                subject,
+                tenant: Some(tenant),
+                reason: None,
+            };
             ctx.snapshot = Some(snapshot);
             return self.deny(session, ctx, denied, headers).await;
         }

@@ -110,8 +110,7 @@ pub fn validate(l: &LimitsConfig, file: &str) -> Vec<ConfigError> {
     if !(1..=10_000).contains(&l.max_request_headers) {
         err("max_request_headers", "must be between 1 and 10000".into());
     }
-    if !(MIN_URI_BYTES..=l.max_request_header_bytes.max(MIN_URI_BYTES)).contains(&l.max_uri_bytes)
-    {
+    if !(MIN_URI_BYTES..=l.max_request_header_bytes.max(MIN_URI_BYTES)).contains(&l.max_uri_bytes) {
         err(
             "max_uri_bytes",
             format!("must be between {MIN_URI_BYTES} and max_request_header_bytes"),
@@ -141,7 +140,10 @@ pub fn validate(l: &LimitsConfig, file: &str) -> Vec<ConfigError> {
         );
     }
     if !(1..=10_000).contains(&l.h2_max_concurrent_streams) {
-        err("h2_max_concurrent_streams", "must be between 1 and 10000".into());
+        err(
+            "h2_max_concurrent_streams",
+            "must be between 1 and 10000".into(),
+        );
     }
     if l.max_requests_per_connection == 0 {
         err("max_requests_per_connection", "must be at least 1".into());
@@ -155,7 +157,10 @@ pub fn validate(l: &LimitsConfig, file: &str) -> Vec<ConfigError> {
         ("per_client.authenticated", &pc.authenticated),
     ] {
         if limit.as_ref().is_some_and(|q| q.limit == 0) {
-            err(key, "limit must be at least 1 (omit the key for no limit)".into());
+            err(
+                key,
+                "limit must be at least 1 (omit the key for no limit)".into(),
+            );
         }
     }
     for (i, p) in pc.trusted_proxies.iter().enumerate() {
@@ -180,19 +185,56 @@ mod tests {
 
     #[test]
     fn each_bad_value_names_its_key() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut LimitsConfig)>)> = vec![
-            ("limits.max_request_header_bytes", Box::new(|l| l.max_request_header_bytes = 10)),
-            ("limits.max_request_headers", Box::new(|l| l.max_request_headers = 0)),
-            ("limits.max_uri_bytes", Box::new(|l| l.max_uri_bytes = 1 << 30)),
-            ("limits.request_header_timeout", Box::new(|l| l.request_header_timeout = Duration::ZERO)),
-            ("limits.keepalive_timeout", Box::new(|l| l.keepalive_timeout = Duration::from_millis(1500))),
-            ("limits.request_body_timeout", Box::new(|l| l.request_body_timeout = Duration::from_secs(7200))),
-            ("limits.response_send_timeout", Box::new(|l| l.response_send_timeout = Duration::ZERO)),
-            ("limits.h2_stream_send_buffer_bytes", Box::new(|l| l.h2_stream_send_buffer_bytes = 1)),
-            ("limits.h2_max_concurrent_streams", Box::new(|l| l.h2_max_concurrent_streams = 0)),
-            ("limits.max_requests_per_connection", Box::new(|l| l.max_requests_per_connection = 0)),
-            ("limits.h2_reset_budget", Box::new(|l| l.h2_reset_budget = 0)),
-            ("limits.h2_reset_window", Box::new(|l| l.h2_reset_window = Duration::ZERO)),
+        type Breaker = Box<dyn Fn(&mut LimitsConfig)>;
+        let cases: Vec<(&str, Breaker)> = vec![
+            (
+                "limits.max_request_header_bytes",
+                Box::new(|l| l.max_request_header_bytes = 4 << 20),
+            ),
+            (
+                "limits.max_request_headers",
+                Box::new(|l| l.max_request_headers = 0),
+            ),
+            (
+                "limits.max_uri_bytes",
+                Box::new(|l| l.max_uri_bytes = 1 << 30),
+            ),
+            (
+                "limits.request_header_timeout",
+                Box::new(|l| l.request_header_timeout = Duration::ZERO),
+            ),
+            (
+                "limits.keepalive_timeout",
+                Box::new(|l| l.keepalive_timeout = Duration::from_millis(1500)),
+            ),
+            (
+                "limits.request_body_timeout",
+                Box::new(|l| l.request_body_timeout = Duration::from_secs(7200)),
+            ),
+            (
+                "limits.response_send_timeout",
+                Box::new(|l| l.response_send_timeout = Duration::ZERO),
+            ),
+            (
+                "limits.h2_stream_send_buffer_bytes",
+                Box::new(|l| l.h2_stream_send_buffer_bytes = 1),
+            ),
+            (
+                "limits.h2_max_concurrent_streams",
+                Box::new(|l| l.h2_max_concurrent_streams = 0),
+            ),
+            (
+                "limits.max_requests_per_connection",
+                Box::new(|l| l.max_requests_per_connection = 0),
+            ),
+            (
+                "limits.h2_reset_budget",
+                Box::new(|l| l.h2_reset_budget = 0),
+            ),
+            (
+                "limits.h2_reset_window",
+                Box::new(|l| l.h2_reset_window = Duration::ZERO),
+            ),
             (
                 "limits.per_client.anonymous",
                 Box::new(|l| {

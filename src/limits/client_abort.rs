@@ -38,7 +38,11 @@ pub fn record(metrics: &LimitMetrics, tenant: &str, e: &Error) -> bool {
     match classify(e) {
         Some(ClientFault::Abort) => {
             metrics.client_aborts.with_label_values(&[tenant]).inc();
-            tracing::debug!(tenant, kind = e.etype().as_str(), "client aborted the request");
+            tracing::debug!(
+                tenant,
+                kind = e.etype().as_str(),
+                "client aborted the request"
+            );
             true
         }
         Some(ClientFault::Malformed) => {
@@ -56,11 +60,31 @@ mod tests {
     #[test]
     fn only_downstream_errors_are_the_clients() {
         let table = [
-            (ErrorType::ConnectionClosed, ErrorSource::Downstream, Some(ClientFault::Abort)),
-            (ErrorType::H2Error, ErrorSource::Downstream, Some(ClientFault::Abort)),
-            (ErrorType::WriteTimedout, ErrorSource::Downstream, Some(ClientFault::Abort)),
-            (ErrorType::ReadTimedout, ErrorSource::Downstream, Some(ClientFault::Abort)),
-            (ErrorType::InvalidHTTPHeader, ErrorSource::Downstream, Some(ClientFault::Malformed)),
+            (
+                ErrorType::ConnectionClosed,
+                ErrorSource::Downstream,
+                Some(ClientFault::Abort),
+            ),
+            (
+                ErrorType::H2Error,
+                ErrorSource::Downstream,
+                Some(ClientFault::Abort),
+            ),
+            (
+                ErrorType::WriteTimedout,
+                ErrorSource::Downstream,
+                Some(ClientFault::Abort),
+            ),
+            (
+                ErrorType::ReadTimedout,
+                ErrorSource::Downstream,
+                Some(ClientFault::Abort),
+            ),
+            (
+                ErrorType::InvalidHTTPHeader,
+                ErrorSource::Downstream,
+                Some(ClientFault::Malformed),
+            ),
             (ErrorType::ConnectionClosed, ErrorSource::Upstream, None),
             (ErrorType::ReadTimedout, ErrorSource::Upstream, None),
             (ErrorType::InternalError, ErrorSource::Internal, None),

@@ -87,8 +87,10 @@ impl ConnState {
 
     fn set_deadline(&self, from_now: Duration) {
         let at = self.epoch.elapsed() + from_now;
-        self.deadline_ms
-            .store(u64::try_from(at.as_millis()).unwrap_or(NO_DEADLINE - 1), Ordering::Release);
+        self.deadline_ms.store(
+            u64::try_from(at.as_millis()).unwrap_or(NO_DEADLINE - 1),
+            Ordering::Release,
+        );
     }
 
     /// The head of a request was parsed: the head deadline no longer applies. Returns how many
@@ -220,9 +222,15 @@ enum Mode {
 enum Closing {
     Open,
     /// 408 (HTTP/1) being written; then the connection ends.
-    Reply408 { off: usize },
+    Reply408 {
+        off: usize,
+    },
     /// GOAWAY being written at a frame boundary; `close` ends the connection after it.
-    Goaway { frame: [u8; 17], off: usize, close: bool },
+    Goaway {
+        frame: [u8; 17],
+        off: usize,
+        close: bool,
+    },
     /// GOAWAY sent, write side shut: discard input until EOF or the linger deadline.
     Draining,
     /// Reads fail, writes are discarded.
@@ -448,7 +456,10 @@ impl AsyncRead for GuardedStream {
                     }
                 }
                 Closing::Closed(kind) => {
-                    return Poll::Ready(Err(io::Error::new(*kind, "closed by the connection guard")))
+                    return Poll::Ready(Err(io::Error::new(
+                        *kind,
+                        "closed by the connection guard",
+                    )))
                 }
             }
             if this.deadline_passed(cx) {

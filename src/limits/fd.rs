@@ -19,7 +19,11 @@ pub fn raise_fd_limit() -> Option<u64> {
     }
     match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
         Ok(()) => {
-            tracing::info!(from = soft, to = hard, "raised the open-file limit to the hard limit");
+            tracing::info!(
+                from = soft,
+                to = hard,
+                "raised the open-file limit to the hard limit"
+            );
             Some(hard)
         }
         Err(e) => {

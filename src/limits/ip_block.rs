@@ -25,7 +25,8 @@ impl IpBlock {
         let ip = canonical(ip);
         match (self.base, ip) {
             (IpAddr::V4(b), IpAddr::V4(i)) => {
-                masked(u32::from(b).into(), self.prefix, 32) == masked(u32::from(i).into(), self.prefix, 32)
+                masked(u32::from(b).into(), self.prefix, 32)
+                    == masked(u32::from(i).into(), self.prefix, 32)
             }
             (IpAddr::V6(b), IpAddr::V6(i)) => {
                 masked(u128::from(b), self.prefix, 128) == masked(u128::from(i), self.prefix, 128)

@@ -22,7 +22,11 @@ pub const POLICY_ANONYMOUS: &str = "client-anonymous";
 pub const POLICY_AUTHENTICATED: &str = "client-authenticated";
 
 /// A refusal: the error, the policy it names, and the response headers.
-pub type ClientRefusal = (GatewayError, Option<&'static str>, Vec<(&'static str, String)>);
+pub type ClientRefusal = (
+    GatewayError,
+    Option<&'static str>,
+    Vec<(&'static str, String)>,
+);
 
 /// The compiled `[limits.per_client]`.
 pub struct ClientLimiter {
@@ -211,26 +215,69 @@ mod tests {
     #[test]
     fn address_table() {
         let none = Credential::None;
-        let rows: Vec<(&[&str], bool, &str, &[&str], &str)> = vec![
+        /// (trusted proxies, trust every peer, peer, X-Forwarded-For values, expected client)
+        type Row<'a> = (&'a [&'a str], bool, &'a str, &'a [&'a str], &'a str);
+        let rows: Vec<Row> = vec![
             // untrusted peer: X-Forwarded-For is ignored
             (&[], false, "203.0.113.9", &["1.2.3.4"], "203.0.113.9"),
             // trusted proxy: the rightmost untrusted hop
-            (&["10.0.0.0/8"], false, "10.0.0.5", &["1.2.3.4, 10.0.0.7"], "1.2.3.4"),
-            (&["10.0.0.0/8"], false, "10.0.0.5", &["6.6.6.6, 1.2.3.4"], "1.2.3.4"),
-            (&["10.0.0.0/8"], false, "10.0.0.5", &["6.6.6.6", "1.2.3.4"], "1.2.3.4"),
+            (
+                &["10.0.0.0/8"],
+                false,
+                "10.0.0.5",
+                &["1.2.3.4, 10.0.0.7"],
+                "1.2.3.4",
+            ),
+            (
+                &["10.0.0.0/8"],
+                false,
+                "10.0.0.5",
+                &["6.6.6.6, 1.2.3.4"],
+                "1.2.3.4",
+            ),
+            (
+                &["10.0.0.0/8"],
+                false,
+                "10.0.0.5",
+                &["6.6.6.6", "1.2.3.4"],
+                "1.2.3.4",
+            ),
             // all hops trusted: the leftmost
-            (&["10.0.0.0/8"], false, "10.0.0.5", &["10.1.1.1, 10.2.2.2"], "10.1.1.1"),
+            (
+                &["10.0.0.0/8"],
+                false,
+                "10.0.0.5",
+                &["10.1.1.1, 10.2.2.2"],
+                "10.1.1.1",
+            ),
             // junk hops are skipped; nothing usable → the peer
-            (&["10.0.0.0/8"], false, "10.0.0.5", &["junk, 1.2.3.4, x"], "1.2.3.4"),
+            (
+                &["10.0.0.0/8"],
+                false,
+                "10.0.0.5",
+                &["junk, 1.2.3.4, x"],
+                "1.2.3.4",
+            ),
             (&["10.0.0.0/8"], false, "10.0.0.5", &["junk"], "10.0.0.5"),
             // trust_tenant_header trusts every peer
             (&[], true, "198.51.100.1", &["1.2.3.4"], "1.2.3.4"),
             // IPv4-mapped peers are IPv4
-            (&["10.0.0.0/8"], false, "::ffff:10.0.0.5", &["1.2.3.4"], "1.2.3.4"),
+            (
+                &["10.0.0.0/8"],
+                false,
+                "::ffff:10.0.0.5",
+                &["1.2.3.4"],
+                "1.2.3.4",
+            ),
         ];
         for (trusted, all, peer, xff, expected) in rows {
             let l = limiter(trusted, all);
-            let got = l.identify(Some(canonical(ip(peer))), xff.iter().copied(), "acme", &none);
+            let got = l.identify(
+                Some(canonical(ip(peer))),
+                xff.iter().copied(),
+                "acme",
+                &none,
+            );
             assert_eq!(got, Some(ClientId::Address(ip(expected))), "{peer} {xff:?}");
         }
     }

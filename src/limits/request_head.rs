@@ -96,7 +96,12 @@ pub async fn enforce(
     answered: &mut Option<GatewayError>,
     limits: &RequestLimits,
 ) -> pingora::Result<()> {
-    match apply(session, &limits.limits, &limits.connections, &limits.metrics) {
+    match apply(
+        session,
+        &limits.limits,
+        &limits.connections,
+        &limits.metrics,
+    ) {
         HeadVerdict::Proceed => Ok(()),
         HeadVerdict::Refuse(err) => {
             *answered = Some(err);
