@@ -42,7 +42,9 @@ use pingora::server::ShutdownWatch;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Sleep;
 
-use super::h2_frames::{goaway, FrameTracker, GoawayReason, ResetBudget, PREFACE};
+use super::h2_frames::{
+    goaway, rst_stream, FrameTracker, GoawayReason, OpenBodies, ResetBudget, PREFACE,
+};
 use super::{LimitMetrics, Limits};
 
 const PHASE_HEAD: u8 = 0;
@@ -245,10 +247,13 @@ pub struct GuardedStream {
     inbound: FrameTracker,
     outbound: FrameTracker,
     resets: ResetBudget,
+    bodies: OpenBodies,
+    /// Frames of ours for the client (RST_STREAM of a stalled body), written at a boundary.
+    pending_out: Vec<u8>,
     max_stream_id: u32,
     goaway_sent: bool,
     sleep: Pin<Box<Sleep>>,
-    armed_ms: u64,
+    armed_at: Option<Instant>,
     /// Bytes of the current request head read so far (for the 408 decision).
     head_bytes: usize,
     closing: Closing,
@@ -289,32 +294,47 @@ impl GuardedStream {
             inbound: FrameTracker::client(),
             outbound: FrameTracker::server(),
             resets: ResetBudget::new(limits.h2_reset_budget, limits.h2_reset_window),
+            bodies: OpenBodies::new(
+                limits.request_body_timeout,
+                2 * limits.h2_max_concurrent_streams as usize,
+            ),
+            pending_out: Vec::new(),
             max_stream_id: 0,
             goaway_sent: false,
             sleep: Box::pin(tokio::time::sleep(Duration::from_secs(3600))),
-            armed_ms: NO_DEADLINE,
+            armed_at: None,
             head_bytes: 0,
             closing: Closing::Open,
             metrics,
         }
     }
 
-    /// True once the connection's deadline has passed; otherwise arms the timer so the task
-    /// is woken at the deadline.
-    fn deadline_passed(&mut self, cx: &mut Context<'_>) -> bool {
+    /// The connection's own deadline, if any.
+    fn conn_deadline(&self) -> Option<Instant> {
         let deadline = self.conn.deadline_ms.load(Ordering::Acquire);
-        if deadline == NO_DEADLINE {
-            return false;
-        }
-        let at = self.conn.epoch + Duration::from_millis(deadline);
-        if Instant::now() >= at {
+        (deadline != NO_DEADLINE).then(|| self.conn.epoch + Duration::from_millis(deadline))
+    }
+
+    /// True once the connection's deadline has passed; otherwise arms the timer so the task
+    /// is woken at that deadline or when an HTTP/2 request body would stall.
+    fn deadline_passed(&mut self, cx: &mut Context<'_>) -> bool {
+        let conn = self.conn_deadline();
+        if conn.is_some_and(|at| Instant::now() >= at) {
             return true;
         }
-        if self.armed_ms != deadline {
+        let wake = match (conn, self.bodies.next_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let Some(at) = wake else {
+            return false;
+        };
+        if self.armed_at != Some(at) {
             self.sleep.as_mut().reset(at.into());
-            self.armed_ms = deadline;
+            self.armed_at = Some(at);
         }
-        self.sleep.as_mut().poll(cx).is_ready()
+        let _ = self.sleep.as_mut().poll(cx);
+        conn.is_some_and(|c| Instant::now() >= c)
     }
 
     fn on_deadline(&mut self) {
@@ -340,8 +360,10 @@ impl GuardedStream {
     fn account_inbound(&mut self, bytes: &[u8]) -> bool {
         let now = Instant::now();
         let mut tripped = false;
-        let (resets, max_id) = (&mut self.resets, &mut self.max_stream_id);
+        let (resets, max_id, bodies) =
+            (&mut self.resets, &mut self.max_stream_id, &mut self.bodies);
         self.inbound.feed(bytes, |h| {
+            bodies.observe(h, now);
             if h.opens_stream() && h.stream_id > *max_id {
                 *max_id = h.stream_id;
             }
@@ -391,11 +413,27 @@ impl GuardedStream {
         }
     }
 
+    /// Writes `pending_out` when h2 is between frames; Pending only while the socket is full.
+    fn flush_pending_out(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        while !self.pending_out.is_empty() && self.outbound.at_boundary() {
+            match Pin::new(&mut self.inner).poll_write(cx, &self.pending_out) {
+                Poll::Ready(Ok(n)) if n > 0 => {
+                    self.pending_out.drain(..n);
+                }
+                Poll::Ready(_) => {
+                    self.pending_out.clear();
+                }
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        Poll::Ready(())
+    }
+
     fn set_linger(&mut self) {
         self.sleep
             .as_mut()
             .reset((Instant::now() + GOAWAY_LINGER).into());
-        self.armed_ms = NO_DEADLINE - 1;
+        self.armed_at = None;
     }
 
     fn start_calm_goaway(&mut self) {
@@ -466,6 +504,22 @@ impl AsyncRead for GuardedStream {
                 this.on_deadline();
                 continue;
             }
+            if this.mode == Mode::H2 && this.inbound.at_boundary() && buf.remaining() >= 13 {
+                if let Some(stream) = this.bodies.take_stalled(Instant::now()) {
+                    // h2 sees the stream reset: pingora stops waiting for the body and drops
+                    // the upstream request.
+                    this.metrics
+                        .connection_timeouts
+                        .with_label_values(&["request_body"])
+                        .inc();
+                    tracing::debug!(stream, "HTTP/2 request body stalled; stream reset");
+                    buf.put_slice(&rst_stream(stream));
+                    // ... and the client is told the same.
+                    this.pending_out.extend_from_slice(&rst_stream(stream));
+                    let _ = this.flush_pending_out(cx);
+                    return Poll::Ready(Ok(()));
+                }
+            }
             let before = buf.filled().len();
             let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
             if let Poll::Ready(Ok(())) = polled {
@@ -533,6 +587,15 @@ impl AsyncWrite for GuardedStream {
             };
         }
         let mut allowed = buf.len();
+        if !this.pending_out.is_empty() {
+            if this.outbound.at_boundary() {
+                if this.flush_pending_out(cx).is_pending() {
+                    return Poll::Pending;
+                }
+            } else {
+                allowed = allowed.min(this.outbound.bytes_to_boundary());
+            }
+        }
         if matches!(this.closing, Closing::Goaway { .. }) {
             if this.outbound.at_boundary() {
                 if this.drive_own_write(cx).is_pending() {

@@ -9,8 +9,12 @@ use std::time::{Duration, Instant};
 /// The client connection preface (RFC 9113 §3.4).
 pub const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
+const FRAME_DATA: u8 = 0x0;
 const FRAME_HEADERS: u8 = 0x1;
 const FRAME_RST_STREAM: u8 = 0x3;
+const FLAG_END_STREAM: u8 = 0x1;
+/// RST_STREAM error code CANCEL.
+const CANCEL: u32 = 0x8;
 
 /// GOAWAY error codes the guard sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,14 +33,29 @@ pub fn goaway(last_stream_id: u32, reason: GoawayReason) -> [u8; 17] {
     f
 }
 
+/// A RST_STREAM (CANCEL) for `stream_id`, as if the client had sent it.
+pub fn rst_stream(stream_id: u32) -> [u8; 13] {
+    let mut f = [0u8; 13];
+    f[2] = 4;
+    f[3] = FRAME_RST_STREAM;
+    f[5..9].copy_from_slice(&(stream_id & 0x7fff_ffff).to_be_bytes());
+    f[9..13].copy_from_slice(&CANCEL.to_be_bytes());
+    f
+}
+
 /// A frame header the tracker finished reading.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FrameHead {
     pub kind: u8,
+    pub flags: u8,
     pub stream_id: u32,
 }
 
 impl FrameHead {
+    fn ends_stream(&self) -> bool {
+        matches!(self.kind, FRAME_DATA | FRAME_HEADERS) && self.flags & FLAG_END_STREAM != 0
+    }
+
     pub fn is_reset(&self) -> bool {
         self.kind == FRAME_RST_STREAM
     }
@@ -109,6 +128,7 @@ impl FrameTracker {
                     self.head_len = 0;
                     on_head(FrameHead {
                         kind: h[3],
+                        flags: h[4],
                         stream_id,
                     });
                 }
@@ -144,6 +164,62 @@ impl ResetBudget {
         }
         self.count += 1;
         self.count > self.budget
+    }
+}
+
+/// Request bodies in progress on one HTTP/2 connection and when each last moved: pingora has
+/// no body-read timeout for HTTP/2, so the guard ends a stream whose body stalls longer than
+/// `request_body_timeout` by handing h2 a RST_STREAM in the client's name.
+#[derive(Debug)]
+pub struct OpenBodies {
+    timeout: Duration,
+    cap: usize,
+    last_moved: Vec<(u32, Instant)>,
+}
+
+impl OpenBodies {
+    /// `cap` bounds the streams followed (h2 refuses streams past its concurrency limit anyway).
+    pub fn new(timeout: Duration, cap: usize) -> Self {
+        Self {
+            timeout,
+            cap,
+            last_moved: Vec::new(),
+        }
+    }
+
+    /// Follows one client frame header.
+    pub fn observe(&mut self, h: FrameHead, now: Instant) {
+        let pos = self
+            .last_moved
+            .iter()
+            .position(|(id, _)| *id == h.stream_id);
+        if h.is_reset() || h.ends_stream() {
+            if let Some(i) = pos {
+                self.last_moved.swap_remove(i);
+            }
+            return;
+        }
+        match (h.kind, pos) {
+            (FRAME_DATA, Some(i)) => self.last_moved[i].1 = now,
+            (FRAME_HEADERS, None) if h.stream_id != 0 && self.last_moved.len() < self.cap => {
+                self.last_moved.push((h.stream_id, now));
+            }
+            _ => {}
+        }
+    }
+
+    /// A stream whose body has not moved for the timeout (forgotten once returned).
+    pub fn take_stalled(&mut self, now: Instant) -> Option<u32> {
+        let i = self
+            .last_moved
+            .iter()
+            .position(|(_, t)| now.duration_since(*t) >= self.timeout)?;
+        Some(self.last_moved.swap_remove(i).0)
+    }
+
+    /// When the next body would stall.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.last_moved.iter().map(|(_, t)| *t + self.timeout).min()
     }
 }
 
@@ -201,6 +277,31 @@ mod tests {
         assert_eq!(t.bytes_to_boundary(), 10);
         t.feed(&[0; 10], |_| {});
         assert!(t.at_boundary());
+    }
+
+    #[test]
+    fn stalled_bodies_are_found_and_finished_ones_forgotten() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs(1);
+        let head = |kind, flags, stream_id| FrameHead {
+            kind,
+            flags,
+            stream_id,
+        };
+        let mut b = OpenBodies::new(s, 10);
+        b.observe(head(FRAME_HEADERS, 0x4, 1), t0); // body follows
+        b.observe(head(FRAME_HEADERS, 0x5, 3), t0); // no body
+        b.observe(head(FRAME_HEADERS, 0x4, 5), t0);
+        b.observe(head(FRAME_DATA, 0x1, 5), t0); // body done
+        b.observe(head(FRAME_HEADERS, 0x4, 7), t0);
+        b.observe(head(FRAME_RST_STREAM, 0, 7), t0); // reset by the client
+        assert_eq!(b.next_deadline(), Some(t0 + s));
+        b.observe(head(FRAME_DATA, 0, 1), t0 + s / 2); // moved
+        assert_eq!(b.take_stalled(t0 + s), None);
+        assert_eq!(b.take_stalled(t0 + s * 2), Some(1));
+        assert_eq!(b.take_stalled(t0 + s * 9), None);
+        let f = rst_stream(9);
+        assert_eq!(&f[..9], &[0, 0, 4, 3, 0, 0, 0, 0, 9]);
     }
 
     #[test]

@@ -155,6 +155,46 @@ async fn slow_clients_are_cut_off_while_normal_requests_keep_answering() {
 }
 
 #[tokio::test]
+async fn a_stalled_h2_request_body_is_reset_after_the_body_timeout() {
+    let echo = Echo::start().await;
+    let gw = start(&echo, &limits("")).await;
+    let h2 = h2c(&gw).await;
+    let mut c = h2.clone().ready().await.unwrap();
+    let req = http::Request::post(format!("http://{HOST}/"))
+        .header("content-length", "100")
+        .body(())
+        .unwrap();
+    let (resp, mut body) = c.send_request(req, false).unwrap();
+    body.send_data(Bytes::from_static(b"x"), false).unwrap();
+    let t = Instant::now();
+    // Nothing more is sent: the stream ends after request_body_timeout (1 s).
+    let outcome = tokio::time::timeout(Duration::from_secs(5), resp).await;
+    let ended = match outcome {
+        Ok(Ok(r)) => r.status() != 200,
+        Ok(Err(_)) => true,
+        Err(_) => false,
+    };
+    assert!(
+        ended,
+        "stalled h2 body still pending after {:?}",
+        t.elapsed()
+    );
+    assert!(t.elapsed() >= Duration::from_millis(800));
+    assert_eq!(
+        gw.metric("gateway_connection_timeouts_total{kind=\"request_body\"}")
+            .await,
+        1.0
+    );
+    // The connection itself still serves other streams.
+    let mut c = h2.ready().await.unwrap();
+    let req = http::Request::get(format!("http://{HOST}/"))
+        .body(())
+        .unwrap();
+    let (resp, _) = c.send_request(req, true).unwrap();
+    assert_eq!(resp.await.unwrap().status(), 200);
+}
+
+#[tokio::test]
 async fn keepalive_connections_close_after_the_idle_timeout() {
     let echo = Echo::start().await;
     let gw = start(&echo, &limits("")).await;
