@@ -398,8 +398,11 @@ impl GuardedStream {
                 };
                 return Poll::Ready(());
             }
-            let chunk: Vec<u8> = bytes[off..].to_vec();
-            match Pin::new(&mut self.inner).poll_write(cx, &chunk) {
+            // At most 72 bytes (a 408 head or a GOAWAY frame): copied so `closing` can change.
+            let mut chunk = [0u8; 80];
+            let len = bytes.len() - off;
+            chunk[..len].copy_from_slice(&bytes[off..]);
+            match Pin::new(&mut self.inner).poll_write(cx, &chunk[..len]) {
                 Poll::Ready(Ok(n)) if n > 0 => match &mut self.closing {
                     Closing::Reply408 { off } | Closing::Goaway { off, .. } => *off += n,
                     _ => {}
@@ -536,14 +539,11 @@ impl AsyncRead for GuardedStream {
                     PHASE_HEAD => this.head_bytes += n,
                     _ => {}
                 }
-                if this.mode == Mode::H2 {
-                    let got = buf.filled()[before..].to_vec();
-                    if this.account_inbound(&got) {
-                        // h2 never sees the bytes that broke the budget.
-                        buf.set_filled(before);
-                        this.start_calm_goaway();
-                        continue;
-                    }
+                if this.mode == Mode::H2 && this.account_inbound(&buf.filled()[before..]) {
+                    // h2 never sees the bytes that broke the budget.
+                    buf.set_filled(before);
+                    this.start_calm_goaway();
+                    continue;
                 }
             }
             return polled;
