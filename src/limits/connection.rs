@@ -134,18 +134,6 @@ impl ConnRegistry {
         let key = Self::key(digest?.socket_digest.as_ref()?);
         self.shard(key).lock().ok()?.get(&key).cloned()
     }
-
-    /// Number of open guarded connections.
-    pub fn len(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| s.lock().map(|m| m.len()).unwrap_or(0))
-            .sum()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 /// A [`ServerApp`] that wraps each accepted stream in a [`GuardedStream`] and hands it on.
