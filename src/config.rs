@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+mod limits;
 mod validate;
+pub use limits::{LimitsConfig, PerClientConfig};
 pub use validate::validate;
 
 /// One problem found in the configuration, located by file and key.
@@ -79,6 +81,8 @@ pub struct GatewayConfig {
     pub features: Vec<String>,
     pub plans: BTreeMap<String, PlanConfig>,
     pub routes: Vec<RouteConfig>,
+    /// Client-side limits and timeouts (`[limits]`, see `config/limits.rs`).
+    pub limits: LimitsConfig,
     pub provisioning: ProvisioningConfig,
 }
 

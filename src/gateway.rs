@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use pingora::apps::http_app::HttpServer;
-use pingora::apps::HttpServerOptions;
 use pingora::listeners::tls::TlsSettings;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{Server, ShutdownWatch};
@@ -19,6 +18,9 @@ use pingora::services::listening::Service;
 use crate::acme::{AcmeManager, AcmeService};
 use crate::admin::AdminApp;
 use crate::config::{self, ConfigErrors};
+use crate::limits::connection::{ConnRegistry, ConnectionGuard};
+use crate::limits::per_client::ClientLimiter;
+use crate::limits::{raise_fd_limit, LimitMetrics, Limits, RequestLimits};
 use crate::metrics::Metrics;
 use crate::proxy::TenantProxy;
 use crate::quota::QuotaEngine;
@@ -50,6 +52,7 @@ pub fn run(config_path: &Path, opts: RunOptions) -> Result<(), StartError> {
     let raw = config::load(config_path)?;
     let snapshot = Snapshot::compile(&raw)?;
     init_logging(&raw.gateway.log.level);
+    raise_fd_limit();
 
     let registry = prometheus::Registry::new();
     let metrics = Metrics::register(&registry)?;
@@ -109,7 +112,20 @@ pub fn run(config_path: &Path, opts: RunOptions) -> Result<(), StartError> {
     server.bootstrap();
     let draining = Arc::new(AtomicBool::new(false));
 
-    let mut proxy = pingora::proxy::http_proxy_service_with_name(
+    let limits = Arc::new(Limits::compile(&raw.gateway.limits));
+    let limit_metrics = LimitMetrics::register(&registry)?;
+    let connections = Arc::new(ConnRegistry::default());
+    let request_limits = Arc::new(RequestLimits {
+        limits: limits.clone(),
+        connections: connections.clone(),
+        per_client: ClientLimiter::new(
+            &raw.gateway.limits.per_client,
+            raw.gateway.server.trust_tenant_header,
+            limit_metrics.clone(),
+        ),
+        metrics: limit_metrics.clone(),
+    });
+    let mut http_proxy = pingora::proxy::http_proxy(
         &server.configuration,
         TenantProxy::new(
             holder.clone(),
@@ -117,14 +133,17 @@ pub fn run(config_path: &Path, opts: RunOptions) -> Result<(), StartError> {
             quota.clone(),
             acme.clone(),
             draining.clone(),
+            request_limits,
         ),
-        "tenant proxy",
     );
-    if let Some(logic) = proxy.app_logic_mut() {
-        let mut options = HttpServerOptions::default();
-        options.h2c = true;
-        logic.server_options = Some(options);
-    }
+    http_proxy.server_options = Some(limits.server_options());
+    http_proxy.h2_options = Some(limits.h2_options());
+    // Every accepted stream goes through the connection guard (head deadline, keep-alive,
+    // HTTP/2 reset budget) before pingora reads it.
+    let mut proxy = Service::new(
+        "tenant proxy".to_string(),
+        ConnectionGuard::new(http_proxy, limits, connections, limit_metrics),
+    );
     for addr in &server_cfg.http_listen {
         proxy.add_tcp(addr);
     }

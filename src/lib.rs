@@ -12,6 +12,7 @@ pub mod canonical_path;
 pub mod config;
 pub mod echo;
 pub mod gateway;
+pub mod limits;
 pub mod metrics;
 pub mod provision;
 pub mod proxy;

@@ -89,6 +89,8 @@ enum Step {
     Proxy {
         tenant: Arc<Tenant>,
         route: Option<usize>,
+        /// For the per-client limit, keyed by the verified credential when there is one.
+        credential: Credential,
     },
 }
 
@@ -112,6 +114,8 @@ pub struct TenantProxy {
     draining: Arc<AtomicBool>,
     /// Handles for requests that resolved to no tenant.
     no_tenant: crate::metrics::TenantMetrics,
+    /// `[limits]`: head checks, per-client limits, client-abort accounting.
+    limits: Arc<crate::limits::RequestLimits>,
 }
 
 impl TenantProxy {
@@ -121,6 +125,7 @@ impl TenantProxy {
         quota: Arc<QuotaEngine>,
         acme: Option<Arc<AcmeManager>>,
         draining: Arc<AtomicBool>,
+        limits: Arc<crate::limits::RequestLimits>,
     ) -> Self {
         let no_tenant = metrics.tenant(NO_TENANT, &[]);
         Self {
@@ -130,6 +135,7 @@ impl TenantProxy {
             acme,
             draining,
             no_tenant,
+            limits,
         }
     }
 }
@@ -224,6 +230,7 @@ impl TenantProxy {
         Step::Proxy {
             tenant: admitted.tenant,
             route: admitted.route,
+            credential: auth.credential,
         }
     }
 
@@ -359,6 +366,15 @@ impl ProxyHttp for TenantProxy {
         }
     }
 
+    /// `[limits]` on the parsed head (sizes → 414/431, per-request timeouts, reset streams).
+    async fn early_request_filter(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<()> {
+        crate::limits::request_head::enforce(session, &mut ctx.answered, &self.limits).await
+    }
+
     async fn request_filter(
         &self,
         session: &mut Session,
@@ -395,8 +411,27 @@ impl ProxyHttp for TenantProxy {
                 ctx.tenant = Some(tenant);
                 done
             }
-            Step::Proxy { tenant, route } => {
+            Step::Proxy {
+                tenant,
+                route,
+                credential,
+            } => {
                 let route_ref = route.map(|i| &snapshot.routes[i]);
+                // Per-client limits first: a refused flood consumes nothing of the plan.
+                if let Err((error, subject, headers)) = self
+                    .limits
+                    .per_client
+                    .check(&self.quota, session, &tenant.id, &credential)
+                    .await
+                {
+                    let denied = Denied {
+                        error,
+                        subject: subject.map(str::to_string),
+                        tenant: Some(tenant),
+                        reason: None,
+                    };
+                    return self.deny(session, ctx, denied, headers).await;
+                }
                 match self
                     .enforce_quota(session, &tenant, route_ref, ctx.content_length)
                     .await
@@ -429,13 +464,10 @@ impl ProxyHttp for TenantProxy {
         Ok(Box::new(pool.peer(index)))
     }
 
-    /// A client that goes away mid-request is not a gateway error: no ERROR line for it.
-    fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, error: &Error) -> bool {
-        matches!(error.esource(), pingora::ErrorSource::Downstream)
-            && matches!(
-                error.etype(),
-                ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError
-            )
+    /// A client that goes away mid-request is not a gateway error: counted, no ERROR line.
+    fn suppress_error_log(&self, _session: &Session, ctx: &RequestCtx, error: &Error) -> bool {
+        let tenant = ctx.tenant.as_ref().map_or(NO_TENANT, |t| &*t.id);
+        crate::limits::client_abort::record(&self.limits.metrics, tenant, error)
     }
 
     fn fail_to_connect(
@@ -568,7 +600,9 @@ impl ProxyHttp for TenantProxy {
             }
             None => match e.etype() {
                 ErrorType::HTTPStatus(code) => {
-                    let _ = session.respond_error(*code).await;
+                    if session.response_written().is_none() {
+                        let _ = session.respond_error(*code).await;
+                    }
                     *code
                 }
                 ErrorType::ReadError | ErrorType::WriteError | ErrorType::ConnectionClosed => 0,
@@ -589,6 +623,7 @@ impl ProxyHttp for TenantProxy {
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        crate::limits::request_head::finished(session, &self.limits);
         let status = session
             .response_written()
             .map(|r| r.status.as_u16())

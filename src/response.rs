@@ -34,6 +34,10 @@ pub enum GatewayError {
     /// An ambiguous or forbidden header: several Host headers, Host ≠ `:authority`, a
     /// Content-Length that is not one number, an underscore name under `reject`.
     BadHeader,
+    /// `[limits] max_uri_bytes` exceeded.
+    UriTooLong,
+    /// `[limits] max_request_header_bytes` / `max_request_headers` exceeded.
+    HeaderFieldsTooLarge,
 }
 
 impl GatewayError {
@@ -54,6 +58,8 @@ impl GatewayError {
             Self::UpstreamTimeout => 504,
             Self::BadRequestTarget | Self::BadMethod | Self::BadHeader => 400,
             Self::MethodNotAllowed => 405,
+            Self::UriTooLong => 414,
+            Self::HeaderFieldsTooLarge => 431,
         }
     }
 
@@ -76,6 +82,8 @@ impl GatewayError {
             Self::BadMethod => "BAD_METHOD",
             Self::MethodNotAllowed => "METHOD_NOT_ALLOWED",
             Self::BadHeader => "BAD_HEADER",
+            Self::UriTooLong => "URI_TOO_LONG",
+            Self::HeaderFieldsTooLarge => "REQUEST_HEADERS_TOO_LARGE",
         }
     }
 
@@ -100,6 +108,8 @@ impl GatewayError {
             Self::BadMethod => "Method must be an upper-case token",
             Self::MethodNotAllowed => "Method is not allowed",
             Self::BadHeader => "Request header is ambiguous or not allowed",
+            Self::UriTooLong => "Request URI too long",
+            Self::HeaderFieldsTooLarge => "Request header fields too large",
         }
     }
 

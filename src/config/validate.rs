@@ -17,6 +17,7 @@ pub fn validate(raw: &RawConfig) -> Vec<ConfigError> {
     let mut errs = Vec::new();
     let main = raw.main_file.as_str();
     let g = &raw.gateway;
+    errs.extend(super::limits::validate(&g.limits, main));
     let mut err =
         |file: &str, key: String, msg: String| errs.push(ConfigError::new(file, key, msg));
 

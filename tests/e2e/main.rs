@@ -3,6 +3,7 @@
 //!
 //! `harness` has the process and config helpers; one module per slice of the contract.
 
+mod abuse;
 mod acme;
 mod acme_harness;
 mod auth;
