@@ -21,6 +21,9 @@ use crate::reload::{ReloadOutcome, Reloader};
 use crate::snapshot::{Snapshot, SnapshotHolder};
 use crate::tenant::Tenant;
 
+mod console;
+mod openapi;
+
 /// Shared state of the admin endpoints.
 pub struct AdminApp {
     pub snapshots: Arc<SnapshotHolder>,
@@ -88,8 +91,22 @@ fn round_cents(v: f64) -> f64 {
     (v * 100.0).round() / 100.0
 }
 
-/// The admin view of one tenant: effective plan, features, quotas, domains.
-pub fn tenant_json(t: &Tenant, snapshot: &Snapshot) -> Value {
+/// `gateway_requests_total` of one tenant by status class (the series of configured tenants
+/// only, so label cardinality stays bounded by the config).
+fn request_counts(metrics: &Metrics, tenant: &str) -> Value {
+    let counts: serde_json::Map<String, Value> = ["1xx", "2xx", "3xx", "4xx", "5xx"]
+        .iter()
+        .map(|class| {
+            let n = metrics.requests.with_label_values(&[tenant, class]).get();
+            (class.to_string(), json!(n))
+        })
+        .collect();
+    Value::Object(counts)
+}
+
+/// The admin view of one tenant: effective plan, features, quotas, domains, branding, API key
+/// names and request counts by status class.
+pub fn tenant_json(t: &Tenant, snapshot: &Snapshot, metrics: &Metrics) -> Value {
     let quotas: serde_json::Map<String, Value> = t
         .quotas
         .iter()
@@ -117,6 +134,9 @@ pub fn tenant_json(t: &Tenant, snapshot: &Snapshot) -> Value {
         "schema": t.schema.as_deref(),
         "upstream": {"name": &*t.upstream.name, "addrs": t.upstream.addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>()},
         "file": &*t.file,
+        "branding": &t.branding,
+        "api_keys": t.api_keys.iter().map(|(_, name)| &**name).collect::<Vec<_>>(),
+        "requests": request_counts(metrics, &t.id),
     })
 }
 
@@ -363,11 +383,26 @@ impl AdminApp {
                     ),
                 }
             }
+            (&Method::GET, ["admin", "v1", "openapi.json"]) => text_response(
+                StatusCode::OK,
+                "application/json",
+                openapi::OPENAPI_JSON.as_bytes().to_vec(),
+            ),
+            (&Method::GET, ["admin", "v1", "reload"]) => {
+                let loaded_at = self.snapshots.load().loaded_at;
+                json_response(
+                    StatusCode::OK,
+                    &json!({"success": true, "reload": self.reloader.status.to_json(loaded_at)}),
+                )
+            }
             (&Method::GET, ["admin", "v1", "tenants"]) => {
                 let snap = self.snapshots.load();
                 let mut tenants: Vec<&Arc<Tenant>> = snap.hosts.tenants().collect();
                 tenants.sort_by(|a, b| a.id.cmp(&b.id));
-                let list: Vec<Value> = tenants.iter().map(|t| tenant_json(t, &snap)).collect();
+                let list: Vec<Value> = tenants
+                    .iter()
+                    .map(|t| tenant_json(t, &snap, &self.metrics))
+                    .collect();
                 json_response(StatusCode::OK, &json!({"success": true, "tenants": list}))
             }
             (&Method::GET, ["admin", "v1", "tenants", id]) => {
@@ -375,7 +410,7 @@ impl AdminApp {
                 match snap.hosts.by_id(id) {
                     Some(t) => json_response(
                         StatusCode::OK,
-                        &json!({"success": true, "tenant": tenant_json(t, &snap)}),
+                        &json!({"success": true, "tenant": tenant_json(t, &snap, &self.metrics)}),
                     ),
                     None => error(
                         StatusCode::NOT_FOUND,
@@ -465,7 +500,7 @@ impl AdminApp {
                         .tenants()
                         .flat_map(|t| {
                             t.custom_domains.iter().map(
-                                |d| json!({"domain": &**d, "tenant": &*t.id, "state": "unmanaged"}),
+                                |d| json!({"domain": &**d, "tenant": &*t.id, "state": "unmanaged", "txt_record": null}),
                             )
                         })
                         .collect();
@@ -510,6 +545,11 @@ impl ServeHttp for AdminApp {
                 "text/plain; version=0.0.4",
                 self.metrics.encode(),
             ),
+            (&Method::GET, "/ui") | (&Method::GET, "/ui/app.js") | (&Method::GET, "/ui/style.css") => {
+                console::asset(&path).unwrap_or_else(|| {
+                    error(StatusCode::NOT_FOUND, "NOT_FOUND", "not found")
+                })
+            }
             (&Method::GET, "/healthz") => json_response(StatusCode::OK, &json!({"status": "ok"})),
             (&Method::GET, "/readyz") => {
                 if self.ready.load(Ordering::Acquire) {

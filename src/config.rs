@@ -10,8 +10,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub mod schema;
 mod validate;
 pub use validate::validate;
 
@@ -62,7 +64,7 @@ impl fmt::Display for ConfigErrors {
 }
 
 /// `gateway.toml`.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct GatewayConfig {
     pub server: ServerConfig,
@@ -80,7 +82,7 @@ pub struct GatewayConfig {
     pub routes: Vec<RouteConfig>,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     pub http_listen: Vec<String>,
@@ -96,6 +98,7 @@ pub struct ServerConfig {
     pub strict_sni: bool,
     /// How long SIGTERM waits for in-flight requests before the process exits.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub grace_period: Duration,
 }
 
@@ -118,7 +121,7 @@ impl Default for ServerConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdminConfig {
     /// Environment variable holding the bearer token for `/admin/v1/*`.
@@ -133,7 +136,7 @@ impl Default for AdminConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
     /// One JSON line per request on stdout.
@@ -151,7 +154,7 @@ impl Default for LogConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct UpstreamConfig {
     pub addrs: Vec<String>,
@@ -161,13 +164,17 @@ pub struct UpstreamConfig {
     /// Extra CA bundle (PEM) for `tls = true`.
     pub ca_file: Option<String>,
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub connect_timeout: Duration,
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub read_timeout: Duration,
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub write_timeout: Duration,
     /// How long an idle keep-alive connection to this upstream is kept for reuse.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub idle_timeout: Duration,
 }
 
@@ -186,7 +193,7 @@ impl Default for UpstreamConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct TlsConfig {
     pub certs_dir: String,
@@ -200,7 +207,7 @@ impl Default for TlsConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct AcmeConfig {
     pub enabled: bool,
@@ -213,17 +220,22 @@ pub struct AcmeConfig {
     pub verification_secret_env: String,
     /// How often names are checked for issuance, renewal and certificates published by peers.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub check_interval: Duration,
     /// First wait after a failed order; doubles up to `retry_max`.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub retry_base: Duration,
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub retry_max: Duration,
     /// How often verified custom domains are checked again for their TXT record.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub domain_recheck_interval: Duration,
     /// How long a domain whose TXT record disappeared keeps routing before it stops.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub domain_failure_grace: Duration,
 }
 
@@ -254,21 +266,21 @@ impl AcmeConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum QuotaBackendKind {
     Local,
     Redis,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum OnBackendError {
     Allow,
     Deny,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct QuotaConfig {
     pub backend: QuotaBackendKind,
@@ -277,6 +289,7 @@ pub struct QuotaConfig {
     pub redis_cluster_urls: Vec<String>,
     pub on_backend_error: OnBackendError,
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub timeout: Duration,
 }
 
@@ -292,13 +305,13 @@ impl Default for QuotaConfig {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
     pub jwt: Option<JwtConfig>,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct JwtConfig {
     pub hs256_secret_env: String,
@@ -308,6 +321,7 @@ pub struct JwtConfig {
     pub audience: String,
     pub tenant_claim: String,
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub leeway: Duration,
 }
 
@@ -326,7 +340,7 @@ impl Default for JwtConfig {
 }
 
 /// Length of a quota window.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Period {
     Second,
@@ -336,14 +350,14 @@ pub enum Period {
     Month,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QuotaLimitConfig {
     pub limit: u64,
     pub period: Period,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct PricingConfig {
     /// Monthly base price of the plan.
@@ -352,7 +366,7 @@ pub struct PricingConfig {
     pub overage: BTreeMap<String, f64>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct PlanConfig {
     pub features: Vec<String>,
@@ -361,7 +375,7 @@ pub struct PlanConfig {
 }
 
 /// How much of a resource one request consumes.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum ConsumeConfig {
     Fixed(u64),
@@ -369,7 +383,7 @@ pub enum ConsumeConfig {
     FromHeader(String),
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct RouteConfig {
     pub path_prefix: String,
@@ -380,7 +394,7 @@ pub struct RouteConfig {
     pub require_auth: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum TenantStatus {
     #[default]
@@ -389,14 +403,14 @@ pub enum TenantStatus {
 }
 
 /// A tenant's upstream: the name of a pool in `[upstreams]`, or its own inline table.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum TenantUpstreamConfig {
     Named(String),
     Dedicated(UpstreamConfig),
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct BrandingConfig {
     pub logo: Option<String>,
@@ -404,7 +418,7 @@ pub struct BrandingConfig {
     pub secondary_color: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApiKeyConfig {
     /// Hex SHA-256 of the key; the key itself is never stored.
@@ -413,7 +427,7 @@ pub struct ApiKeyConfig {
 }
 
 /// `tenants/<id>.toml`.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TenantConfig {
     pub id: String,

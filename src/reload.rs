@@ -15,6 +15,9 @@ use crate::metrics::Metrics;
 use crate::snapshot::{Snapshot, SnapshotHolder};
 use crate::tls::CertStore;
 
+pub mod status;
+use status::ReloadStatus;
+
 /// What one reload attempt did.
 #[derive(Debug)]
 pub enum ReloadOutcome {
@@ -37,6 +40,8 @@ pub struct Reloader {
     /// Certificates reload with the config on SIGHUP and the admin trigger (they also have
     /// their own file watch).
     certs: Option<Arc<CertStore>>,
+    /// Outcome of the last attempts, for `GET /admin/v1/reload` and the console.
+    pub status: ReloadStatus,
 }
 
 impl Reloader {
@@ -46,8 +51,10 @@ impl Reloader {
         metrics: Metrics,
         certs: Option<Arc<CertStore>>,
     ) -> Self {
+        let status = ReloadStatus::new(&holder.load().config);
         Self {
             path,
+            status,
             holder,
             metrics,
             lock: Mutex::new(()),
@@ -89,6 +96,8 @@ impl Reloader {
             }
             Err(e) => ReloadOutcome::Failed(e),
         };
+        self.status
+            .record(trigger, &outcome, &self.holder.load().config);
         match &outcome {
             ReloadOutcome::Swapped { tenants } => {
                 self.metrics
