@@ -8,6 +8,7 @@ mod acme_harness;
 mod auth;
 mod foundation;
 mod harness;
+mod operator;
 mod ops;
 mod provision;
 mod quota;
