@@ -102,7 +102,7 @@ async function tenantsView(view) {
         el("td", {}, t.features.join(", "))));
     body.replaceChildren(...rows);
   };
-  search.addEventListener("input", render);
+  for (const ev of ["input", "change", "search"]) search.addEventListener(ev, render);
   render();
   view.replaceChildren(
     el("h2", {}, "Tenants (" + data.tenants.length + ")"),
@@ -191,8 +191,9 @@ async function tenantView(view, id) {
     el("h3", {}, "Responses"),
     el("div", { className: "counts", id: "counts" },
       ["2xx", "4xx", "5xx"].map((c) => el("span", { dataset: { class: c } },
-        el("b", { className: c === "5xx" && recent.delta[c] > 0 ? "bad" : "" }, String(recent.delta[c])), " " + c + " in the last " + recent.seconds + " s · ",
-        el("span", { className: "total" }, String(t.requests[c])), " since start"))),
+        el("b", { className: "total" + (c !== "2xx" && t.requests[c] > 0 ? " bad" : "") }, String(t.requests[c])),
+        " " + c + " since start",
+        recent.seconds > 0 ? el("span", { className: "recent muted" }, " (+" + recent.delta[c] + " in the last " + recent.seconds + " s)") : ""))),
     el("h3", {}, "Branding"),
     brandingPreview(t));
   refreshTimer = setTimeout(() => { if (location.hash === "#/tenant/" + encodeURIComponent(id)) route(); }, REFRESH_MS);
@@ -246,8 +247,9 @@ async function reloadView(view) {
       const res = await api("POST", "/admin/v1/reload");
       const text = res.ok ? "Reload: " + res.data.result + (res.data.tenants !== undefined ? " (" + res.data.tenants + " tenants)" : "") : "Reload rejected: " + res.data.error;
       await route();
-      say(text, !res.ok);
-      document.getElementById("reload-result").textContent = text;
+      const result = document.getElementById("reload-result");
+      result.textContent = text;
+      result.className = res.ok ? "" : "bad";
     },
   }, "Reload config now");
   const errors = r.last_errors.map((e) => el("tr", {}, el("td", {}, el("code", {}, e.file)), el("td", {}, el("code", {}, e.key)), el("td", {}, e.message)));
@@ -260,7 +262,7 @@ async function reloadView(view) {
       el("dt", {}, "Last attempt"), el("dd", {}, when(r.last_attempt_at), " ", r.last_result ? badge(r.last_result) : "", r.last_trigger ? " via " + r.last_trigger : ""),
       el("dt", {}, "Last failure"), el("dd", {}, when(r.last_failure_at))),
     el("h3", {}, "Errors of the last failed reload"),
-    errors.length ? table(["File", "Key", "Error"], errors) : el("p", { className: "muted", id: "no-errors" }, "none"),
+    errors.length ? el("div", { id: "reload-errors" }, table(["File", "Key", "Error"], errors)) : el("p", { className: "muted", id: "no-errors" }, "none"),
     el("h3", {}, "Changed keys that need a restart"),
     r.restart_required.length
       ? el("ul", { id: "restart-required" }, r.restart_required.map((k) => el("li", {}, el("code", {}, k))))
