@@ -545,11 +545,10 @@ impl ServeHttp for AdminApp {
                 "text/plain; version=0.0.4",
                 self.metrics.encode(),
             ),
-            (&Method::GET, "/ui") | (&Method::GET, "/ui/app.js") | (&Method::GET, "/ui/style.css") => {
-                console::asset(&path).unwrap_or_else(|| {
-                    error(StatusCode::NOT_FOUND, "NOT_FOUND", "not found")
-                })
-            }
+            (&Method::GET, "/ui")
+            | (&Method::GET, "/ui/app.js")
+            | (&Method::GET, "/ui/style.css") => console::asset(&path)
+                .unwrap_or_else(|| error(StatusCode::NOT_FOUND, "NOT_FOUND", "not found")),
             (&Method::GET, "/healthz") => json_response(StatusCode::OK, &json!({"status": "ok"})),
             (&Method::GET, "/readyz") => {
                 if self.ready.load(Ordering::Acquire) {

@@ -47,9 +47,18 @@ mod tests {
         assert!(INDEX_HTML.contains(r#"src="/ui/app.js""#));
         assert!(INDEX_HTML.contains(r#"href="/ui/style.css""#));
         for text in [INDEX_HTML, APP_JS, STYLE_CSS] {
-            assert!(!text.contains("http://") && !text.contains("https://"), "no remote URL");
+            assert!(
+                !text.contains("http://") && !text.contains("https://"),
+                "no remote URL"
+            );
         }
-        for sink in ["innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("] {
+        for sink in [
+            "innerHTML",
+            "outerHTML",
+            "insertAdjacentHTML",
+            "document.write",
+            "eval(",
+        ] {
             assert!(!APP_JS.contains(sink), "app.js must not use {sink}");
         }
         assert!(APP_JS.contains("sessionStorage"));

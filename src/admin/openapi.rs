@@ -74,7 +74,10 @@ mod tests {
             "routes without an OpenAPI operation: {missing_in_spec:?}\n\
              OpenAPI operations without a route: {missing_in_code:?}"
         );
-        assert!(code.len() >= 15, "route parser found too few routes: {code:?}");
+        assert!(
+            code.len() >= 15,
+            "route parser found too few routes: {code:?}"
+        );
     }
 
     #[test]
@@ -108,7 +111,9 @@ mod tests {
                 let id = op["operationId"].as_str().expect("operationId");
                 assert!(ids.insert(id.to_string()), "duplicate operationId {id}");
                 assert!(op["summary"].is_string(), "{m} {path}: summary");
-                let open = op.get("security").is_some_and(|s| s == &serde_json::json!([]));
+                let open = op
+                    .get("security")
+                    .is_some_and(|s| s == &serde_json::json!([]));
                 let responses = op["responses"].as_object().expect("responses");
                 assert!(
                     responses.keys().any(|k| k.starts_with('2')),

@@ -149,12 +149,21 @@ mod tests {
         let bad = [
             (SchemaKind::Gateway, "[server]\nthreads = \"two\"\n"),
             (SchemaKind::Gateway, "[quota]\nbackend = \"memcached\"\n"),
-            (SchemaKind::Gateway, "[plans.free]\nquotas.requests = { limit = 5, period = \"week\" }\n"),
-            (SchemaKind::Tenant, "id = \"a\"\nplan = \"free\"\nupstream = \"shared\"\nstatus = \"paused\"\n"),
+            (
+                SchemaKind::Gateway,
+                "[plans.free]\nquotas.requests = { limit = 5, period = \"week\" }\n",
+            ),
+            (
+                SchemaKind::Tenant,
+                "id = \"a\"\nplan = \"free\"\nupstream = \"shared\"\nstatus = \"paused\"\n",
+            ),
             (SchemaKind::Tenant, "id = \"a\"\nupstream = \"shared\"\n"),
         ];
         for (kind, text) in bad {
-            assert!(!schema_errors(kind, &toml_as_json(text)).is_empty(), "{text}");
+            assert!(
+                !schema_errors(kind, &toml_as_json(text)).is_empty(),
+                "{text}"
+            );
             assert!(check_error(kind, "f", text).is_some(), "{text}");
         }
     }

@@ -196,7 +196,9 @@ mod tests {
             ("acme.retry_max", |c| {
                 c.acme.retry_max += Duration::from_secs(1)
             }),
-            ("quota.backend", |c| c.quota.backend = QuotaBackendKind::Redis),
+            ("quota.backend", |c| {
+                c.quota.backend = QuotaBackendKind::Redis
+            }),
             ("quota.timeout", |c| {
                 c.quota.timeout += Duration::from_millis(1)
             }),
@@ -205,7 +207,11 @@ mod tests {
             let boot = GatewayConfig::default();
             let mut next = boot.clone();
             change(&mut next);
-            assert_eq!(restart_required(&boot, &next), vec![key.to_string()], "{key}");
+            assert_eq!(
+                restart_required(&boot, &next),
+                vec![key.to_string()],
+                "{key}"
+            );
         }
     }
 

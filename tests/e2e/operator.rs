@@ -8,14 +8,18 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::harness::{find_sample, free_port, Echo, Gateway, GatewayConfig, TenantToml, ADMIN_TOKEN};
+use crate::harness::{
+    find_sample, free_port, Echo, Gateway, GatewayConfig, TenantToml, ADMIN_TOKEN,
+};
 
 /// Where `scripts/deps.sh test` installs schemathesis (a virtualenv of its own).
 fn schemathesis_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("SCHEMATHESIS") {
         return PathBuf::from(p);
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_default();
     home.join(".cache/tenant-gateway/schemathesis-venv/bin/st")
 }
 
@@ -203,17 +207,26 @@ async fn scrape_has_process_metrics_and_build_info_and_promtool_accepts_it() {
         "process_start_time_seconds",
     ] {
         let v = find_sample(&text, name).unwrap_or_else(|| panic!("{name} missing:\n{text}"));
-        assert!(v > 0.0 || name == "process_cpu_seconds_total", "{name} = {v}");
+        assert!(
+            v > 0.0 || name == "process_cpu_seconds_total",
+            "{name} = {v}"
+        );
     }
     let start = find_sample(&text, "process_start_time_seconds").expect("start time");
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
         .as_secs_f64();
-    assert!(now - start < 600.0 && start <= now + 1.0, "start {start}, now {now}");
+    assert!(
+        now - start < 600.0 && start <= now + 1.0,
+        "start {start}, now {now}"
+    );
     let version = env!("CARGO_PKG_VERSION");
     assert_eq!(
-        find_sample(&text, &format!("gateway_build_info{{version=\"{version}\"}}")),
+        find_sample(
+            &text,
+            &format!("gateway_build_info{{version=\"{version}\"}}")
+        ),
         Some(1.0),
         "{text}"
     );
@@ -264,7 +277,10 @@ impl ChromeDriver {
             .expect("spawn chromedriver");
         let mut driver = ChromeDriver { child, port };
         let deadline = Instant::now() + Duration::from_secs(20);
-        while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
             assert!(
                 driver.child.try_wait().expect("try_wait").is_none(),
                 "chromedriver exited at start"
@@ -324,11 +340,17 @@ async fn text_of(browser: &fantoccini::Client, css: &str) -> String {
 async fn wait_js(browser: &fantoccini::Client, script: &str, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let v = browser.execute(script, vec![]).await.expect("execute script");
+        let v = browser
+            .execute(script, vec![])
+            .await
+            .expect("execute script");
         if v == Value::Bool(true) {
             return;
         }
-        assert!(Instant::now() < deadline, "timed out waiting for {what} ({script})");
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what} ({script})"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -379,7 +401,9 @@ async fn drive_console(
     let token = browser.wait().for_element(Css("#token")).await?;
     token.send_keys("not-the-token").await?;
     browser.find(Css("#login-btn")).await?.click().await?;
-    assert!(text_of(browser, "#message.error").await.contains("rejected"));
+    assert!(text_of(browser, "#message.error")
+        .await
+        .contains("rejected"));
     let token = browser.find(Css("#token")).await?;
     token.send_keys(ADMIN_TOKEN).await?;
     browser.find(Css("#login-btn")).await?.click().await?;
@@ -409,7 +433,11 @@ async fn drive_console(
         .await
         .contains("suspended"));
     // Search narrows the list.
-    browser.find(Css("#search")).await?.send_keys("initech").await?;
+    browser
+        .find(Css("#search"))
+        .await?
+        .send_keys("initech")
+        .await?;
     wait_js(
         browser,
         "return document.querySelectorAll('#tenants tbody tr').length === 1",
@@ -443,7 +471,10 @@ async fn drive_console(
     assert_eq!(row("messages")[2], 1000.0);
     assert_eq!(row("messages")[3], "0.2%");
     // Six admitted requests; the feature-gated 403 was refused before the quota step.
-    assert_eq!(row("requests"), serde_json::json!(["requests", 6, 50, "12%"]));
+    assert_eq!(
+        row("requests"),
+        serde_json::json!(["requests", 6, 50, "12%"])
+    );
     assert!(text_of(browser, r#"#counts [data-class="4xx"] .total"#).await == "1");
     assert_eq!(text_of(browser, "#api-keys").await, "ci");
     let branding = browser
@@ -472,7 +503,10 @@ async fn drive_console(
     // Custom domains view.
     browser.find(Css("#nav-domains")).await?.click().await?;
     let domain = text_of(browser, r#"tr[data-domain="support.acme.test"]"#).await;
-    assert!(domain.contains("unmanaged") && domain.contains("ACME disabled"), "{domain}");
+    assert!(
+        domain.contains("unmanaged") && domain.contains("ACME disabled"),
+        "{domain}"
+    );
 
     // Reload view: a reload that swaps in a new tenant and a restart-only change...
     std::fs::write(
@@ -485,14 +519,22 @@ async fn drive_console(
     assert!(text.contains("threads = 2\n"));
     std::fs::write(&main, text.replace("threads = 2\n", "threads = 3\n")).expect("edit");
     browser.find(Css("#nav-reload")).await?.click().await?;
-    browser.wait().for_element(Css("#reload-btn")).await?.click().await?;
+    browser
+        .wait()
+        .for_element(Css("#reload-btn"))
+        .await?
+        .click()
+        .await?;
     wait_js(
         browser,
         "return /^Reload: (swapped|unchanged)/.test(document.getElementById('reload-result')?.textContent || '')",
         "the reload result",
     )
     .await;
-    assert_eq!(text_of(browser, "#restart-required").await, "server.threads");
+    assert_eq!(
+        text_of(browser, "#restart-required").await,
+        "server.threads"
+    );
     assert!(text_of(browser, "#last-success").await.starts_with("20"));
     let (_, tenants) = admin_json(gw, reqwest::Method::GET, "/admin/v1/tenants").await;
     assert!(tenants["tenants"]
@@ -518,11 +560,116 @@ async fn drive_console(
         errors.contains("tenants/broken.toml") && errors.contains("plan"),
         "{errors}"
     );
-    assert_eq!(text_of(browser, "#restart-required").await, "server.threads");
+    assert_eq!(
+        text_of(browser, "#restart-required").await,
+        "server.threads"
+    );
     let (_, status) = admin_json(gw, reqwest::Method::GET, "/admin/v1/reload").await;
     assert_eq!(status["reload"]["last_result"], "failed", "{status}");
-    assert_eq!(status["reload"]["last_errors"][0]["file"], "tenants/broken.toml");
+    assert_eq!(
+        status["reload"]["last_errors"][0]["file"],
+        "tenants/broken.toml"
+    );
     let png = browser.screenshot().await?;
     std::fs::write(shots.join("console-reload.png"), &png).expect("save screenshot");
+    Ok(())
+}
+
+/// A certificate for `name` that expires in `days` days, in the store layout
+/// (`<certs>/<name>/{fullchain,key}.pem`).
+fn install_cert_expiring_in(certs_dir: &Path, name: &str, days: i64) {
+    use chrono::Datelike;
+    let mut params = rcgen::CertificateParams::new(vec![name.to_string()]).expect("params");
+    let end = chrono::Utc::now() + chrono::Duration::days(days);
+    params.not_after = rcgen::date_time_ymd(end.year(), end.month() as u8, end.day() as u8);
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert = params.self_signed(&key).expect("self-signed");
+    let dir = certs_dir.join(name);
+    std::fs::create_dir_all(&dir).expect("cert dir");
+    std::fs::write(dir.join("key.pem"), key.serialize_pem()).expect("key.pem");
+    std::fs::write(dir.join("fullchain.pem"), cert.pem()).expect("fullchain.pem");
+}
+
+/// The custom-domains view with ACME on: the TXT record to give the customer is shown, a
+/// certificate expiring within 14 days is flagged, and "Verify now" after the customer
+/// published that record turns the domain verified.
+#[tokio::test]
+async fn console_custom_domains_show_the_txt_record_and_verify_now() {
+    let driver = ChromeDriver::start().await;
+    let dns = crate::acme_harness::ChallTestSrv::start().await;
+    let echo = Echo::start().await;
+    let cfg = GatewayConfig::with_echo(&echo)
+        .extra(&format!(
+            "[tls]\ncerts_dir = \"certs\"\n\n[acme]\nenabled = true\ndirectory_url = \"http://{}/dir\"\ndns_servers = [\"{}\"]\ncheck_interval = \"1h\"\ndomain_recheck_interval = \"1h\"",
+            crate::harness::dead_addr(),
+            dns.dns_addr()
+        ))
+        .env("GATEWAY_DOMAIN_SECRET", "operator-test-secret")
+        .tenant(TenantToml::new("acme").line("custom_domains = [\"support.acme.test\"]"));
+    install_cert_expiring_in(&cfg.dir().join("certs"), "support.acme.test", 5);
+    let gw = cfg.start().await;
+
+    let profile = tempfile::tempdir().expect("profile dir");
+    let browser = driver.session(profile.path()).await;
+    let result = drive_domains(&browser, &gw, &dns).await;
+    let _ = browser.close().await;
+    result.expect("domains walk-through");
+}
+
+async fn drive_domains(
+    browser: &fantoccini::Client,
+    gw: &Gateway,
+    dns: &crate::acme_harness::ChallTestSrv,
+) -> Result<(), fantoccini::error::CmdError> {
+    use fantoccini::Locator::Css;
+    browser
+        .goto(&format!("{}/ui#/domains", gw.admin_url()))
+        .await?;
+    browser
+        .wait()
+        .for_element(Css("#token"))
+        .await?
+        .send_keys(ADMIN_TOKEN)
+        .await?;
+    browser.find(Css("#login-btn")).await?.click().await?;
+    let row = r#"tr[data-domain="support.acme.test"]"#;
+    let text = text_of(browser, row).await;
+    assert!(text.contains("pending") && text.contains("acme"), "{text}");
+    assert!(
+        text_of(browser, &format!("{row} .cert-warning"))
+            .await
+            .contains("days left"),
+        "a certificate expiring in 5 days is flagged"
+    );
+    // The exact record, as the API computes it.
+    let (_, domains) = admin_json(gw, reqwest::Method::GET, "/admin/v1/domains").await;
+    let txt = &domains["domains"][0]["txt_record"];
+    let zone_line = txt["zone_line"].as_str().expect("zone line");
+    assert_eq!(text_of(browser, &format!("{row} code")).await, zone_line);
+    assert_eq!(txt["name"], "_tenant-gateway.support.acme.test");
+    // The customer publishes it; the operator clicks "Verify now".
+    dns.set_txt(
+        "_tenant-gateway.support.acme.test.",
+        txt["value"].as_str().expect("value"),
+    )
+    .await;
+    browser
+        .find(Css(&format!("{row} .verify-btn")))
+        .await?
+        .click()
+        .await?;
+    wait_js(
+        browser,
+        &format!(
+            "return document.querySelector('{}')?.textContent.includes('verified') === true",
+            row.replace('\'', "\\'")
+        ),
+        "the domain to show as verified",
+    )
+    .await;
+    assert!(text_of(browser, "#message").await.contains("verified"));
+    let png = browser.screenshot().await?;
+    std::fs::write(target_tmp("console").join("console-domains.png"), &png)
+        .expect("save screenshot");
     Ok(())
 }
