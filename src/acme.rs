@@ -170,13 +170,18 @@ impl AcmeManager {
         self.domains
             .records()
             .iter()
-            .map(|r| r.to_json(self.certs.entry(&r.domain).map(|e| e.not_after)))
+            .map(|r| self.report_one(r))
             .collect()
     }
 
-    /// The record of one domain with its certificate expiry.
+    /// The record of one domain with its certificate expiry and the TXT record to publish.
     pub fn report_one(&self, rec: &domains::DomainRecord) -> serde_json::Value {
-        rec.to_json(self.certs.entry(&rec.domain).map(|e| e.not_after))
+        let mut v = rec.to_json(self.certs.entry(&rec.domain).map(|e| e.not_after));
+        if let Some(obj) = v.as_object_mut() {
+            let txt = self.domains.txt_record(&rec.tenant, &rec.domain);
+            obj.insert("txt_record".into(), txt.unwrap_or(serde_json::Value::Null));
+        }
+        v
     }
 
     /// The names this config owns a certificate for.

@@ -21,6 +21,11 @@ use crate::reload::{ReloadOutcome, ReloadTrigger, Reloader};
 use crate::snapshot::{Snapshot, SnapshotHolder};
 use crate::tenant::Tenant;
 
+mod console;
+mod openapi;
+mod tenant_view;
+pub use tenant_view::tenant_json;
+
 /// Shared state of the admin endpoints.
 pub struct AdminApp {
     pub snapshots: Arc<SnapshotHolder>,
@@ -129,38 +134,6 @@ async fn read_body(session: &mut ServerSession) -> Result<Vec<u8>, Response<Vec<
 
 fn round_cents(v: f64) -> f64 {
     (v * 100.0).round() / 100.0
-}
-
-/// The admin view of one tenant: effective plan, features, quotas, domains.
-pub fn tenant_json(t: &Tenant, snapshot: &Snapshot) -> Value {
-    let quotas: serde_json::Map<String, Value> = t
-        .quotas
-        .iter()
-        .map(|(r, q)| (r.to_string(), json!({"limit": q.limit, "period": q.period})))
-        .collect();
-    let mut hosts: Vec<String> = snapshot
-        .config
-        .server
-        .base_domains
-        .iter()
-        .map(|b| format!("{}.{}", t.subdomain, b))
-        .collect();
-    hosts.extend(t.custom_domains.iter().map(|d| d.to_string()));
-    json!({
-        "id": &*t.id,
-        "organization_id": &*t.organization_id,
-        "name": &*t.name,
-        "plan": &*t.plan,
-        "status": t.status,
-        "subdomain": &*t.subdomain,
-        "custom_domains": t.custom_domains.iter().map(|d| &**d).collect::<Vec<_>>(),
-        "hosts": hosts,
-        "features": t.features.iter().map(|f| &**f).collect::<Vec<_>>(),
-        "quotas": quotas,
-        "schema": t.schema.as_deref(),
-        "upstream": {"name": &*t.upstream.name, "addrs": t.upstream.addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>()},
-        "file": &*t.file,
-    })
 }
 
 impl AdminApp {
@@ -452,11 +425,26 @@ impl AdminApp {
                     ),
                 }
             }
+            (&Method::GET, ["admin", "v1", "openapi.json"]) => text_response(
+                StatusCode::OK,
+                "application/json",
+                openapi::OPENAPI_JSON.as_bytes().to_vec(),
+            ),
+            (&Method::GET, ["admin", "v1", "reload"]) => {
+                let loaded_at = self.snapshots.load().loaded_at;
+                json_response(
+                    StatusCode::OK,
+                    &json!({"success": true, "reload": self.reloader.status.to_json(loaded_at)}),
+                )
+            }
             (&Method::GET, ["admin", "v1", "tenants"]) => {
                 let snap = self.snapshots.load();
                 let mut tenants: Vec<&Arc<Tenant>> = snap.hosts.tenants().collect();
                 tenants.sort_by(|a, b| a.id.cmp(&b.id));
-                let list: Vec<Value> = tenants.iter().map(|t| tenant_json(t, &snap)).collect();
+                let list: Vec<Value> = tenants
+                    .iter()
+                    .map(|t| tenant_json(t, &snap, &self.metrics))
+                    .collect();
                 json_response(StatusCode::OK, &json!({"success": true, "tenants": list}))
             }
             (&Method::GET, ["admin", "v1", "tenants", id]) => {
@@ -464,7 +452,7 @@ impl AdminApp {
                 match snap.hosts.by_id(id) {
                     Some(t) => json_response(
                         StatusCode::OK,
-                        &json!({"success": true, "tenant": tenant_json(t, &snap)}),
+                        &json!({"success": true, "tenant": tenant_json(t, &snap, &self.metrics)}),
                     ),
                     None => error(
                         StatusCode::NOT_FOUND,
@@ -545,7 +533,7 @@ impl AdminApp {
                         .tenants()
                         .flat_map(|t| {
                             t.custom_domains.iter().map(
-                                |d| json!({"domain": &**d, "tenant": &*t.id, "state": "unmanaged"}),
+                                |d| json!({"domain": &**d, "tenant": &*t.id, "state": "unmanaged", "txt_record": null}),
                             )
                         })
                         .collect();
@@ -590,6 +578,10 @@ impl ServeHttp for AdminApp {
                 "text/plain; version=0.0.4",
                 self.metrics.encode(),
             ),
+            (&Method::GET, "/ui")
+            | (&Method::GET, "/ui/app.js")
+            | (&Method::GET, "/ui/style.css") => console::asset(&path)
+                .unwrap_or_else(|| error(StatusCode::NOT_FOUND, "NOT_FOUND", "not found")),
             (&Method::GET, "/healthz") => json_response(StatusCode::OK, &json!({"status": "ok"})),
             (&Method::GET, "/readyz") => {
                 if self.ready.load(Ordering::Acquire) {

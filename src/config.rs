@@ -10,9 +10,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 mod limits;
+pub mod schema;
 mod validate;
 pub use limits::{LimitsConfig, PerClientConfig};
 pub use validate::validate;
@@ -64,7 +66,7 @@ impl fmt::Display for ConfigErrors {
 }
 
 /// `gateway.toml`.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct GatewayConfig {
     pub server: ServerConfig,
@@ -88,7 +90,7 @@ pub struct GatewayConfig {
 
 /// `[provisioning]`: programs run when a tenant is created, deleted or changes plan or status
 /// (argv lists, never a shell; see `provision::hooks`).
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ProvisioningConfig {
     /// `["/path/to/program", "arg", …]`; empty: no hook.
@@ -98,6 +100,7 @@ pub struct ProvisioningConfig {
     pub on_update: Vec<String>,
     /// A hook still running after this is killed and counts as failed.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub timeout: Duration,
 }
 
@@ -112,7 +115,7 @@ impl Default for ProvisioningConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     pub http_listen: Vec<String>,
@@ -128,6 +131,7 @@ pub struct ServerConfig {
     pub strict_sni: bool,
     /// How long SIGTERM waits for in-flight requests before the process exits.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub grace_period: Duration,
 }
 
@@ -152,7 +156,7 @@ impl Default for ServerConfig {
 
 /// What the gateway does with client header names that contain `_` (CGI, WSGI, PHP and Rack
 /// backends read `X_Tenant_Id` as `X-Tenant-Id`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum UnderscoreHeaders {
     /// Remove them before forwarding (nginx's `underscores_in_headers off`).
@@ -166,7 +170,7 @@ pub enum UnderscoreHeaders {
 
 /// `[hardening]`: how strictly requests are canonicalised before any decision. Every default
 /// is the strict choice; each key relaxes one rule.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct HardeningConfig {
     /// Keep `%2F`, `%5C` and `\` in paths (as encoded data) instead of answering 400.
@@ -180,7 +184,7 @@ pub struct HardeningConfig {
     pub underscore_headers: UnderscoreHeaders,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdminConfig {
     /// Environment variable holding the bearer token for `/admin/v1/*`.
@@ -195,7 +199,7 @@ impl Default for AdminConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
     /// One JSON line per request on stdout.
@@ -213,7 +217,7 @@ impl Default for LogConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct UpstreamConfig {
     pub addrs: Vec<String>,
@@ -223,13 +227,17 @@ pub struct UpstreamConfig {
     /// Extra CA bundle (PEM) for `tls = true`.
     pub ca_file: Option<String>,
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub connect_timeout: Duration,
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub read_timeout: Duration,
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub write_timeout: Duration,
     /// How long an idle keep-alive connection to this upstream is kept for reuse.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub idle_timeout: Duration,
 }
 
@@ -248,7 +256,7 @@ impl Default for UpstreamConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct TlsConfig {
     pub certs_dir: String,
@@ -262,7 +270,7 @@ impl Default for TlsConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct AcmeConfig {
     pub enabled: bool,
@@ -275,17 +283,22 @@ pub struct AcmeConfig {
     pub verification_secret_env: String,
     /// How often names are checked for issuance, renewal and certificates published by peers.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub check_interval: Duration,
     /// First wait after a failed order; doubles up to `retry_max`.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub retry_base: Duration,
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub retry_max: Duration,
     /// How often verified custom domains are checked again for their TXT record.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub domain_recheck_interval: Duration,
     /// How long a domain whose TXT record disappeared keeps routing before it stops.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub domain_failure_grace: Duration,
 }
 
@@ -316,21 +329,21 @@ impl AcmeConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum QuotaBackendKind {
     Local,
     Redis,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum OnBackendError {
     Allow,
     Deny,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct QuotaConfig {
     pub backend: QuotaBackendKind,
@@ -339,6 +352,7 @@ pub struct QuotaConfig {
     pub redis_cluster_urls: Vec<String>,
     pub on_backend_error: OnBackendError,
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub timeout: Duration,
 }
 
@@ -354,13 +368,13 @@ impl Default for QuotaConfig {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
     pub jwt: Option<JwtConfig>,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct JwtConfig {
     pub hs256_secret_env: String,
@@ -372,6 +386,7 @@ pub struct JwtConfig {
     /// Claim with the caller's roles: a list of strings, or one space-separated string.
     pub roles_claim: String,
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub leeway: Duration,
     /// Forward a verified JWT upstream in `Authorization` (default); `false` removes it.
     pub forward: bool,
@@ -394,7 +409,7 @@ impl Default for JwtConfig {
 }
 
 /// Length of a quota window.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Period {
     Second,
@@ -404,14 +419,14 @@ pub enum Period {
     Month,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QuotaLimitConfig {
     pub limit: u64,
     pub period: Period,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct PricingConfig {
     /// Monthly base price of the plan.
@@ -420,7 +435,7 @@ pub struct PricingConfig {
     pub overage: BTreeMap<String, f64>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct PlanConfig {
     pub features: Vec<String>,
@@ -429,7 +444,7 @@ pub struct PlanConfig {
 }
 
 /// How much of a resource one request consumes.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum ConsumeConfig {
     Fixed(u64),
@@ -437,7 +452,7 @@ pub enum ConsumeConfig {
     FromHeader(String),
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct RouteConfig {
     pub path_prefix: String,
@@ -453,7 +468,7 @@ pub struct RouteConfig {
 }
 
 /// One role, or a list of which any admits.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum RequireRoleConfig {
     One(String),
@@ -469,7 +484,7 @@ impl RequireRoleConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum TenantStatus {
     #[default]
@@ -478,14 +493,14 @@ pub enum TenantStatus {
 }
 
 /// A tenant's upstream: the name of a pool in `[upstreams]`, or its own inline table.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum TenantUpstreamConfig {
     Named(String),
     Dedicated(UpstreamConfig),
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct BrandingConfig {
     pub logo: Option<String>,
@@ -493,7 +508,7 @@ pub struct BrandingConfig {
     pub secondary_color: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApiKeyConfig {
     /// Hex SHA-256 of the key; the key itself is never stored.
@@ -505,7 +520,7 @@ pub struct ApiKeyConfig {
 }
 
 /// `tenants/<id>.toml`.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TenantConfig {
     pub id: String,

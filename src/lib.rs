@@ -23,7 +23,6 @@ pub mod request_view;
 pub mod response;
 pub mod roles;
 pub mod snapshot;
-pub mod startup_config;
 pub mod tenant;
 pub mod tls;
 pub mod upstream;

@@ -51,11 +51,24 @@ enum Command {
         #[command(subcommand)]
         command: ApikeyCommand,
     },
+    /// Print the JSON Schema of a config file kind (for editors: taplo / Even Better TOML).
+    Schema {
+        #[arg(value_enum)]
+        file: SchemaFile,
+    },
     /// A small whoami-style upstream: answers every request with JSON of what it received.
     Echo {
         #[arg(long, short, default_value = "127.0.0.1:3000")]
         listen: SocketAddr,
     },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum SchemaFile {
+    /// gateway.toml
+    Gateway,
+    /// tenants/<id>.toml
+    Tenant,
 }
 
 #[derive(Subcommand)]
@@ -291,6 +304,23 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Schema { file } => {
+            use tenant_gateway::config::schema::{json_schema, SchemaKind};
+            let kind = match file {
+                SchemaFile::Gateway => SchemaKind::Gateway,
+                SchemaFile::Tenant => SchemaKind::Tenant,
+            };
+            match serde_json::to_string_pretty(&json_schema(kind)) {
+                Ok(text) => {
+                    println!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("schema: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Echo { listen } => {
             let rt = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

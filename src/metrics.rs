@@ -206,6 +206,7 @@ impl Metrics {
         registry.register(Box::new(quota_decisions.clone()))?;
         registry.register(Box::new(quota_backend_errors.clone()))?;
         registry.register(Box::new(quota_backend_duration.clone()))?;
+        register_process_metrics(registry)?;
         for result in ["success", "failure", "unchanged"] {
             config_reloads.with_label_values(&[result]);
         }
@@ -280,6 +281,26 @@ impl Metrics {
         }
         buf
     }
+}
+
+/// `process_*` (CPU seconds, resident memory, open and max fds, start time; the prometheus
+/// crate's collector, read from /proc at scrape time) and `gateway_build_info{version} 1`.
+fn register_process_metrics(registry: &Registry) -> prometheus::Result<()> {
+    #[cfg(target_os = "linux")]
+    registry.register(Box::new(
+        prometheus::process_collector::ProcessCollector::for_self(),
+    ))?;
+    let build_info = prometheus::IntGaugeVec::new(
+        Opts::new(
+            "gateway_build_info",
+            "Always 1; the label carries the version of the running binary",
+        ),
+        &["version"],
+    )?;
+    build_info
+        .with_label_values(&[env!("CARGO_PKG_VERSION")])
+        .set(1);
+    registry.register(Box::new(build_info))
 }
 
 impl TenantMetrics {

@@ -13,7 +13,6 @@ use tokio::sync::mpsc;
 use crate::config::{self, ConfigErrors};
 use crate::metrics::Metrics;
 use crate::snapshot::{Snapshot, SnapshotHolder};
-use crate::startup_config::StartupConfig;
 use crate::tls::CertStore;
 
 /// What asked for a reload.
@@ -40,14 +39,16 @@ impl ReloadTrigger {
         self != Self::File
     }
 }
+pub mod status;
+use status::ReloadStatus;
 
 /// What one reload attempt did.
 #[derive(Debug)]
 pub enum ReloadOutcome {
     Swapped {
         tenants: usize,
-        /// Start-only keys whose new value waits for a restart.
-        restart_required: Vec<&'static str>,
+        /// Start-only keys (leaf paths) whose new value waits for a restart.
+        restart_required: Vec<String>,
     },
     /// The files hash to the serving snapshot: nothing swapped.
     Unchanged,
@@ -65,8 +66,8 @@ pub struct Reloader {
     /// Certificates reload with the config on SIGHUP and the admin trigger (they also have
     /// their own file watch).
     certs: Option<Arc<CertStore>>,
-    /// The start-only keys as the process started.
-    startup: StartupConfig,
+    /// Outcome of the last attempts, for `GET /admin/v1/reload` and the console.
+    pub status: ReloadStatus,
 }
 
 impl Reloader {
@@ -76,14 +77,14 @@ impl Reloader {
         metrics: Metrics,
         certs: Option<Arc<CertStore>>,
     ) -> Self {
-        let startup = StartupConfig::of(&holder.load().config);
+        let status = ReloadStatus::new(&holder.load().config);
         Self {
             path,
+            status,
             holder,
             metrics,
             lock: Mutex::new(()),
             certs,
-            startup,
         }
     }
 
@@ -109,7 +110,7 @@ impl Reloader {
             Ok(None) => ReloadOutcome::Unchanged,
             Ok(Some(next)) => {
                 let tenants = next.hosts.len();
-                let restart_required = self.startup.changed_keys(&StartupConfig::of(&next.config));
+                let restart_required = self.status.restart_required_by(&next.config);
                 self.metrics.tenants.set(tenants as i64);
                 let previous = self.holder.swap(next);
                 let current = self.holder.load();
@@ -125,6 +126,8 @@ impl Reloader {
             }
             Err(e) => ReloadOutcome::Failed(e),
         };
+        self.status
+            .record(trigger.as_str(), &outcome, &self.holder.load().config);
         match &outcome {
             ReloadOutcome::Swapped {
                 tenants,
@@ -135,7 +138,7 @@ impl Reloader {
                     .config_restart_required
                     .set(i64::from(!restart_required.is_empty()));
                 for key in restart_required {
-                    tracing::warn!(trigger, key, "config key changed that only a restart applies; the running value stays until then");
+                    tracing::warn!(trigger, key = %key, "config key changed that only a restart applies; the running value stays until then");
                 }
                 self.metrics
                     .config_reloads

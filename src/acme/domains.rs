@@ -166,6 +166,17 @@ impl DomainRegistry {
     }
 
     /// Does a custom domain route now? (Lock-free: read per request.)
+    /// The TXT record to give the customer of `tenant` for `domain`, when the verification
+    /// secret is set: `{name, value, zone_line}`.
+    pub fn txt_record(&self, tenant: &str, domain: &str) -> Option<serde_json::Value> {
+        let secret = self.secret.as_ref()?;
+        Some(serde_json::json!({
+            "name": format!("{TXT_LABEL}.{domain}"),
+            "value": format!("{TXT_PREFIX}{}", verification_token(secret, tenant, domain)),
+            "zone_line": txt_record_line(secret, tenant, domain),
+        }))
+    }
+
     pub fn is_routable(&self, domain: &str) -> bool {
         self.routable.load().contains(domain)
     }

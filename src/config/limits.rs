@@ -7,12 +7,13 @@
 
 use std::time::Duration;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{ConfigError, QuotaLimitConfig};
 
 /// `[limits]`. Every default is the safe one; tests shorten the timeouts.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
     /// Request line + header fields (HTTP/1 bytes, or the decoded HTTP/2 list) → 431.
@@ -25,16 +26,20 @@ pub struct LimitsConfig {
     /// or from the first byte of a request on a reused connection; then the connection is
     /// closed (408 when nothing of a response was sent yet on HTTP/1).
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub request_header_timeout: Duration,
     /// Idle time allowed between requests of a keep-alive connection (HTTP/1 and HTTP/2).
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub keepalive_timeout: Duration,
     /// Longest gap between two reads of a request body; then the connection is closed and the
     /// upstream connection released.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub request_body_timeout: Duration,
     /// Longest time a write to the client may make no progress (nginx `send_timeout`).
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub response_send_timeout: Duration,
     /// Response bytes buffered per HTTP/2 stream for a client that does not read.
     pub h2_stream_send_buffer_bytes: usize,
@@ -46,6 +51,7 @@ pub struct LimitsConfig {
     /// ENHANCE_YOUR_CALM and the connection is closed.
     pub h2_reset_budget: u32,
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub h2_reset_window: Duration,
     /// Accept HTTP/2 with prior knowledge (h2c) on the plain listeners.
     pub h2c: bool,
@@ -76,7 +82,7 @@ impl Default for LimitsConfig {
 /// `[limits.per_client]`: requests per client, per tenant, counted in the quota engine before
 /// the tenant's plan quotas. A client is its verified credential when it presents one, else its
 /// address. Absent limits are unlimited.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct PerClientConfig {
     /// Per client address, for requests without a verified credential.

@@ -13,6 +13,7 @@ mod harness;
 mod hooks;
 mod hostile;
 mod isolation;
+mod operator;
 mod ops;
 mod postgres_harness;
 mod provision;

@@ -870,13 +870,13 @@ async fn start_only_key_change_is_reported_on_reload() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(
         body["restart_required"],
-        serde_json::json!(["quota"]),
+        serde_json::json!(["quota.timeout"]),
         "{body}"
     );
     assert_eq!(gw.metric("gateway_config_restart_required").await, 1.0);
     let logs = gw.logs();
     assert!(
-        logs.contains("only a restart applies") && logs.contains("\"key\":\"quota\""),
+        logs.contains("only a restart applies") && logs.contains("\"key\":\"quota.timeout\""),
         "{logs}"
     );
     // Requests keep being served by the running config.
