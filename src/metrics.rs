@@ -27,7 +27,6 @@ pub struct Metrics {
     pub certificate_expiry: prometheus::GaugeVec,
     pub certificates: IntGauge,
     pub quota_decisions: IntCounterVec,
-    pub quota_backend_errors: IntCounter,
     pub quota_backend_duration: Histogram,
     pub auth_failures: IntCounterVec,
     pub quota_usage_ratio: prometheus::GaugeVec,
@@ -141,10 +140,6 @@ impl Metrics {
             ),
             &["tenant", "resource", "decision"],
         )?;
-        let quota_backend_errors = IntCounter::new(
-            "gateway_quota_backend_errors_total",
-            "Quota backend errors and timeouts",
-        )?;
         let quota_backend_duration = Histogram::with_opts(
             HistogramOpts::new(
                 "gateway_quota_backend_duration_seconds",
@@ -197,7 +192,6 @@ impl Metrics {
         registry.register(Box::new(certificate_expiry.clone()))?;
         registry.register(Box::new(certificates.clone()))?;
         registry.register(Box::new(quota_decisions.clone()))?;
-        registry.register(Box::new(quota_backend_errors.clone()))?;
         registry.register(Box::new(quota_backend_duration.clone()))?;
         for result in ["success", "failure", "unchanged"] {
             config_reloads.with_label_values(&[result]);
@@ -215,7 +209,6 @@ impl Metrics {
             certificate_expiry,
             certificates,
             quota_decisions,
-            quota_backend_errors,
             quota_backend_duration,
             auth_failures,
             quota_usage_ratio,

@@ -33,6 +33,7 @@ pub use admission::Denied;
 use forwarding::{https_location, is_tls, Injection, X_REQUEST_ID};
 
 use crate::acme::AcmeManager;
+use crate::acme::ChallengeAnswer;
 use crate::auth::{authenticate, Credential};
 use crate::metrics::{Metrics, NO_TENANT};
 use crate::quota::{unix_now, QuotaEngine, RateLimitHeaders};
@@ -181,8 +182,12 @@ impl TenantProxy {
     ) -> pingora::Result<bool> {
         let token = session.req_header().uri.path()[ACME_CHALLENGE_PREFIX.len()..].to_string();
         let (status, body) = match acme.challenges.get(&token).await {
-            Some(key_auth) => (200, Bytes::from(key_auth)),
-            None => (404, Bytes::from_static(b"unknown challenge token\n")),
+            ChallengeAnswer::Found(key_auth) => (200, Bytes::from(key_auth)),
+            ChallengeAnswer::Unknown => (404, Bytes::from_static(b"unknown challenge token\n")),
+            ChallengeAnswer::Unavailable => (
+                503,
+                Bytes::from_static(b"challenge store unavailable, retry\n"),
+            ),
         };
         let mut resp = ResponseHeader::build(status, Some(2))?;
         resp.insert_header(http::header::CONTENT_TYPE, "text/plain")?;

@@ -3,6 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use super::{
     parse_socket_addr, ConfigError, ConsumeConfig, QuotaBackendKind, RawConfig,
@@ -96,6 +97,37 @@ pub fn validate(raw: &RawConfig) -> Vec<ConfigError> {
             main,
             "quota.timeout".into(),
             "must be greater than zero".into(),
+        );
+    }
+    if q.breaker_failures == 0 {
+        err(
+            main,
+            "quota.breaker_failures".into(),
+            "must be at least 1".into(),
+        );
+    }
+    if q.probe_interval < Duration::from_millis(10) || q.probe_interval > Duration::from_secs(60) {
+        err(
+            main,
+            "quota.probe_interval".into(),
+            "must be between 10ms and 60s".into(),
+        );
+    }
+    if !(q.fallback_share > 0.0 && q.fallback_share <= 1.0) {
+        err(
+            main,
+            "quota.fallback_share".into(),
+            format!(
+                "must be > 0 and <= 1 (e.g. 1 / expected nodes), not {}",
+                q.fallback_share
+            ),
+        );
+    }
+    if q.max_pending_keys == 0 {
+        err(
+            main,
+            "quota.max_pending_keys".into(),
+            "must be at least 1".into(),
         );
     }
     if q.backend == QuotaBackendKind::Redis {
@@ -225,12 +257,8 @@ pub fn validate(raw: &RawConfig) -> Vec<ConfigError> {
                     "resource names are letters, digits, '-' and '_'".into(),
                 );
             }
-            if lim.limit == 0 {
-                err(
-                    main,
-                    format!("plans.{name}.quotas.{res}.limit"),
-                    "must be at least 1".into(),
-                );
+            if let Err(why) = crate::quota::check_limit(lim.limit) {
+                err(main, format!("plans.{name}.quotas.{res}.limit"), why);
             }
         }
         if p.pricing.base < 0.0 || !p.pricing.base.is_finite() {
@@ -286,6 +314,15 @@ pub fn validate(raw: &RawConfig) -> Vec<ConfigError> {
             }
         }
         for (res, c) in &r.consumes {
+            if let ConsumeConfig::Fixed(n) = c {
+                if *n > crate::quota::MAX_QUOTA_VALUE {
+                    err(
+                        main,
+                        format!("routes[{i}].consumes.{res}"),
+                        format!("must be at most {}", crate::quota::MAX_QUOTA_VALUE),
+                    );
+                }
+            }
             if let ConsumeConfig::FromHeader(h) = c {
                 if h != CONSUME_FROM_CONTENT_LENGTH {
                     err(
@@ -425,12 +462,8 @@ pub fn validate(raw: &RawConfig) -> Vec<ConfigError> {
                     format!("no plan defines a quota for resource {res:?}"),
                 );
             }
-            if lim.limit == 0 {
-                err(
-                    file,
-                    format!("quotas.{res}.limit"),
-                    "must be at least 1".into(),
-                );
+            if let Err(why) = crate::quota::check_limit(lim.limit) {
+                err(file, format!("quotas.{res}.limit"), why);
             }
         }
         for (key, c) in [
