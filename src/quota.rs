@@ -320,7 +320,7 @@ impl QuotaEngine {
             }
         }
         let permit = match &self.resilience {
-            Some(r) => r.breaker.permit(&r.client),
+            Some(r) => r.breaker.permit(&r.client, || r.pending.is_settled()),
             None => Permit::Call,
         };
         if permit == Permit::Skip {
@@ -430,27 +430,32 @@ impl QuotaEngine {
     /// admitted without Redis, with a last write-back attempt at shutdown.
     pub async fn maintain_backend(&self, stop: impl std::future::Future<Output = ()>) {
         let Some(r) = &self.resilience else { return };
+        // A write-back pass is never cut off by `stop` (its batches would be lost): shutdown
+        // is looked at between passes, then one last pass runs.
         let write_back = async {
+            let mut stop = std::pin::pin!(stop);
             loop {
-                tokio::time::sleep(r.probe_interval).await;
+                tokio::select! {
+                    _ = &mut stop => break,
+                    _ = tokio::time::sleep(r.probe_interval) => {}
+                }
                 if r.client.is_up() && !r.pending.is_empty() {
                     log_write_back(r.pending.flush(&r.client, unix_now()).await);
                 }
             }
+            if r.client.is_up() && !r.pending.is_empty() {
+                let last = tokio::time::timeout(
+                    Duration::from_secs(2),
+                    r.pending.flush(&r.client, unix_now()),
+                );
+                if let Ok(report) = last.await {
+                    log_write_back(report);
+                }
+            }
         };
         tokio::select! {
-            _ = stop => {}
             _ = r.client.run_health_probe() => {}
             _ = write_back => {}
-        }
-        if r.client.is_up() && !r.pending.is_empty() {
-            let last = tokio::time::timeout(
-                Duration::from_secs(2),
-                r.pending.flush(&r.client, unix_now()),
-            );
-            if let Ok(report) = last.await {
-                log_write_back(report);
-            }
         }
     }
 

@@ -58,8 +58,10 @@ impl Breaker {
         self.state.load(Ordering::Acquire) == CLOSED
     }
 
-    /// Whether this decision may ask Redis.
-    pub fn permit(&self, client: &RedisClient) -> Permit {
+    /// Whether this decision may ask Redis. `settled` tells whether everything admitted without
+    /// Redis has been written back: only then may a trial close the breaker, so decisions
+    /// after the close see those admissions in Redis.
+    pub fn permit(&self, client: &RedisClient, settled: impl FnOnce() -> bool) -> Permit {
         match self.state.load(Ordering::Acquire) {
             CLOSED => {
                 if client.is_up() {
@@ -71,7 +73,8 @@ impl Breaker {
             }
             OPEN => {
                 let recovered = client.is_up()
-                    && client.last_ok_started_ms() > self.opened_at_ms.load(Ordering::Acquire);
+                    && client.last_ok_started_ms() > self.opened_at_ms.load(Ordering::Acquire)
+                    && settled();
                 if recovered
                     && self
                         .state
@@ -176,7 +179,7 @@ mod tests {
         let c = client();
         let b = breaker(3);
         for _ in 0..2 {
-            assert_eq!(b.permit(&c), Permit::Call);
+            assert_eq!(b.permit(&c, || true), Permit::Call);
             b.on_failure(Permit::Call, FailureKind::Timeout, &c);
         }
         // A success in between resets the run.
@@ -184,9 +187,9 @@ mod tests {
         for _ in 0..2 {
             b.on_failure(Permit::Call, FailureKind::Refused, &c);
         }
-        assert_eq!(b.permit(&c), Permit::Call);
+        assert_eq!(b.permit(&c, || true), Permit::Call);
         b.on_failure(Permit::Call, FailureKind::Refused, &c);
-        assert_eq!(b.permit(&c), Permit::Skip);
+        assert_eq!(b.permit(&c, || true), Permit::Skip);
         assert_eq!(b.gauge.get(), 1);
     }
 
@@ -197,23 +200,25 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(3)).await;
         b.on_failure(Permit::Call, FailureKind::Timeout, &c);
         // The probe's last success predates the opening: no trial yet.
-        assert_eq!(b.permit(&c), Permit::Skip);
+        assert_eq!(b.permit(&c, || true), Permit::Skip);
         tokio::time::sleep(Duration::from_millis(3)).await;
         c.mark_probe(true);
-        assert_eq!(b.permit(&c), Permit::Trial);
+        // Admissions without Redis not yet written back: no trial.
+        assert_eq!(b.permit(&c, || false), Permit::Skip);
+        assert_eq!(b.permit(&c, || true), Permit::Trial);
         assert_eq!(b.gauge.get(), 2);
         // Only one trial at a time.
-        assert_eq!(b.permit(&c), Permit::Skip);
+        assert_eq!(b.permit(&c, || true), Permit::Skip);
         // A failed trial re-opens until a newer probe.
         b.on_failure(Permit::Trial, FailureKind::ClusterDown, &c);
-        assert_eq!(b.permit(&c), Permit::Skip);
+        assert_eq!(b.permit(&c, || true), Permit::Skip);
         tokio::time::sleep(Duration::from_millis(3)).await;
         c.mark_probe(true);
-        assert_eq!(b.permit(&c), Permit::Trial);
+        assert_eq!(b.permit(&c, || true), Permit::Trial);
         assert!(b.on_success(Permit::Trial, &c));
         assert!(b.is_closed());
         assert_eq!(b.gauge.get(), 0);
-        assert_eq!(b.permit(&c), Permit::Call);
+        assert_eq!(b.permit(&c, || true), Permit::Call);
     }
 
     #[tokio::test]
@@ -221,7 +226,7 @@ mod tests {
         let c = client();
         let b = breaker(5);
         c.mark_probe(false);
-        assert_eq!(b.permit(&c), Permit::Skip);
+        assert_eq!(b.permit(&c, || true), Permit::Skip);
         assert!(!b.is_closed());
     }
 }

@@ -12,7 +12,7 @@
 //!   counted in `gateway_quota_pending_dropped_total` and logged (once a second at most).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use super::backend_metrics::QuotaBackendMetrics;
@@ -73,6 +73,8 @@ pub struct PendingDeltas {
     script: redis::Script,
     metrics: QuotaBackendMetrics,
     last_drop_log: AtomicU64,
+    /// A write-back pass is running (its batches are neither pending nor in Redis yet).
+    flushing: AtomicBool,
 }
 
 /// `tg:{tenant}:resource:label` → (tenant, resource).
@@ -104,6 +106,7 @@ impl PendingDeltas {
             script: redis::Script::new(WRITE_BACK),
             metrics,
             last_drop_log: AtomicU64::new(0),
+            flushing: AtomicBool::new(false),
         }
     }
 
@@ -151,6 +154,11 @@ impl PendingDeltas {
         p.fresh.is_empty() && p.retry.is_empty()
     }
 
+    /// Nothing pending and no write-back in flight: Redis holds every admission.
+    pub fn is_settled(&self) -> bool {
+        !self.flushing.load(Ordering::Acquire) && self.is_empty()
+    }
+
     /// Units waiting for write-back, per key (tests and the admin view).
     pub fn pending_units(&self) -> u64 {
         let p = self.lock();
@@ -161,6 +169,13 @@ impl PendingDeltas {
     /// Writes everything pending to Redis, one idempotent script call per key. Failed batches
     /// stay for the next pass, under the same id.
     pub async fn flush(&self, client: &RedisClient, now: u64) -> FlushReport {
+        self.flushing.store(true, Ordering::Release);
+        let report = self.flush_batches(client, now).await;
+        self.flushing.store(false, Ordering::Release);
+        report
+    }
+
+    async fn flush_batches(&self, client: &RedisClient, now: u64) -> FlushReport {
         let batches: Vec<Batch> = {
             let mut p = self.lock();
             let mut batches = std::mem::take(&mut p.retry);

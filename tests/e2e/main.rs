@@ -6,6 +6,7 @@
 mod acme;
 mod acme_harness;
 mod auth;
+mod failover;
 mod foundation;
 mod harness;
 mod ops;

@@ -46,6 +46,17 @@ impl RedisNode {
         Self::start_with(|_dir, _port| vec![]).await
     }
 
+    /// A standalone Redis that writes every command to its append-only file before answering,
+    /// so a SIGKILL and restart keep the counters (a durable production Redis).
+    pub async fn start_durable() -> RedisNode {
+        Self::start_with(|_dir, _port| {
+            ["--appendonly", "yes", "--appendfsync", "always"]
+                .map(String::from)
+                .to_vec()
+        })
+        .await
+    }
+
     /// A Redis on a free port with extra arguments (computed from its temp dir and port).
     async fn start_with(extra: impl Fn(&Path, u16) -> Vec<String>) -> RedisNode {
         for _attempt in 0..5 {
@@ -186,9 +197,18 @@ pub struct RedisCluster {
 }
 
 impl RedisCluster {
+    /// Three masters, no replicas.
     pub async fn start() -> RedisCluster {
-        let mut nodes = Vec::with_capacity(3);
-        for _ in 0..3 {
+        Self::start_with(0, 15_000).await
+    }
+
+    /// Three masters with `replicas` replicas each and the given `cluster-node-timeout` (a
+    /// small one makes failover fast: a replica is promoted about one timeout after its
+    /// master dies). `nodes[0..3]` are the masters.
+    pub async fn start_with(replicas: usize, node_timeout_ms: u64) -> RedisCluster {
+        let count = 3 * (1 + replicas);
+        let mut nodes = Vec::with_capacity(count);
+        for _ in 0..count {
             nodes.push(
                 RedisNode::start_with(|dir, port| {
                     vec![
@@ -198,6 +218,8 @@ impl RedisCluster {
                         dir.join(format!("nodes-{port}.conf"))
                             .to_string_lossy()
                             .into_owned(),
+                        "--cluster-node-timeout".into(),
+                        node_timeout_ms.to_string(),
                     ]
                 })
                 .await,
@@ -205,7 +227,8 @@ impl RedisCluster {
         }
         let mut args: Vec<String> = vec!["--cluster".into(), "create".into()];
         args.extend(nodes.iter().map(|n| format!("127.0.0.1:{}", n.port())));
-        args.extend(["--cluster-replicas", "0", "--cluster-yes"].map(String::from));
+        args.extend(["--cluster-replicas".to_string(), replicas.to_string()]);
+        args.push("--cluster-yes".into());
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let (ok, out) = redis_cli(&args).await;
         assert!(ok, "redis-cli --cluster create failed:\n{out}");
@@ -228,9 +251,66 @@ impl RedisCluster {
         cluster
     }
 
-    /// `redis://127.0.0.1:<port>` of every master (the gateway's `redis_cluster_urls`).
+    /// `redis://127.0.0.1:<port>` of every node (the gateway's `redis_cluster_urls`).
     pub fn urls(&self) -> Vec<String> {
         self.nodes.iter().map(RedisNode::url).collect()
+    }
+
+    /// Index (into `nodes`) of the master that serves `key` now, per `CLUSTER NODES` of a
+    /// live node (a master flagged `fail` does not count).
+    pub async fn master_of(&self, key: &str) -> usize {
+        let slot = self.keyslot(key).await;
+        for node in self.nodes.iter().filter(|n| n.child.is_some()) {
+            let port = node.port().to_string();
+            let (ok, out) = redis_cli(&["-p", &port, "cluster", "nodes"]).await;
+            if !ok {
+                continue;
+            }
+            for line in out.lines() {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                if fields.len() < 9 {
+                    continue;
+                }
+                let flags = fields[2];
+                if !flags.split(',').any(|f| f == "master") || flags.contains("fail") {
+                    continue;
+                }
+                let owns = fields[8..].iter().any(|range| {
+                    let (lo, hi) = range.split_once('-').unwrap_or((range, range));
+                    matches!((lo.parse::<u16>(), hi.parse::<u16>()), (Ok(lo), Ok(hi)) if (lo..=hi).contains(&slot))
+                });
+                let node_port = fields[1]
+                    .split('@')
+                    .next()
+                    .and_then(|a| a.rsplit_once(':'))
+                    .and_then(|(_, p)| p.parse::<u16>().ok());
+                if let (true, Some(p)) = (owns, node_port) {
+                    if let Some(idx) = self.nodes.iter().position(|n| n.port() == p) {
+                        return idx;
+                    }
+                }
+            }
+        }
+        panic!("no live node knows a healthy master of slot {slot} ({key})");
+    }
+
+    /// Waits until every live node reports `cluster_state:ok` (after a failover).
+    pub async fn wait_ok(&self, within: Duration) {
+        let deadline = Instant::now() + within;
+        for node in self.nodes.iter().filter(|n| n.child.is_some()) {
+            let port = node.port().to_string();
+            loop {
+                let (_, info) = redis_cli(&["-p", &port, "cluster", "info"]).await;
+                if info.contains("cluster_state:ok") {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "cluster node {port} not ok within {within:?}:\n{info}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
     }
 
     /// `GET key` through the cluster (`redis-cli -c` follows MOVED).
@@ -289,6 +369,8 @@ pub struct QuotaSettings {
     pub on_backend_error: &'static str,
     /// Humantime, e.g. `"25ms"`.
     pub timeout: &'static str,
+    /// More `[quota]` lines (`fallback_share = 0.5`, …).
+    pub lines: Vec<String>,
 }
 
 impl QuotaSettings {
@@ -297,7 +379,14 @@ impl QuotaSettings {
             store,
             on_backend_error: "allow",
             timeout: "25ms",
+            lines: Vec::new(),
         }
+    }
+
+    /// One more `[quota]` line.
+    pub fn line(mut self, line: &str) -> Self {
+        self.lines.push(line.to_string());
+        self
     }
 
     pub fn on_backend_error(mut self, policy: &'static str) -> Self {
@@ -310,7 +399,7 @@ impl QuotaSettings {
         self
     }
 
-    fn to_toml(&self) -> String {
+    pub fn to_toml(&self) -> String {
         let quote = |urls: &[String]| {
             let q: Vec<String> = urls.iter().map(|u| format!("\"{u}\"")).collect();
             format!("[{}]", q.join(", "))
@@ -325,8 +414,13 @@ impl QuotaSettings {
                 )
             }
         };
+        let mut extra = String::new();
+        for l in &self.lines {
+            extra.push_str(l);
+            extra.push('\n');
+        }
         format!(
-            "[quota]\n{backend}on_backend_error = \"{}\"\ntimeout = \"{}\"\n",
+            "[quota]\n{backend}on_backend_error = \"{}\"\ntimeout = \"{}\"\n{extra}",
             self.on_backend_error, self.timeout
         )
     }
@@ -435,6 +529,23 @@ pub async fn wait_backend_connected(gw: &Gateway) {
 
 // ---------------------------------------------------------------------------------------------
 // Requests
+
+/// Sum of every sample of a metric family (all label values).
+pub fn family_sum(text: &str, family: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| {
+            l.strip_prefix(family)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+        .filter_map(|l| l.rsplit_once(' ')?.1.trim().parse::<f64>().ok())
+        .sum()
+}
+
+/// `gateway_quota_backend_errors_total`, all kinds.
+pub async fn backend_errors(gw: &Gateway) -> f64 {
+    family_sum(&gw.metrics().await, "gateway_quota_backend_errors_total")
+}
 
 /// Host of a tenant on the test base domain.
 pub fn host(tenant: &str) -> String {
