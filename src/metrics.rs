@@ -146,7 +146,8 @@ impl Metrics {
                 "Duration of one quota backend decision",
             )
             .buckets(vec![
-                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5,
+                1.0,
             ]),
         )?;
         let auth_failures = IntCounterVec::new(

@@ -58,8 +58,11 @@ impl RedisQuotaStore {
     }
 }
 
-/// Tolerated clock difference between a gateway node and Redis for decision deadlines.
-const CLOCK_SKEW_ALLOWANCE_MS: u64 = 250;
+/// Tolerated clock difference between a gateway node and Redis for decision deadlines. A script
+/// that runs after the gateway gave up but within this allowance still counts (an over-count of
+/// at most the timed-out decisions; never an under-count), so it is kept small: NTP keeps
+/// nodes within a few ms of each other.
+const CLOCK_SKEW_ALLOWANCE_MS: u64 = 50;
 
 fn unix_millis() -> u64 {
     std::time::SystemTime::now()

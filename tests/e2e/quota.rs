@@ -11,8 +11,9 @@ use serde_json::Value;
 
 use crate::harness::{eventually, find_sample, raw_http, Echo, Gateway, TenantToml};
 use crate::quota_harness::{
-    admin_json, backend_errors, billing, family_sum, clear_of_hour_boundary, get, host, next_second, post, start_gateway,
-    unix_now_f64, usage, used, QuotaSettings, RedisCluster, RedisNode, Reply, Store,
+    admin_json, backend_errors, billing, clear_of_hour_boundary, family_sum, get, host,
+    next_second, post, start_gateway, unix_now_f64, usage, used, QuotaSettings, RedisCluster,
+    RedisNode, Reply, Store,
 };
 
 /// Limit of the `exact` plan (requests an hour) and how many requests the load sends.
@@ -719,7 +720,11 @@ async fn redis_outage(outage: Outage) {
             );
         }
         Outage::Freeze => {
-            assert_eq!(open_used, 3 + 20, "allow: 3 before the freeze + 20 written back");
+            assert_eq!(
+                open_used,
+                3 + 20,
+                "allow: 3 before the freeze + 20 written back"
+            );
             // The counters survived at 3; requests answered 503 during the freeze must not
             // have consumed anything, so 2 are left.
             assert_eq!(
