@@ -645,4 +645,60 @@ mod tests {
         assert_eq!(engine.read(&["tg:{t}:r:x".into()]).await.unwrap(), vec![2]);
         assert!(engine.over_limit.get("tg:{t}:r:x").is_some());
     }
+
+    /// An engine on a Redis that is never reachable: the breaker opens on the first decision
+    /// (the probe never succeeded) and every decision follows the policy at once.
+    fn unreachable_redis(policy: OnBackendError, share: f64) -> Arc<QuotaEngine> {
+        let registry = prometheus::Registry::new();
+        let metrics = Metrics::register(&registry).unwrap();
+        let cfg = QuotaConfig {
+            backend: QuotaBackendKind::Redis,
+            redis_url: "redis://127.0.0.1:1".into(),
+            on_backend_error: policy,
+            fallback_share: share,
+            ..QuotaConfig::default()
+        };
+        QuotaEngine::new(&cfg, metrics)
+    }
+
+    #[tokio::test]
+    async fn without_redis_each_policy_decides_at_once_and_keeps_admissions_for_write_back() {
+        let now = unix_now();
+        let d = [demand_at("tg:{t}:r:x", 1, 10, now)];
+        let req = Request {
+            tenant: "t",
+            resources: &["r"],
+            demands: &d,
+            quota_index: &[0],
+            handles: None,
+        };
+        for (policy, share, admitted) in [
+            (OnBackendError::Allow, 1.0, 20),
+            (OnBackendError::Local, 0.5, 5),
+            (OnBackendError::Local, 1.0, 10),
+            (OnBackendError::Deny, 1.0, 0),
+        ] {
+            let engine = unreachable_redis(policy, share);
+            let started = Instant::now();
+            let mut n = 0;
+            for _ in 0..20 {
+                match engine.decide(&req, now).await {
+                    Verdict::Allowed { .. } => n += 1,
+                    Verdict::Rejected { resource, .. } => {
+                        assert_eq!((policy, resource), (OnBackendError::Local, 0))
+                    }
+                    Verdict::Unavailable => assert_eq!(policy, OnBackendError::Deny),
+                }
+            }
+            assert!(
+                started.elapsed() < Duration::from_millis(20),
+                "{policy:?}: 20 decisions took {:?}",
+                started.elapsed()
+            );
+            assert_eq!(n, admitted, "{policy:?} share {share}");
+            assert_eq!(engine.pending_units(), admitted, "{policy:?} pending");
+            let r = engine.resilience.as_ref().unwrap();
+            assert!(!r.breaker.is_closed(), "{policy:?}: breaker open");
+        }
+    }
 }
