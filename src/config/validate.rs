@@ -576,3 +576,67 @@ fn is_valid_name(s: &str) -> bool {
 fn is_hex_color(s: &str) -> bool {
     s.len() == 7 && s.starts_with('#') && s.bytes().skip(1).all(|b| b.is_ascii_hexdigit())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{parse_toml, GatewayConfig, TenantFile};
+
+    fn errors(gateway: &str, tenant: Option<&str>) -> Vec<ConfigError> {
+        let gateway: GatewayConfig = parse_toml("gateway.toml", gateway).expect("parses");
+        let tenants = tenant
+            .map(|t| TenantFile {
+                file: "tenants/t.toml".into(),
+                tenant: parse_toml("tenants/t.toml", t).expect("tenant parses"),
+            })
+            .into_iter()
+            .collect();
+        validate(&RawConfig {
+            dir: ".".into(),
+            main_file: "gateway.toml".into(),
+            gateway,
+            tenants,
+            content_hash: 0,
+        })
+    }
+
+    const PLAN: &str = "[plans.p]\nquotas.requests = { limit = 10, period = \"hour\" }\n";
+
+    #[test]
+    fn quota_failure_settings_are_range_checked_by_key() {
+        for (line, key) in [
+            ("fallback_share = 0.0", "quota.fallback_share"),
+            ("fallback_share = 1.5", "quota.fallback_share"),
+            ("fallback_share = nan", "quota.fallback_share"),
+            ("breaker_failures = 0", "quota.breaker_failures"),
+            ("probe_interval = \"1ms\"", "quota.probe_interval"),
+            ("probe_interval = \"2m\"", "quota.probe_interval"),
+            ("max_pending_keys = 0", "quota.max_pending_keys"),
+        ] {
+            let errs = errors(&format!("[quota]\n{line}\n{PLAN}"), None);
+            assert!(errs.iter().any(|e| e.key == key), "{line}: {errs:?}");
+        }
+        let ok = errors(
+            &format!("[quota]\non_backend_error = \"local\"\nfallback_share = 0.5\n{PLAN}"),
+            None,
+        );
+        assert!(ok.is_empty(), "{ok:?}");
+    }
+
+    #[test]
+    fn limits_and_amounts_beyond_what_the_stores_hold_name_the_key() {
+        let too_big = crate::quota::MAX_QUOTA_VALUE + 1;
+        let errs = errors(
+            &format!("[plans.p]\nquotas.requests = {{ limit = {too_big}, period = \"hour\" }}\n[[routes]]\npath_prefix = \"/x\"\nconsumes = {{ requests = {too_big} }}\n"),
+            Some(&format!("id = \"t\"\nplan = \"p\"\nupstream = \"s\"\n[quotas]\nrequests = {{ limit = {}, period = \"day\" }}\n", i64::MAX)),
+        );
+        let keys: Vec<&str> = errs.iter().map(|e| e.key.as_str()).collect();
+        for key in [
+            "plans.p.quotas.requests.limit",
+            "routes[0].consumes.requests",
+            "quotas.requests.limit",
+        ] {
+            assert!(keys.contains(&key), "{key} not in {errs:?}");
+        }
+    }
+}
