@@ -338,6 +338,10 @@ impl QuotaEngine {
                 let kind = e.kind();
                 self.backend_metrics.error(kind);
                 if let Some(r) = &self.resilience {
+                    if permit == Permit::Trial {
+                        // The probe says Redis is back, yet this key's node did not answer.
+                        r.client.check_route_of(&req.demands[0].key);
+                    }
                     r.breaker.on_failure(permit, kind, &r.client);
                 }
                 self.log_backend_error(req, &e);
@@ -439,8 +443,17 @@ impl QuotaEngine {
                     _ = &mut stop => break,
                     _ = tokio::time::sleep(r.probe_interval) => {}
                 }
-                if r.client.is_up() && !r.pending.is_empty() {
-                    log_write_back(r.pending.flush(&r.client, unix_now()).await);
+                // Drain: passes back to back while admissions keep arriving, so a moment with
+                // nothing pending (when the breaker may close) comes soon after Redis returns.
+                let mut passes = 0;
+                while r.client.is_up() && !r.pending.is_empty() && passes < 20 {
+                    let report = r.pending.flush(&r.client, unix_now()).await;
+                    let failed = report.failed > 0;
+                    log_write_back(report);
+                    if failed {
+                        break;
+                    }
+                    passes += 1;
                 }
             }
             if r.client.is_up() && !r.pending.is_empty() {

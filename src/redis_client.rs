@@ -64,6 +64,11 @@ pub struct RedisClient {
     down_since_ms: AtomicU64,
     epoch: Instant,
     up_gauge: IntGauge,
+    /// A key whose calls failed while the probe's PING succeeds (a cluster slot whose master
+    /// moved): the probe reads it once under the long background deadline, which gives the
+    /// cluster client time to follow the failure, refresh its slot map and reach the new
+    /// master — request-path calls are cut off by their short deadline before that.
+    route_check: std::sync::Mutex<Option<String>>,
 }
 
 impl RedisClient {
@@ -96,6 +101,7 @@ impl RedisClient {
             down_since_ms: AtomicU64::new(0),
             epoch: Instant::now(),
             up_gauge,
+            route_check: std::sync::Mutex::new(None),
         }
     }
 
@@ -117,6 +123,15 @@ impl RedisClient {
     /// Start time ([`Self::now_ms`] clock) of the newest successful health probe; 0 if none.
     pub fn last_ok_started_ms(&self) -> u64 {
         self.last_ok_started_ms.load(Ordering::Acquire)
+    }
+
+    /// Asks the health probe to reach `key`'s node under the background deadline at its next
+    /// round (see `route_check`). For callers whose calls fail while the probe's PING succeeds.
+    pub fn check_route_of(&self, key: &str) {
+        let mut slot = self.route_check.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_none() {
+            *slot = Some(key.to_string());
+        }
     }
 
     /// Runs one command under `deadline`.
@@ -206,6 +221,17 @@ impl RedisClient {
         let mut logged_connect_failure = false;
         loop {
             let started = self.now_ms();
+            let route = self
+                .route_check
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take();
+            if let Some(key) = route {
+                let read: Result<redis::Value, _> = self
+                    .query(redis::cmd("EXISTS").arg(&key), BACKGROUND_DEADLINE)
+                    .await;
+                tracing::debug!(key, ok = read.is_ok(), "redis route check");
+            }
             let ok = match self.conn.load_full() {
                 None => match tokio::time::timeout(self.probe_deadline(), self.connect()).await {
                     Ok(Ok(c)) => {

@@ -58,9 +58,9 @@ impl Breaker {
         self.state.load(Ordering::Acquire) == CLOSED
     }
 
-    /// Whether this decision may ask Redis. `settled` tells whether everything admitted without
-    /// Redis has been written back: only then may a trial close the breaker, so decisions
-    /// after the close see those admissions in Redis.
+    /// Whether this decision may ask Redis. `settled()` tells whether everything admitted
+    /// without Redis has been written back: only then may a trial close the breaker, so
+    /// decisions after the close see those admissions in Redis.
     pub fn permit(&self, client: &RedisClient, settled: impl FnOnce() -> bool) -> Permit {
         match self.state.load(Ordering::Acquire) {
             CLOSED => {

@@ -233,6 +233,27 @@ impl RedisCluster {
         let (ok, out) = redis_cli(&args).await;
         assert!(ok, "redis-cli --cluster create failed:\n{out}");
         let cluster = RedisCluster { nodes };
+        // Replicas must have synced with their masters, or a failover cannot promote them.
+        let deadline = Instant::now() + REDIS_START;
+        loop {
+            let mut synced = 0;
+            for node in &cluster.nodes {
+                let port = node.port().to_string();
+                let (_, info) = redis_cli(&["-p", &port, "info", "replication"]).await;
+                if info.contains("role:slave") && info.contains("master_link_status:up") {
+                    synced += 1;
+                }
+            }
+            if synced == 3 * replicas {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "only {synced} of {} replicas synced within {REDIS_START:?}",
+                3 * replicas
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         for node in &cluster.nodes {
             let port = node.port().to_string();
             let deadline = Instant::now() + REDIS_START;
