@@ -13,5 +13,6 @@ mod ops;
 mod provision;
 mod quota;
 mod quota_harness;
+mod redis_cluster_harness;
 mod tls;
 mod tls_harness;
