@@ -17,6 +17,7 @@ use tenant_gateway::config::{Period, QuotaBackendKind, QuotaConfig};
 use tenant_gateway::quota::{
     unix_now, window_key, Demand, LocalQuotaStore, QuotaStore, RedisQuotaStore, Window,
 };
+use tenant_gateway::redis_client::{RedisClient, RedisTarget};
 
 const CALLERS: usize = 64;
 
@@ -129,10 +130,21 @@ fn main() {
             timeout: Duration::from_secs(2),
             ..QuotaConfig::default()
         };
-        let store = Arc::new(RedisQuotaStore::new(&cfg));
-        store
-            .connect_until_ready(Box::pin(std::future::pending::<()>()))
-            .await;
+        let client = Arc::new(RedisClient::unregistered(RedisTarget {
+            urls: vec![cfg.redis_url.clone()],
+            cluster: false,
+            request_deadline: cfg.timeout,
+            probe_interval: cfg.probe_interval,
+        }));
+        // The health probe connects the client and keeps it marked up.
+        tokio::spawn({
+            let client = client.clone();
+            async move { client.run_health_probe().await }
+        });
+        while !client.is_up() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let store = Arc::new(RedisQuotaStore::new(client));
 
         let naive_conn = redis::Client::open(url.as_str())
             .expect("client")

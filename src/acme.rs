@@ -12,6 +12,8 @@ mod challenge;
 mod client;
 pub mod domains;
 
+pub use challenge::ChallengeAnswer;
+
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
@@ -30,7 +32,8 @@ use domains::DomainRegistry;
 
 use crate::config::AcmeConfig;
 use crate::metrics::Metrics;
-use crate::quota::{unix_now, RedisQuotaStore};
+use crate::quota::unix_now;
+use crate::redis_client::{RedisClient, BACKGROUND_DEADLINE};
 use crate::snapshot::SnapshotHolder;
 use crate::tls::{CertEntry, CertStore};
 
@@ -70,7 +73,7 @@ pub struct AcmeManager {
     certs: Arc<CertStore>,
     pub challenges: Arc<Http01Store>,
     pub domains: Arc<DomainRegistry>,
-    redis: Option<Arc<RedisQuotaStore>>,
+    redis: Option<Arc<RedisClient>>,
     metrics: Metrics,
     /// The account, created or restored on first use; dropped when the CA forgets it.
     client: tokio::sync::Mutex<Option<Arc<AcmeClient>>>,
@@ -105,7 +108,7 @@ impl AcmeManager {
         config_dir: PathBuf,
         snapshots: Arc<SnapshotHolder>,
         certs: Arc<CertStore>,
-        redis: Option<Arc<RedisQuotaStore>>,
+        redis: Option<Arc<RedisClient>>,
         metrics: Metrics,
     ) -> Arc<Self> {
         let secret = std::env::var(&cfg.verification_secret_env)
@@ -368,7 +371,10 @@ impl AcmeManager {
     async fn adopt_shared(&self, name: &str) -> bool {
         let Some(r) = &self.redis else { return false };
         let Ok(Some(json)) = r
-            .query::<Option<String>>(redis::cmd("GET").arg(redis_cert_key(name)))
+            .query::<Option<String>>(
+                redis::cmd("GET").arg(redis_cert_key(name)),
+                BACKGROUND_DEADLINE,
+            )
             .await
         else {
             return false;
@@ -414,7 +420,10 @@ impl AcmeManager {
             return;
         };
         if let Err(e) = r
-            .query::<()>(redis::cmd("SET").arg(redis_cert_key(name)).arg(json))
+            .query::<()>(
+                redis::cmd("SET").arg(redis_cert_key(name)).arg(json),
+                BACKGROUND_DEADLINE,
+            )
             .await
         {
             tracing::warn!(name, error = %e, "cannot publish certificate to Redis; other nodes will order their own");
@@ -430,7 +439,7 @@ impl AcmeManager {
             .arg("PX")
             .arg(LOCK_LEASE_MS)
             .clone();
-        match r.query::<Option<String>>(&cmd).await {
+        match r.query::<Option<String>>(&cmd, BACKGROUND_DEADLINE).await {
             Ok(Some(_)) => true,
             Ok(None) => false,
             Err(e) => {
@@ -452,7 +461,7 @@ impl AcmeManager {
                 tokio::time::sleep(Duration::from_millis(LOCK_LEASE_MS / 3)).await;
                 let mut inv = script.prepare_invoke();
                 inv.key(&key).arg(&node).arg(LOCK_LEASE_MS);
-                let _ = r.invoke::<i64>(&inv).await;
+                let _ = r.invoke::<i64>(&inv, BACKGROUND_DEADLINE).await;
             }
         }))
     }
@@ -462,7 +471,7 @@ impl AcmeManager {
         let script = redis::Script::new(RELEASE_LOCK);
         let mut inv = script.prepare_invoke();
         inv.key(redis_lock_key(name)).arg(&self.node_id);
-        let _ = r.invoke::<i64>(&inv).await;
+        let _ = r.invoke::<i64>(&inv, BACKGROUND_DEADLINE).await;
     }
 }
 

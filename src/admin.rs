@@ -468,6 +468,11 @@ impl AdminApp {
                         return error(StatusCode::BAD_REQUEST, "INVALID_JSON", &e.to_string())
                     }
                 };
+                if let Some(why) = crate::quota::first_bad_limit(
+                    new.quotas.iter().map(|(r, q)| (r.as_str(), q.limit)),
+                ) {
+                    return error(StatusCode::BAD_REQUEST, "INVALID_QUOTA", &why);
+                }
                 let id = new.id.clone();
                 self.provision(
                     move |cfg| provision::create(cfg, new),
@@ -485,6 +490,15 @@ impl AdminApp {
                 };
                 if patch.is_empty() {
                     return error(StatusCode::BAD_REQUEST, "EMPTY_PATCH", "nothing to change");
+                }
+                if let Some(why) = crate::quota::first_bad_limit(
+                    patch
+                        .quotas
+                        .iter()
+                        .flatten()
+                        .filter_map(|(r, q)| q.as_ref().map(|q| (r.as_str(), q.limit))),
+                ) {
+                    return error(StatusCode::BAD_REQUEST, "INVALID_QUOTA", &why);
                 }
                 let id = id.to_string();
                 let id2 = id.clone();

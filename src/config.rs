@@ -339,8 +339,13 @@ pub enum QuotaBackendKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum OnBackendError {
+    /// Admit (counted locally and written back to Redis when it returns).
     Allow,
+    /// 503 `QUOTA_BACKEND_UNAVAILABLE`.
     Deny,
+    /// Enforce against an in-process counter: this node's `fallback_share` of the room it last
+    /// saw in Redis (admissions written back when Redis returns).
+    Local,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
@@ -354,6 +359,18 @@ pub struct QuotaConfig {
     #[serde(with = "humantime_serde")]
     #[schemars(with = "String")]
     pub timeout: Duration,
+    /// Consecutive failed decisions (errors or timeouts) that open the circuit breaker.
+    pub breaker_failures: u32,
+    /// How often the Redis health probe pings (it closes the breaker and reconnects).
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub probe_interval: Duration,
+    /// With `on_backend_error = "local"`: the share (0 < s <= 1) of a key's remaining room this
+    /// node may admit while Redis is unavailable; `1 / expected_nodes` bounds the total.
+    pub fallback_share: f64,
+    /// Most distinct counter keys whose admissions-without-Redis wait for write-back; beyond
+    /// it, new ones are dropped (counted in `gateway_quota_pending_dropped_total`).
+    pub max_pending_keys: usize,
 }
 
 impl Default for QuotaConfig {
@@ -364,6 +381,10 @@ impl Default for QuotaConfig {
             redis_cluster_urls: vec![],
             on_backend_error: OnBackendError::Allow,
             timeout: Duration::from_millis(25),
+            breaker_failures: 3,
+            probe_interval: Duration::from_millis(250),
+            fallback_share: 1.0,
+            max_pending_keys: 100_000,
         }
     }
 }

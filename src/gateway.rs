@@ -86,7 +86,7 @@ pub fn run(config_path: &Path, opts: RunOptions) -> Result<(), StartError> {
             raw.dir.clone(),
             holder.clone(),
             certs.clone(),
-            quota.redis_arc(),
+            quota.redis_client(),
             metrics.clone(),
         )
     });
@@ -214,7 +214,7 @@ pub fn run(config_path: &Path, opts: RunOptions) -> Result<(), StartError> {
     if let Some(manager) = acme {
         server.add_service(background_service("acme", AcmeService { manager }));
     }
-    if quota.backend.redis().is_some() {
+    if quota.redis_client().is_some() {
         server.add_service(background_service(
             "quota backend",
             QuotaConnector {
@@ -285,7 +285,7 @@ fn loopback_for(a: SocketAddr) -> SocketAddr {
     }
 }
 
-/// Establishes the first Redis connection of the quota backend, retrying until shutdown.
+/// The Redis client's health probe and the quota write-back, until shutdown.
 struct QuotaConnector {
     quota: Arc<QuotaEngine>,
 }
@@ -293,12 +293,11 @@ struct QuotaConnector {
 #[async_trait]
 impl BackgroundService for QuotaConnector {
     async fn start(&self, mut shutdown: ShutdownWatch) {
-        if let Some(redis) = self.quota.redis_arc() {
-            let stop = Box::pin(async move {
+        self.quota
+            .maintain_backend(async move {
                 let _ = shutdown.changed().await;
-            });
-            redis.connect_until_ready(stop).await;
-        }
+            })
+            .await;
     }
 }
 

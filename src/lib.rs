@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod provision;
 pub mod proxy;
 pub mod quota;
+pub mod redis_client;
 pub mod reload;
 pub mod request_id;
 pub mod request_view;

@@ -29,7 +29,6 @@ pub struct Metrics {
     pub certificate_expiry: prometheus::GaugeVec,
     pub certificates: IntGauge,
     pub quota_decisions: IntCounterVec,
-    pub quota_backend_errors: IntCounter,
     pub quota_backend_duration: Histogram,
     pub auth_failures: IntCounterVec,
     pub quota_usage_ratio: prometheus::GaugeVec,
@@ -147,17 +146,14 @@ impl Metrics {
             ),
             &["tenant", "resource", "decision"],
         )?;
-        let quota_backend_errors = IntCounter::new(
-            "gateway_quota_backend_errors_total",
-            "Quota backend errors and timeouts",
-        )?;
         let quota_backend_duration = Histogram::with_opts(
             HistogramOpts::new(
                 "gateway_quota_backend_duration_seconds",
                 "Duration of one quota backend decision",
             )
             .buckets(vec![
-                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5,
+                1.0,
             ]),
         )?;
         let auth_failures = IntCounterVec::new(
@@ -204,7 +200,6 @@ impl Metrics {
         registry.register(Box::new(certificate_expiry.clone()))?;
         registry.register(Box::new(certificates.clone()))?;
         registry.register(Box::new(quota_decisions.clone()))?;
-        registry.register(Box::new(quota_backend_errors.clone()))?;
         registry.register(Box::new(quota_backend_duration.clone()))?;
         register_process_metrics(registry)?;
         for result in ["success", "failure", "unchanged"] {
@@ -224,7 +219,6 @@ impl Metrics {
             certificate_expiry,
             certificates,
             quota_decisions,
-            quota_backend_errors,
             quota_backend_duration,
             auth_failures,
             quota_usage_ratio,

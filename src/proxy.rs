@@ -36,6 +36,7 @@ use forwarding::{
 };
 
 use crate::acme::AcmeManager;
+use crate::acme::ChallengeAnswer;
 use crate::admission::{admit, AdmissionInput, AllDomainsRoutable, Denied, DomainGate};
 use crate::auth::{authenticate, Credential, StripCredentials};
 use crate::metrics::{Metrics, NO_TENANT};
@@ -305,8 +306,12 @@ impl TenantProxy {
         token: String,
     ) -> pingora::Result<bool> {
         let (status, body) = match acme.challenges.get(&token).await {
-            Some(key_auth) => (200, Bytes::from(key_auth)),
-            None => (404, Bytes::from_static(b"unknown challenge token\n")),
+            ChallengeAnswer::Found(key_auth) => (200, Bytes::from(key_auth)),
+            ChallengeAnswer::Unknown => (404, Bytes::from_static(b"unknown challenge token\n")),
+            ChallengeAnswer::Unavailable => (
+                503,
+                Bytes::from_static(b"challenge store unavailable, retry\n"),
+            ),
         };
         let mut resp = ResponseHeader::build(status, Some(2))?;
         resp.insert_header(http::header::CONTENT_TYPE, "text/plain")?;

@@ -6,20 +6,54 @@
 //! have room, all are incremented, in ONE atomic step of the backend. Rejected requests consume
 //! nothing.
 
+mod backend_metrics;
+mod breaker;
+mod fallback;
 mod local;
+mod reconcile;
 mod redis_store;
 pub mod window;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub use backend_metrics::QuotaBackendMetrics;
+pub use breaker::{Breaker, Permit};
+pub use fallback::LocalFallback;
 pub use local::LocalQuotaStore;
+pub use reconcile::{FlushReport, PendingDeltas};
 pub use redis_store::RedisQuotaStore;
 pub use window::Window;
 
 use crate::config::{OnBackendError, Period, QuotaBackendKind, QuotaConfig};
 use crate::metrics::{Decision, Metrics, QuotaHandles};
+use crate::redis_client::{FailureKind, RedisCallError, RedisClient, RedisTarget};
 use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Largest quota limit or fixed amount the stores hold exactly: Redis counters are 64-bit, but
+/// the decision script compares in Lua numbers (doubles), exact up to 2^53 - 1.
+pub const MAX_QUOTA_VALUE: u64 = (1 << 53) - 1;
+
+/// Why a configured limit cannot be enforced exactly, if it cannot.
+pub fn check_limit(limit: u64) -> Result<(), String> {
+    match limit {
+        0 => Err("must be at least 1".into()),
+        l if l > MAX_QUOTA_VALUE => Err(format!(
+            "must be at most {MAX_QUOTA_VALUE} (what the quota stores hold exactly), not {l}"
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The first `(resource, limit)` that [`check_limit`] refuses, as `quotas.<resource>.limit: why`
+/// (admin API bodies are refused with 400 naming the key before anything is written).
+pub fn first_bad_limit<'a>(limits: impl IntoIterator<Item = (&'a str, u64)>) -> Option<String> {
+    limits.into_iter().find_map(|(resource, limit)| {
+        check_limit(limit)
+            .err()
+            .map(|why| format!("quotas.{resource}.limit: {why}"))
+    })
+}
 
 /// The resource every request consumes one unit of, when the plan defines it.
 pub const REQUESTS_RESOURCE: &str = "requests";
@@ -66,16 +100,22 @@ pub struct Outcome {
 /// Why a backend could not decide.
 #[derive(Debug, thiserror::Error)]
 pub enum QuotaError {
-    #[error("quota backend timed out after {0:?}")]
-    Timeout(Duration),
-    #[error("quota backend not connected")]
-    NotConnected,
-    #[error("redis: {0}")]
-    Redis(#[from] redis::RedisError),
+    #[error(transparent)]
+    Backend(#[from] RedisCallError),
     #[error("decision arrived after its deadline; nothing was counted")]
     Expired,
     #[error("unexpected reply from quota backend: {0}")]
     Protocol(&'static str),
+}
+
+impl QuotaError {
+    pub fn kind(&self) -> FailureKind {
+        match self {
+            QuotaError::Backend(e) => e.kind(),
+            QuotaError::Expired => FailureKind::Timeout,
+            QuotaError::Protocol(_) => FailureKind::Protocol,
+        }
+    }
 }
 
 /// The contract of a quota backend: one atomic all-or-nothing step per request.
@@ -99,13 +139,6 @@ pub enum Backend {
 }
 
 impl Backend {
-    pub fn from_config(cfg: &QuotaConfig) -> Self {
-        match cfg.backend {
-            QuotaBackendKind::Local => Backend::Local(LocalQuotaStore::new()),
-            QuotaBackendKind::Redis => Backend::Redis(Arc::new(RedisQuotaStore::new(cfg))),
-        }
-    }
-
     async fn check(&self, demands: &[Demand]) -> Result<Outcome, QuotaError> {
         match self {
             Backend::Local(s) => s.check(demands).await,
@@ -161,31 +194,97 @@ pub struct Request<'a> {
     pub handles: Option<&'a [QuotaHandles]>,
 }
 
+/// What the Redis backend adds to survive Redis failures: the breaker, the `local` policy's
+/// counters and the write-back of decisions admitted without Redis.
+struct Resilience {
+    client: Arc<RedisClient>,
+    breaker: Breaker,
+    /// Only with `on_backend_error = "local"`.
+    fallback: Option<LocalFallback>,
+    pending: PendingDeltas,
+    probe_interval: Duration,
+}
+
 /// Backend + over-limit cache + failure policy + metrics.
 pub struct QuotaEngine {
     pub backend: Backend,
     on_error: OnBackendError,
-    timeout: Duration,
     /// Keys known to be full until their window ends: rejected without a backend round trip.
     /// Value: (window end, limit the key was full at) — a raised limit bypasses the entry.
     over_limit: moka::sync::Cache<String, (u64, u64)>,
     metrics: Metrics,
+    backend_metrics: QuotaBackendMetrics,
+    resilience: Option<Resilience>,
     /// Unix second of the last backend-error log line.
     last_error_log: AtomicU64,
 }
 
+/// Registers metrics on the gateway's registry; a clash (a second engine on one registry, in
+/// tests) leaves them unregistered rather than failing the start.
+fn registered<T>(
+    what: &str,
+    register: impl FnOnce() -> prometheus::Result<T>,
+    fallback: impl FnOnce() -> T,
+) -> T {
+    register().unwrap_or_else(|e| {
+        tracing::warn!(metrics = what, error = %e, "metrics not registered");
+        fallback()
+    })
+}
+
 impl QuotaEngine {
     pub fn new(cfg: &QuotaConfig, metrics: Metrics) -> Arc<Self> {
+        let backend_metrics = registered(
+            "quota backend",
+            || QuotaBackendMetrics::register(&metrics.registry),
+            || QuotaBackendMetrics::unregistered().unwrap_or_else(|_| unreachable!("valid names")),
+        );
+        let (backend, resilience) = match cfg.backend {
+            QuotaBackendKind::Local => (Backend::Local(LocalQuotaStore::new()), None),
+            QuotaBackendKind::Redis => {
+                let target = RedisTarget {
+                    urls: if cfg.redis_cluster_urls.is_empty() {
+                        vec![cfg.redis_url.clone()]
+                    } else {
+                        cfg.redis_cluster_urls.clone()
+                    },
+                    cluster: !cfg.redis_cluster_urls.is_empty(),
+                    request_deadline: cfg.timeout,
+                    probe_interval: cfg.probe_interval,
+                };
+                let client = Arc::new(registered(
+                    "redis",
+                    || RedisClient::new(target.clone(), &metrics.registry),
+                    || RedisClient::unregistered(target.clone()),
+                ));
+                let resilience = Resilience {
+                    client: client.clone(),
+                    breaker: Breaker::new(
+                        cfg.breaker_failures,
+                        backend_metrics.breaker_state.clone(),
+                    ),
+                    fallback: (cfg.on_backend_error == OnBackendError::Local)
+                        .then(|| LocalFallback::new(cfg.fallback_share, cfg.max_pending_keys)),
+                    pending: PendingDeltas::new(cfg.max_pending_keys, backend_metrics.clone()),
+                    probe_interval: cfg.probe_interval,
+                };
+                (
+                    Backend::Redis(Arc::new(RedisQuotaStore::new(client))),
+                    Some(resilience),
+                )
+            }
+        };
         Arc::new(Self {
-            backend: Backend::from_config(cfg),
+            backend,
             on_error: cfg.on_backend_error,
-            timeout: cfg.timeout,
             over_limit: moka::sync::Cache::builder()
                 .max_capacity(100_000)
                 // Month windows are the longest; entries are also checked against their window.
                 .time_to_live(Duration::from_secs(32 * 86_400))
                 .build(),
             metrics,
+            backend_metrics,
+            resilience,
             last_error_log: AtomicU64::new(0),
         })
     }
@@ -220,16 +319,45 @@ impl QuotaEngine {
                 self.over_limit.invalidate(&d.key);
             }
         }
+        let permit = match &self.resilience {
+            Some(r) => r.breaker.permit(&r.client, || r.pending.is_settled()),
+            None => Permit::Call,
+        };
+        if permit == Permit::Skip {
+            // Breaker open: no waiting for a Redis known to be unavailable.
+            return self.without_backend(req, now);
+        }
         let started = Instant::now();
-        let result = tokio::time::timeout(self.timeout, self.backend.check(req.demands)).await;
+        let result = self.backend.check(req.demands).await;
         self.metrics
             .quota_backend_duration
             .observe(started.elapsed().as_secs_f64());
         let outcome = match result {
-            Ok(Ok(o)) => o,
-            Ok(Err(e)) => return self.backend_failed(req, &e),
-            Err(_) => return self.backend_failed(req, &QuotaError::Timeout(self.timeout)),
+            Ok(o) => o,
+            Err(e) => {
+                let kind = e.kind();
+                self.backend_metrics.error(kind);
+                if let Some(r) = &self.resilience {
+                    if permit == Permit::Trial {
+                        // The probe says Redis is back, yet this key's node did not answer.
+                        r.client.check_route_of(&req.demands[0].key);
+                    }
+                    r.breaker.on_failure(permit, kind, &r.client);
+                }
+                self.log_backend_error(req, &e);
+                return self.without_backend(req, now);
+            }
         };
+        if let Some(r) = &self.resilience {
+            if r.breaker.on_success(permit, &r.client) {
+                if let Some(f) = &r.fallback {
+                    f.settle();
+                }
+            }
+            if let Some(f) = &r.fallback {
+                f.observe(req.demands, &outcome.used, now);
+            }
+        }
         if let Some(i) = outcome.rejected {
             self.count(req, Decision::Rejected, Some(i));
         } else {
@@ -254,17 +382,93 @@ impl QuotaEngine {
         self.verdict(req, &outcome, now)
     }
 
-    fn backend_failed(&self, req: &Request<'_>, e: &QuotaError) -> Verdict {
-        self.metrics.quota_backend_errors.inc();
-        self.count(req, Decision::BackendError, None);
+    fn log_backend_error(&self, req: &Request<'_>, e: &QuotaError) {
         // One line per second at most: an outage must not turn into a log flood.
         let now = unix_now();
         if self.last_error_log.swap(now, Ordering::Relaxed) != now {
-            tracing::warn!(tenant = req.tenant, error = %e, policy = ?self.on_error, "quota backend error");
+            tracing::warn!(tenant = req.tenant, error = %e, kind = e.kind().label(), policy = ?self.on_error, "quota backend error");
         }
-        match self.on_error {
-            OnBackendError::Allow => Verdict::Allowed { headers: None },
-            OnBackendError::Deny => Verdict::Unavailable,
+    }
+
+    /// A decision made without Redis, by `on_backend_error`. Whatever is admitted is kept for
+    /// write-back.
+    fn without_backend(&self, req: &Request<'_>, now: u64) -> Verdict {
+        self.count(req, Decision::BackendError, None);
+        let fallback = self.resilience.as_ref().and_then(|r| r.fallback.as_ref());
+        match (self.on_error, fallback) {
+            (OnBackendError::Deny, _) => Verdict::Unavailable,
+            (OnBackendError::Local, Some(f)) => {
+                let outcome = f.check(req.demands, now);
+                if outcome.rejected.is_none() {
+                    self.record_unbacked(req.demands, now);
+                }
+                self.verdict(req, &outcome, now)
+            }
+            (OnBackendError::Allow | OnBackendError::Local, _) => {
+                self.record_unbacked(req.demands, now);
+                Verdict::Allowed { headers: None }
+            }
+        }
+    }
+
+    fn record_unbacked(&self, demands: &[Demand], now: u64) {
+        if let Some(r) = &self.resilience {
+            r.pending.record(demands, now);
+        }
+    }
+
+    /// The shared Redis client (ACME and admin use it too), with the Redis backend.
+    pub fn redis_client(&self) -> Option<Arc<RedisClient>> {
+        self.resilience.as_ref().map(|r| r.client.clone())
+    }
+
+    /// Units admitted without Redis that still wait for write-back.
+    pub fn pending_units(&self) -> u64 {
+        self.resilience
+            .as_ref()
+            .map_or(0, |r| r.pending.pending_units())
+    }
+
+    /// The Redis backend's background work until `stop` resolves: the health probe (connects,
+    /// reconnects, `gateway_redis_up`, closes the breaker) and the write-back of decisions
+    /// admitted without Redis, with a last write-back attempt at shutdown.
+    pub async fn maintain_backend(&self, stop: impl std::future::Future<Output = ()>) {
+        let Some(r) = &self.resilience else { return };
+        // A write-back pass is never cut off by `stop` (its batches would be lost): shutdown
+        // is looked at between passes, then one last pass runs.
+        let write_back = async {
+            let mut stop = std::pin::pin!(stop);
+            loop {
+                tokio::select! {
+                    _ = &mut stop => break,
+                    _ = tokio::time::sleep(r.probe_interval) => {}
+                }
+                // Drain: passes back to back while admissions keep arriving, so a moment with
+                // nothing pending (when the breaker may close) comes soon after Redis returns.
+                let mut passes = 0;
+                while r.client.is_up() && !r.pending.is_empty() && passes < 20 {
+                    let report = r.pending.flush(&r.client, unix_now()).await;
+                    let failed = report.failed > 0;
+                    log_write_back(report);
+                    if failed {
+                        break;
+                    }
+                    passes += 1;
+                }
+            }
+            if r.client.is_up() && !r.pending.is_empty() {
+                let last = tokio::time::timeout(
+                    Duration::from_secs(2),
+                    r.pending.flush(&r.client, unix_now()),
+                );
+                if let Ok(report) = last.await {
+                    log_write_back(report);
+                }
+            }
+        };
+        tokio::select! {
+            _ = r.client.run_health_probe() => {}
+            _ = write_back => {}
         }
     }
 
@@ -302,21 +506,25 @@ impl QuotaEngine {
         }
     }
 
-    pub fn redis_arc(&self) -> Option<Arc<RedisQuotaStore>> {
-        self.backend.redis().cloned()
-    }
-
-    /// Current counter values of the given keys.
+    /// Current counter values of the given keys (Redis: under the background deadline).
     pub async fn read(&self, keys: &[String]) -> Result<Vec<u64>, QuotaError> {
-        match tokio::time::timeout(
-            self.timeout.max(Duration::from_secs(2)),
-            self.backend.read(keys),
-        )
-        .await
-        {
-            Ok(r) => r,
-            Err(_) => Err(QuotaError::Timeout(self.timeout)),
-        }
+        self.backend.read(keys).await
+    }
+}
+
+fn log_write_back(report: FlushReport) {
+    if report.units > 0 {
+        tracing::info!(
+            keys = report.keys,
+            units = report.units,
+            "quota backend recovered: decisions admitted without Redis written back"
+        );
+    }
+    if report.failed > 0 {
+        tracing::warn!(
+            keys = report.failed,
+            "quota write-back incomplete; retrying"
+        );
     }
 }
 
@@ -358,76 +566,4 @@ pub fn unix_now() -> u64 {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn demand_at(key: &str, amount: u64, limit: u64, now: u64) -> Demand {
-        Demand {
-            key: key.into(),
-            amount,
-            limit,
-            window: Window::of(Period::Minute, now),
-        }
-    }
-
-    fn demand(key: &str, amount: u64, limit: u64) -> Demand {
-        demand_at(key, amount, limit, 120)
-    }
-
-    #[test]
-    fn keys_carry_the_tenant_hash_tag() {
-        assert_eq!(
-            window_key(
-                "acme",
-                "messages",
-                &Window::of(Period::Month, 1_795_871_109)
-            ),
-            "tg:{acme}:messages:2026-11"
-        );
-    }
-
-    #[test]
-    fn headers_follow_the_draft() {
-        let d = [demand("a", 1, 20), demand("b", 1, 5)];
-        let h = rate_limit_headers(&["requests", "messages"], &d, &[3, 5], 150);
-        assert_eq!(h.policy, "\"requests\";q=20;w=60, \"messages\";q=5;w=60");
-        assert_eq!(h.limit, "\"requests\";r=17;t=30, \"messages\";r=0;t=30");
-    }
-
-    #[tokio::test]
-    async fn engine_caches_full_keys_and_applies_policy() {
-        let registry = prometheus::Registry::new();
-        let metrics = Metrics::register(&registry).unwrap();
-        let engine = QuotaEngine::new(&QuotaConfig::default(), metrics.clone());
-        // The local backend reads the real clock, so the windows must be real too.
-        let now = unix_now();
-        let d = [demand_at("tg:{t}:r:x", 1, 2, now)];
-        let req = Request {
-            tenant: "t",
-            resources: &["r"],
-            demands: &d,
-            quota_index: &[0],
-            handles: None,
-        };
-        for _ in 0..2 {
-            assert!(matches!(
-                engine.decide(&req, now).await,
-                Verdict::Allowed { .. }
-            ));
-        }
-        match engine.decide(&req, now).await {
-            Verdict::Rejected {
-                resource,
-                retry_after,
-                ..
-            } => {
-                assert_eq!(resource, 0);
-                assert_eq!(retry_after, d[0].window.end - now);
-            }
-            v => panic!("{v:?}"),
-        }
-        // The third decision came from the cache: the backend still holds 2.
-        assert_eq!(engine.read(&["tg:{t}:r:x".into()]).await.unwrap(), vec![2]);
-        assert!(engine.over_limit.get("tg:{t}:r:x").is_some());
-    }
-}
+mod tests;

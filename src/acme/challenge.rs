@@ -1,10 +1,12 @@
 //! HTTP-01 challenge answers: token → key authorization, held in process and, with several
-//! nodes, in Redis so whichever node the CA reaches can answer.
+//! nodes, in Redis so whichever node the CA reaches can answer. A lookup in Redis waits at most
+//! the request deadline (`quota.timeout`): a slow or stalled Redis gives a 503, never a hung
+//! request.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use crate::quota::RedisQuotaStore;
+use crate::redis_client::{RedisClient, BACKGROUND_DEADLINE};
 
 /// How long a published token stays in Redis (an order that takes longer has failed anyway).
 const TOKEN_TTL_SECS: u64 = 600;
@@ -26,11 +28,11 @@ pub fn is_valid_token(token: &str) -> bool {
 #[derive(Default)]
 pub struct Http01Store {
     local: Mutex<HashMap<String, String>>,
-    redis: Option<Arc<RedisQuotaStore>>,
+    redis: Option<Arc<RedisClient>>,
 }
 
 impl Http01Store {
-    pub fn new(redis: Option<Arc<RedisQuotaStore>>) -> Self {
+    pub fn new(redis: Option<Arc<RedisClient>>) -> Self {
         Self {
             local: Mutex::new(HashMap::new()),
             redis,
@@ -49,7 +51,7 @@ impl Http01Store {
                 .arg("EX")
                 .arg(TOKEN_TTL_SECS)
                 .clone();
-            if let Err(e) = r.query::<()>(&cmd).await {
+            if let Err(e) = r.query::<()>(&cmd, BACKGROUND_DEADLINE).await {
                 tracing::warn!(error = %e, "cannot publish http-01 token to Redis; only this node can answer it");
             }
         }
@@ -61,14 +63,16 @@ impl Http01Store {
             .unwrap_or_else(|p| p.into_inner())
             .remove(token);
         if let Some(r) = &self.redis {
-            let _ = r.query::<()>(redis::cmd("DEL").arg(redis_key(token))).await;
+            let _ = r
+                .query::<()>(redis::cmd("DEL").arg(redis_key(token)), BACKGROUND_DEADLINE)
+                .await;
         }
     }
 
     /// The key authorization for a token, from this node or (multi-node) from Redis.
-    pub async fn get(&self, token: &str) -> Option<String> {
+    pub async fn get(&self, token: &str) -> ChallengeAnswer {
         if !is_valid_token(token) {
-            return None;
+            return ChallengeAnswer::Unknown;
         }
         if let Some(v) = self
             .local
@@ -76,17 +80,37 @@ impl Http01Store {
             .unwrap_or_else(|p| p.into_inner())
             .get(token)
         {
-            return Some(v.clone());
+            return ChallengeAnswer::Found(v.clone());
         }
-        match &self.redis {
-            Some(r) => r
-                .query::<Option<String>>(redis::cmd("GET").arg(redis_key(token)))
-                .await
-                .ok()
-                .flatten(),
-            None => None,
+        let Some(r) = &self.redis else {
+            return ChallengeAnswer::Unknown;
+        };
+        match r
+            .query::<Option<String>>(
+                redis::cmd("GET").arg(redis_key(token)),
+                r.request_deadline(),
+            )
+            .await
+        {
+            Ok(Some(v)) => ChallengeAnswer::Found(v),
+            Ok(None) => ChallengeAnswer::Unknown,
+            Err(e) => {
+                tracing::debug!(error = %e, "http-01 token lookup in Redis failed");
+                ChallengeAnswer::Unavailable
+            }
         }
     }
+}
+
+/// What the http-01 path answers.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ChallengeAnswer {
+    /// 200 with the key authorization.
+    Found(String),
+    /// 404: no such token.
+    Unknown,
+    /// 503: the shared store did not answer within the request deadline.
+    Unavailable,
 }
 
 #[cfg(test)]
@@ -97,9 +121,12 @@ mod tests {
     async fn local_tokens() {
         let s = Http01Store::new(None);
         s.put("abc_-1", "abc_-1.thumb").await;
-        assert_eq!(s.get("abc_-1").await.as_deref(), Some("abc_-1.thumb"));
-        assert_eq!(s.get("../etc").await, None);
+        assert_eq!(
+            s.get("abc_-1").await,
+            ChallengeAnswer::Found("abc_-1.thumb".into())
+        );
+        assert_eq!(s.get("../etc").await, ChallengeAnswer::Unknown);
         s.remove("abc_-1").await;
-        assert_eq!(s.get("abc_-1").await, None);
+        assert_eq!(s.get("abc_-1").await, ChallengeAnswer::Unknown);
     }
 }

@@ -14,8 +14,9 @@ use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
+use crate::quota::unix_now;
 use crate::quota::window::rfc3339;
-use crate::quota::{unix_now, RedisQuotaStore};
+use crate::redis_client::{RedisClient, BACKGROUND_DEADLINE};
 
 /// Name of the TXT record that proves ownership: `_tenant-gateway.<domain>`.
 pub const TXT_LABEL: &str = "_tenant-gateway";
@@ -108,7 +109,7 @@ pub struct DomainRegistry {
     records: Mutex<BTreeMap<String, DomainRecord>>,
     routable: ArcSwap<HashSet<Box<str>>>,
     state_file: PathBuf,
-    redis: Option<Arc<RedisQuotaStore>>,
+    redis: Option<Arc<RedisClient>>,
     resolver: TokioAsyncResolver,
     secret: Option<Vec<u8>>,
     grace: Duration,
@@ -117,7 +118,7 @@ pub struct DomainRegistry {
 impl DomainRegistry {
     pub fn new(
         state_file: PathBuf,
-        redis: Option<Arc<RedisQuotaStore>>,
+        redis: Option<Arc<RedisClient>>,
         dns_servers: &[String],
         secret: Option<Vec<u8>>,
         grace: Duration,
@@ -198,7 +199,10 @@ impl DomainRegistry {
         if let Some(r) = &self.redis {
             // Several nodes: Redis is the source of truth.
             if let Ok(map) = r
-                .query::<BTreeMap<String, String>>(redis::cmd("HGETALL").arg(REDIS_HASH))
+                .query::<BTreeMap<String, String>>(
+                    redis::cmd("HGETALL").arg(REDIS_HASH),
+                    BACKGROUND_DEADLINE,
+                )
                 .await
             {
                 let mut records = self.lock();
@@ -352,6 +356,7 @@ impl DomainRegistry {
                                 .arg(REDIS_HASH)
                                 .arg(&rec.domain)
                                 .arg(json),
+                            BACKGROUND_DEADLINE,
                         )
                         .await;
                 }

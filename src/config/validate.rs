@@ -3,6 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use super::{
     parse_socket_addr, ConfigError, ConsumeConfig, QuotaBackendKind, RawConfig,
@@ -97,6 +98,37 @@ pub fn validate(raw: &RawConfig) -> Vec<ConfigError> {
             main,
             "quota.timeout".into(),
             "must be greater than zero".into(),
+        );
+    }
+    if q.breaker_failures == 0 {
+        err(
+            main,
+            "quota.breaker_failures".into(),
+            "must be at least 1".into(),
+        );
+    }
+    if q.probe_interval < Duration::from_millis(10) || q.probe_interval > Duration::from_secs(60) {
+        err(
+            main,
+            "quota.probe_interval".into(),
+            "must be between 10ms and 60s".into(),
+        );
+    }
+    if !(q.fallback_share > 0.0 && q.fallback_share <= 1.0) {
+        err(
+            main,
+            "quota.fallback_share".into(),
+            format!(
+                "must be > 0 and <= 1 (e.g. 1 / expected nodes), not {}",
+                q.fallback_share
+            ),
+        );
+    }
+    if q.max_pending_keys == 0 {
+        err(
+            main,
+            "quota.max_pending_keys".into(),
+            "must be at least 1".into(),
         );
     }
     if q.backend == QuotaBackendKind::Redis {
@@ -226,12 +258,8 @@ pub fn validate(raw: &RawConfig) -> Vec<ConfigError> {
                     "resource names are letters, digits, '-' and '_'".into(),
                 );
             }
-            if lim.limit == 0 {
-                err(
-                    main,
-                    format!("plans.{name}.quotas.{res}.limit"),
-                    "must be at least 1".into(),
-                );
+            if let Err(why) = crate::quota::check_limit(lim.limit) {
+                err(main, format!("plans.{name}.quotas.{res}.limit"), why);
             }
         }
         if p.pricing.base < 0.0 || !p.pricing.base.is_finite() {
@@ -344,6 +372,15 @@ pub fn validate(raw: &RawConfig) -> Vec<ConfigError> {
             }
         }
         for (res, c) in &r.consumes {
+            if let ConsumeConfig::Fixed(n) = c {
+                if *n > crate::quota::MAX_QUOTA_VALUE {
+                    err(
+                        main,
+                        format!("routes[{i}].consumes.{res}"),
+                        format!("must be at most {}", crate::quota::MAX_QUOTA_VALUE),
+                    );
+                }
+            }
             if let ConsumeConfig::FromHeader(h) = c {
                 if h != CONSUME_FROM_CONTENT_LENGTH {
                     err(
@@ -483,12 +520,8 @@ pub fn validate(raw: &RawConfig) -> Vec<ConfigError> {
                     format!("no plan defines a quota for resource {res:?}"),
                 );
             }
-            if lim.limit == 0 {
-                err(
-                    file,
-                    format!("quotas.{res}.limit"),
-                    "must be at least 1".into(),
-                );
+            if let Err(why) = crate::quota::check_limit(lim.limit) {
+                err(file, format!("quotas.{res}.limit"), why);
             }
         }
         for (key, c) in [
@@ -612,4 +645,68 @@ fn bad_role(name: &str) -> String {
         "roles are 1 to {} of A-Z a-z 0-9 - _ . : / : {name:?}",
         crate::roles::MAX_ROLE_LEN
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{parse_toml, GatewayConfig, TenantFile};
+
+    fn errors(gateway: &str, tenant: Option<&str>) -> Vec<ConfigError> {
+        let gateway: GatewayConfig = parse_toml("gateway.toml", gateway).expect("parses");
+        let tenants = tenant
+            .map(|t| TenantFile {
+                file: "tenants/t.toml".into(),
+                tenant: parse_toml("tenants/t.toml", t).expect("tenant parses"),
+            })
+            .into_iter()
+            .collect();
+        validate(&RawConfig {
+            dir: ".".into(),
+            main_file: "gateway.toml".into(),
+            gateway,
+            tenants,
+            content_hash: 0,
+        })
+    }
+
+    const PLAN: &str = "[plans.p]\nquotas.requests = { limit = 10, period = \"hour\" }\n";
+
+    #[test]
+    fn quota_failure_settings_are_range_checked_by_key() {
+        for (line, key) in [
+            ("fallback_share = 0.0", "quota.fallback_share"),
+            ("fallback_share = 1.5", "quota.fallback_share"),
+            ("fallback_share = nan", "quota.fallback_share"),
+            ("breaker_failures = 0", "quota.breaker_failures"),
+            ("probe_interval = \"1ms\"", "quota.probe_interval"),
+            ("probe_interval = \"2m\"", "quota.probe_interval"),
+            ("max_pending_keys = 0", "quota.max_pending_keys"),
+        ] {
+            let errs = errors(&format!("[quota]\n{line}\n{PLAN}"), None);
+            assert!(errs.iter().any(|e| e.key == key), "{line}: {errs:?}");
+        }
+        let ok = errors(
+            &format!("[quota]\non_backend_error = \"local\"\nfallback_share = 0.5\n{PLAN}"),
+            None,
+        );
+        assert!(ok.is_empty(), "{ok:?}");
+    }
+
+    #[test]
+    fn limits_and_amounts_beyond_what_the_stores_hold_name_the_key() {
+        let too_big = crate::quota::MAX_QUOTA_VALUE + 1;
+        let errs = errors(
+            &format!("[plans.p]\nquotas.requests = {{ limit = {too_big}, period = \"hour\" }}\n[[routes]]\npath_prefix = \"/x\"\nconsumes = {{ requests = {too_big} }}\n"),
+            Some(&format!("id = \"t\"\nplan = \"p\"\nupstream = \"s\"\n[quotas]\nrequests = {{ limit = {}, period = \"day\" }}\n", i64::MAX)),
+        );
+        let keys: Vec<&str> = errs.iter().map(|e| e.key.as_str()).collect();
+        for key in [
+            "plans.p.quotas.requests.limit",
+            "routes[0].consumes.requests",
+            "quotas.requests.limit",
+        ] {
+            assert!(keys.contains(&key), "{key} not in {errs:?}");
+        }
+    }
 }

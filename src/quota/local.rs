@@ -29,7 +29,7 @@ impl Default for LocalQuotaStore {
 }
 
 /// The `{tenant}` part of a key, which picks the shard.
-fn hash_tag(key: &str) -> &str {
+pub(super) fn hash_tag(key: &str) -> &str {
     key.split_once('{')
         .and_then(|(_, rest)| rest.split_once('}'))
         .map(|(tag, _)| tag)

@@ -30,6 +30,9 @@ const EXPORTED: &[&str] = &[
     "gateway_certificates",
     "gateway_quota_decisions_total",
     "gateway_quota_backend_errors_total",
+    "gateway_redis_up",
+    "gateway_quota_breaker_state",
+    "gateway_quota_pending_dropped_total",
     "gateway_quota_backend_duration_seconds",
     "gateway_auth_failures_total",
     "gateway_quota_usage_ratio",
@@ -46,6 +49,8 @@ const EXPORTED_ON_FEATURE_USE: &[&str] = &[
     "gateway_acme_orders_total",
     "gateway_acme_next_attempt_timestamp_seconds",
     "gateway_quota_usage_ratio",
+    // Registered with the Redis backend only.
+    "gateway_redis_up",
 ];
 
 /// Histogram families: PromQL names their `_bucket`, `_sum` and `_count` series.

@@ -1,5 +1,5 @@
-//! Quota fixtures: a Redis that can be killed and restarted on the same port, a three-master
-//! Redis Cluster, the quota config (plans, routes, tenants) every quota test shares, and small
+//! Quota fixtures: a Redis that can be killed and restarted on the same port (the cluster is in
+//! `redis_cluster_harness`), the quota config (plans, routes, tenants) every quota test shares, and small
 //! request/usage helpers. Builds on `harness`, which it does not change.
 
 use std::path::Path;
@@ -16,7 +16,7 @@ use crate::harness::{
 };
 
 /// How long a Redis process may take to answer PING, and a cluster to become `ok`.
-const REDIS_START: Duration = Duration::from_secs(20);
+pub(crate) const REDIS_START: Duration = Duration::from_secs(20);
 
 /// Kills (SIGKILL) and reaps a child; errors mean it is already gone.
 fn kill_child(child: &mut Child) {
@@ -46,8 +46,19 @@ impl RedisNode {
         Self::start_with(|_dir, _port| vec![]).await
     }
 
+    /// A standalone Redis that writes every command to its append-only file before answering,
+    /// so a SIGKILL and restart keep the counters (a durable production Redis).
+    pub async fn start_durable() -> RedisNode {
+        Self::start_with(|_dir, _port| {
+            ["--appendonly", "yes", "--appendfsync", "always"]
+                .map(String::from)
+                .to_vec()
+        })
+        .await
+    }
+
     /// A Redis on a free port with extra arguments (computed from its temp dir and port).
-    async fn start_with(extra: impl Fn(&Path, u16) -> Vec<String>) -> RedisNode {
+    pub(crate) async fn start_with(extra: impl Fn(&Path, u16) -> Vec<String>) -> RedisNode {
         for _attempt in 0..5 {
             let dir = tempfile::Builder::new()
                 .prefix("tg-e2e-quota-redis-")
@@ -157,6 +168,13 @@ impl RedisNode {
     }
 }
 
+impl RedisNode {
+    /// Whether the process is running (not killed).
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+}
+
 impl Drop for RedisNode {
     fn drop(&mut self) {
         self.kill();
@@ -180,96 +198,6 @@ pub async fn redis_cli(args: &[&str]) -> (bool, String) {
     (out.status.success(), text)
 }
 
-/// Three cluster-enabled masters joined with `redis-cli --cluster create`, no replicas.
-pub struct RedisCluster {
-    pub nodes: Vec<RedisNode>,
-}
-
-impl RedisCluster {
-    pub async fn start() -> RedisCluster {
-        let mut nodes = Vec::with_capacity(3);
-        for _ in 0..3 {
-            nodes.push(
-                RedisNode::start_with(|dir, port| {
-                    vec![
-                        "--cluster-enabled".into(),
-                        "yes".into(),
-                        "--cluster-config-file".into(),
-                        dir.join(format!("nodes-{port}.conf"))
-                            .to_string_lossy()
-                            .into_owned(),
-                    ]
-                })
-                .await,
-            );
-        }
-        let mut args: Vec<String> = vec!["--cluster".into(), "create".into()];
-        args.extend(nodes.iter().map(|n| format!("127.0.0.1:{}", n.port())));
-        args.extend(["--cluster-replicas", "0", "--cluster-yes"].map(String::from));
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let (ok, out) = redis_cli(&args).await;
-        assert!(ok, "redis-cli --cluster create failed:\n{out}");
-        let cluster = RedisCluster { nodes };
-        for node in &cluster.nodes {
-            let port = node.port().to_string();
-            let deadline = Instant::now() + REDIS_START;
-            loop {
-                let (_, info) = redis_cli(&["-p", &port, "cluster", "info"]).await;
-                if info.contains("cluster_state:ok") {
-                    break;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "cluster node {port} not ok within {REDIS_START:?}:\n{info}"
-                );
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-        cluster
-    }
-
-    /// `redis://127.0.0.1:<port>` of every master (the gateway's `redis_cluster_urls`).
-    pub fn urls(&self) -> Vec<String> {
-        self.nodes.iter().map(RedisNode::url).collect()
-    }
-
-    /// `GET key` through the cluster (`redis-cli -c` follows MOVED).
-    pub async fn get(&self, key: &str) -> String {
-        let port = self.nodes[0].port().to_string();
-        let (ok, out) = redis_cli(&["-c", "-p", &port, "GET", key]).await;
-        assert!(ok, "redis-cli GET {key}: {out}");
-        out.trim().to_string()
-    }
-
-    /// Every key of one node (`--scan`), with that node's port.
-    pub async fn keys_by_node(&self) -> Vec<(u16, Vec<String>)> {
-        let mut all = Vec::new();
-        for node in &self.nodes {
-            let port = node.port().to_string();
-            let (ok, out) = redis_cli(&["-p", &port, "--scan"]).await;
-            assert!(ok, "redis-cli --scan on {port}: {out}");
-            let keys = out
-                .lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty())
-                .map(str::to_string)
-                .collect();
-            all.push((node.port(), keys));
-        }
-        all
-    }
-
-    /// `CLUSTER KEYSLOT key`.
-    pub async fn keyslot(&self, key: &str) -> u16 {
-        let port = self.nodes[0].port().to_string();
-        let (ok, out) = redis_cli(&["-p", &port, "cluster", "keyslot", key]).await;
-        assert!(ok, "cluster keyslot {key}: {out}");
-        out.trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("keyslot of {key}: {out}"))
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Gateway config
 
@@ -289,6 +217,8 @@ pub struct QuotaSettings {
     pub on_backend_error: &'static str,
     /// Humantime, e.g. `"25ms"`.
     pub timeout: &'static str,
+    /// More `[quota]` lines (`fallback_share = 0.5`, …).
+    pub lines: Vec<String>,
 }
 
 impl QuotaSettings {
@@ -297,7 +227,14 @@ impl QuotaSettings {
             store,
             on_backend_error: "allow",
             timeout: "25ms",
+            lines: Vec::new(),
         }
+    }
+
+    /// One more `[quota]` line.
+    pub fn line(mut self, line: &str) -> Self {
+        self.lines.push(line.to_string());
+        self
     }
 
     pub fn on_backend_error(mut self, policy: &'static str) -> Self {
@@ -310,7 +247,7 @@ impl QuotaSettings {
         self
     }
 
-    fn to_toml(&self) -> String {
+    pub fn to_toml(&self) -> String {
         let quote = |urls: &[String]| {
             let q: Vec<String> = urls.iter().map(|u| format!("\"{u}\"")).collect();
             format!("[{}]", q.join(", "))
@@ -325,8 +262,13 @@ impl QuotaSettings {
                 )
             }
         };
+        let mut extra = String::new();
+        for l in &self.lines {
+            extra.push_str(l);
+            extra.push('\n');
+        }
         format!(
-            "[quota]\n{backend}on_backend_error = \"{}\"\ntimeout = \"{}\"\n",
+            "[quota]\n{backend}on_backend_error = \"{}\"\ntimeout = \"{}\"\n{extra}",
             self.on_backend_error, self.timeout
         )
     }
@@ -435,6 +377,23 @@ pub async fn wait_backend_connected(gw: &Gateway) {
 
 // ---------------------------------------------------------------------------------------------
 // Requests
+
+/// Sum of every sample of a metric family (all label values).
+pub fn family_sum(text: &str, family: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| {
+            l.strip_prefix(family)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+        .filter_map(|l| l.rsplit_once(' ')?.1.trim().parse::<f64>().ok())
+        .sum()
+}
+
+/// `gateway_quota_backend_errors_total`, all kinds.
+pub async fn backend_errors(gw: &Gateway) -> f64 {
+    family_sum(&gw.metrics().await, "gateway_quota_backend_errors_total")
+}
 
 /// Host of a tenant on the test base domain.
 pub fn host(tenant: &str) -> String {
@@ -590,3 +549,5 @@ pub async fn next_second() {
     let frac = unix_now_f64().fract();
     tokio::time::sleep(Duration::from_secs_f64(1.0 - frac + 0.02)).await;
 }
+
+pub use crate::redis_cluster_harness::RedisCluster;

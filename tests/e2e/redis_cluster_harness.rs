@@ -1,0 +1,187 @@
+//! A Redis Cluster for the e2e tests: 3 masters (optionally with replicas, synced before use),
+//! formed with `redis-cli --cluster create`, plus the lookups failover tests need (which master
+//! serves a key, cluster health).
+
+use std::time::{Duration, Instant};
+
+use crate::quota_harness::{redis_cli, RedisNode, REDIS_START};
+
+/// Three cluster-enabled masters joined with `redis-cli --cluster create`, no replicas.
+pub struct RedisCluster {
+    pub nodes: Vec<RedisNode>,
+}
+
+impl RedisCluster {
+    /// Three masters, no replicas.
+    pub async fn start() -> RedisCluster {
+        Self::start_with(0, 15_000).await
+    }
+
+    /// Three masters with `replicas` replicas each and the given `cluster-node-timeout` (a
+    /// small one makes failover fast: a replica is promoted about one timeout after its
+    /// master dies). `nodes[0..3]` are the masters.
+    pub async fn start_with(replicas: usize, node_timeout_ms: u64) -> RedisCluster {
+        let count = 3 * (1 + replicas);
+        let mut nodes = Vec::with_capacity(count);
+        for _ in 0..count {
+            nodes.push(
+                RedisNode::start_with(|dir, port| {
+                    vec![
+                        "--cluster-enabled".into(),
+                        "yes".into(),
+                        "--cluster-config-file".into(),
+                        dir.join(format!("nodes-{port}.conf"))
+                            .to_string_lossy()
+                            .into_owned(),
+                        "--cluster-node-timeout".into(),
+                        node_timeout_ms.to_string(),
+                    ]
+                })
+                .await,
+            );
+        }
+        let mut args: Vec<String> = vec!["--cluster".into(), "create".into()];
+        args.extend(nodes.iter().map(|n| format!("127.0.0.1:{}", n.port())));
+        args.extend(["--cluster-replicas".to_string(), replicas.to_string()]);
+        args.push("--cluster-yes".into());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (ok, out) = redis_cli(&args).await;
+        assert!(ok, "redis-cli --cluster create failed:\n{out}");
+        let cluster = RedisCluster { nodes };
+        // Replicas must have synced with their masters, or a failover cannot promote them.
+        let deadline = Instant::now() + REDIS_START;
+        loop {
+            let mut synced = 0;
+            for node in &cluster.nodes {
+                let port = node.port().to_string();
+                let (_, info) = redis_cli(&["-p", &port, "info", "replication"]).await;
+                if info.contains("role:slave") && info.contains("master_link_status:up") {
+                    synced += 1;
+                }
+            }
+            if synced == 3 * replicas {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "only {synced} of {} replicas synced within {REDIS_START:?}",
+                3 * replicas
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        for node in &cluster.nodes {
+            let port = node.port().to_string();
+            let deadline = Instant::now() + REDIS_START;
+            loop {
+                let (_, info) = redis_cli(&["-p", &port, "cluster", "info"]).await;
+                if info.contains("cluster_state:ok") {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "cluster node {port} not ok within {REDIS_START:?}:\n{info}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        cluster
+    }
+
+    /// `redis://127.0.0.1:<port>` of every node (the gateway's `redis_cluster_urls`).
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(RedisNode::url).collect()
+    }
+
+    /// Index (into `nodes`) of the master that serves `key` now, per `CLUSTER NODES` of a
+    /// live node (a master flagged `fail` does not count).
+    pub async fn master_of(&self, key: &str) -> usize {
+        let slot = self.keyslot(key).await;
+        for node in self.nodes.iter().filter(|n| n.is_running()) {
+            let port = node.port().to_string();
+            let (ok, out) = redis_cli(&["-p", &port, "cluster", "nodes"]).await;
+            if !ok {
+                continue;
+            }
+            for line in out.lines() {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                if fields.len() < 9 {
+                    continue;
+                }
+                let flags = fields[2];
+                if !flags.split(',').any(|f| f == "master") || flags.contains("fail") {
+                    continue;
+                }
+                let owns = fields[8..].iter().any(|range| {
+                    let (lo, hi) = range.split_once('-').unwrap_or((range, range));
+                    matches!((lo.parse::<u16>(), hi.parse::<u16>()), (Ok(lo), Ok(hi)) if (lo..=hi).contains(&slot))
+                });
+                let node_port = fields[1]
+                    .split('@')
+                    .next()
+                    .and_then(|a| a.rsplit_once(':'))
+                    .and_then(|(_, p)| p.parse::<u16>().ok());
+                if let (true, Some(p)) = (owns, node_port) {
+                    if let Some(idx) = self.nodes.iter().position(|n| n.port() == p) {
+                        return idx;
+                    }
+                }
+            }
+        }
+        panic!("no live node knows a healthy master of slot {slot} ({key})");
+    }
+
+    /// Waits until every live node reports `cluster_state:ok` (after a failover).
+    pub async fn wait_ok(&self, within: Duration) {
+        let deadline = Instant::now() + within;
+        for node in self.nodes.iter().filter(|n| n.is_running()) {
+            let port = node.port().to_string();
+            loop {
+                let (_, info) = redis_cli(&["-p", &port, "cluster", "info"]).await;
+                if info.contains("cluster_state:ok") {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "cluster node {port} not ok within {within:?}:\n{info}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+
+    /// `GET key` through the cluster (`redis-cli -c` follows MOVED).
+    pub async fn get(&self, key: &str) -> String {
+        let port = self.nodes[0].port().to_string();
+        let (ok, out) = redis_cli(&["-c", "-p", &port, "GET", key]).await;
+        assert!(ok, "redis-cli GET {key}: {out}");
+        out.trim().to_string()
+    }
+
+    /// Every key of one node (`--scan`), with that node's port.
+    pub async fn keys_by_node(&self) -> Vec<(u16, Vec<String>)> {
+        let mut all = Vec::new();
+        for node in &self.nodes {
+            let port = node.port().to_string();
+            let (ok, out) = redis_cli(&["-p", &port, "--scan"]).await;
+            assert!(ok, "redis-cli --scan on {port}: {out}");
+            let keys = out
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(str::to_string)
+                .collect();
+            all.push((node.port(), keys));
+        }
+        all
+    }
+
+    /// `CLUSTER KEYSLOT key`.
+    pub async fn keyslot(&self, key: &str) -> u16 {
+        let port = self.nodes[0].port().to_string();
+        let (ok, out) = redis_cli(&["-p", &port, "cluster", "keyslot", key]).await;
+        assert!(ok, "cluster keyslot {key}: {out}");
+        out.trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("keyslot of {key}: {out}"))
+    }
+}
