@@ -4,14 +4,15 @@
 #   bash scripts/deps.sh test    + redis-server, redis-cli, pebble, pebble-challtestsrv,
 #                                prometheus (promtool checks conf/alerts.yml)
 #   bash scripts/deps.sh bench   + redis-server, wrk, nghttp2-client (h2load), nginx, haproxy,
-#                                caddy, openssl (benches/load.py)
+#                                caddy, openssl (benches/load.py), valgrind (benches/insn.sh),
+#                                protobuf-compiler (to build pingap for the peer table)
 set -euo pipefail
 
 want=(cmake)
 case "${1:-build}" in
   build) ;;
   test) want+=(redis-server pebble prometheus) ;;
-  bench) want+=(redis-server wrk nghttp2-client nginx haproxy caddy openssl) ;;
+  bench) want+=(redis-server wrk nghttp2-client nginx haproxy caddy openssl valgrind protobuf-compiler) ;;
   *) echo "usage: $0 build|test|bench" >&2; exit 2 ;;
 esac
 
@@ -20,6 +21,7 @@ declare -A probe=(
   [cmake]=cmake [redis-server]=redis-server [pebble]=pebble-challtestsrv
   [wrk]=wrk [nghttp2-client]=h2load [nginx]=nginx [haproxy]=haproxy
   [caddy]=caddy [openssl]=openssl [prometheus]=promtool
+  [valgrind]=valgrind [protobuf-compiler]=protoc
 )
 missing=()
 for pkg in "${want[@]}"; do
