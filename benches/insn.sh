@@ -182,7 +182,8 @@ grace_period = "1s"
 
 [log]
 access_log = $3
-level = "warn"
+# Diagnostics at warn; the access target at info (older builds log access lines through tracing).
+level = "warn,access=info"
 
 [upstreams.shared]
 addrs = ["127.0.0.1:$UP_PORT"]
@@ -243,6 +244,15 @@ measure() { # target n
   # pingora stops at once on SIGINT; nginx (no master) exits on SIGQUIT after the connections.
   if [ "$target" = nginx ]; then kill -QUIT "$pid"; else kill -INT "$pid"; fi
   wait "$pid" || true
+  if [ "$target" = gateway-log ]; then
+    local lines
+    lines="$(grep -c '"target":"access"' "$dir/stdout.log" || true)"
+    # h2load's requests plus the readiness probe's.
+    if [ "$lines" -lt "$n" ]; then
+      echo "$target: $lines access-log lines for $n requests" >&2
+      return 1
+    fi
+  fi
   local total
   total="$(sed -n 's/^summary: *\([0-9]*\).*/\1/p' "$dir/callgrind.out" | head -1)"
   [ -n "$total" ] || { echo "$target: no callgrind summary (see $dir/valgrind.log)" >&2; return 1; }

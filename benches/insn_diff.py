@@ -35,7 +35,9 @@ def annotate(path: str, inclusive: bool) -> dict[str, int]:
             continue
         m = LINE.match(line)
         if m:
-            costs[m.group(2)] = costs.get(m.group(2), 0) + int(m.group(1).replace(",", ""))
+            # Without the object file, so the same function in two binaries is one key.
+            key = re.sub(r"\s*\[[^\]]*\]$", "", m.group(2))
+            costs[key] = costs.get(key, 0) + int(m.group(1).replace(",", ""))
     return costs
 
 
@@ -48,6 +50,8 @@ def crate_of(function: str) -> str:
     m = CRATE.search(function)
     if m:
         return m.group(1)
+    if function.startswith("./"):
+        return "libc"
     if "/rustc/" in function or "library/" in function:
         return "std"
     if function.startswith("???"):

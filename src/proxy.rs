@@ -32,6 +32,7 @@ use pingora::{Error, ErrorType};
 pub use admission::Denied;
 use forwarding::{https_location, is_tls, Injection, X_REQUEST_ID};
 
+use crate::access_log;
 use crate::acme::AcmeManager;
 use crate::auth::{authenticate, Credential};
 use crate::metrics::{Metrics, NO_TENANT};
@@ -221,6 +222,10 @@ impl TenantProxy {
 #[async_trait]
 impl ProxyHttp for TenantProxy {
     type CTX = RequestCtx;
+
+    /// No downstream modules: pingora's default adds a disabled compression module, which
+    /// still costs allocations per request.
+    fn init_downstream_modules(&self, _modules: &mut pingora::modules::http::HttpModules) {}
 
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx {
@@ -509,16 +514,20 @@ impl ProxyHttp for TenantProxy {
         }
         if ctx.snapshot.as_ref().is_some_and(|s| s.settings.access_log) {
             let req = session.req_header();
-            tracing::info!(
-                target: "access",
-                tenant = tenant_id,
-                request_id = ctx.request_id.as_ref().and_then(|v| v.to_str().ok()).unwrap_or(""),
-                method = req.method.as_str(),
-                path = req.uri.path(),
+            access_log::stdout().record(&access_log::Entry {
+                time: std::time::SystemTime::now(),
+                tenant: tenant_id,
+                request_id: ctx
+                    .request_id
+                    .as_ref()
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or(""),
+                method: req.method.as_str(),
+                path: req.uri.path(),
                 status,
-                upstream = ctx.upstream.map(|a| a.to_string()).unwrap_or_default(),
-                duration_ms = elapsed.as_secs_f64() * 1000.0,
-            );
+                upstream: ctx.upstream,
+                duration: elapsed,
+            });
         }
     }
 }
