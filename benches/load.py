@@ -113,8 +113,10 @@ CASES = {
     "e": "10,000 tenants, Host rotated",
     "f": "quotas (local / redis)",
 }
-PEERS = ["nginx", "haproxy", "caddy"]
-ALL_TARGETS = ["direct", "gateway", "nginx", "haproxy", "caddy"]
+PEERS = ["nginx", "haproxy", "caddy", "pingap"]
+ALL_TARGETS = ["direct", "bare", "gateway", "nginx", "haproxy", "caddy", "pingap"]
+# Targets with a plain listener only (no TLS config, no 10,000-tenant variant): measured in case a.
+PLAIN_ONLY = {"bare", "pingap"}
 QUOTA_TARGETS = ["gateway-local-quota", "gateway-redis-quota"]
 LABELS = {
     "direct": "upstream directly",
@@ -122,6 +124,8 @@ LABELS = {
     "nginx": "nginx",
     "haproxy": "HAProxy",
     "caddy": "Caddy",
+    "pingap": "pingap",
+    "bare": "bare pingora (floor)",
     "gateway-local-quota": "tenant-gateway quota=local",
     "gateway-redis-quota": "tenant-gateway quota=redis",
 }
@@ -374,6 +378,8 @@ class Bench:
         self.configs: dict[str, dict] = {}  # variant key → ports, paths
         self.bins = {n: find_bin(n) for n in ("nginx", "haproxy", "caddy", "wrk", "h2load", "openssl")}
         self.gateway_bin = args.gateway_bin or str(ROOT / "target/release/tenant-gateway")
+        self.bare_bin = str(ROOT / "target/release/examples/bare_pingora")
+        self.pingap_bin = args.pingap_bin or shutil.which("pingap") or ""
 
     # ---------- shared pieces
 
@@ -650,6 +656,38 @@ backend up
         }
         (d / "caddy.json").write_text(json.dumps(conf))
 
+    def prepare_pingap(self, c, var):
+        d = c["dir"]
+        hdrs = [("X-Tenant-Id", "t1")]
+        if self.args.job == "full":
+            hdrs = full_headers_static("t1")
+        sets = ", ".join(f'"{k}:{v}"' for k, v in hdrs)
+        # One server, one location matched by Host, one upstream; no access log (the default).
+        (d / "pingap.toml").write_text(f"""[basic]
+threads = 1
+work_stealing = false
+pid_file = "{d}/pingap.pid"
+upgrade_sock = "{d}/pingap.sock"
+grace_period = "1s"
+graceful_shutdown_timeout = "1s"
+log_level = "warn"
+
+[upstreams.up]
+addrs = ["{LOOPBACK}:{self.up_port}"]
+
+[locations.t1]
+upstream = "up"
+host = "t1.localhost"
+proxy_set_headers = [{sets}]
+
+[servers.plain]
+addr = "{LOOPBACK}:{c['http']}"
+locations = ["t1"]
+""")
+
+    def prepare_bare(self, c, var):
+        pass
+
     # ---------- start/stop one target
 
     def start(self, target: str, case: str):
@@ -670,6 +708,19 @@ backend up
                               "-g", "daemon off;"], logfile=logf)
         elif kind == "haproxy":
             p = Proc(target, [self.bins["haproxy"], "-db", "-f", str(d / "haproxy.cfg")], logfile=logf)
+        elif kind == "pingap":
+            if not self.pingap_bin:
+                raise RuntimeError("pingap not found: cargo install pingap --version 0.13.1 --locked "
+                                   "--root DIR (needs protobuf-compiler), then --pingap-bin DIR/bin/pingap")
+            p = Proc(target, [self.pingap_bin, "-c", str(d / "pingap.toml")], cwd=str(d),
+                     stop_signal=signal.SIGINT, logfile=logf)
+            wait_tcp(c["http"], p)
+            return p, c["http"], None
+        elif kind == "bare":
+            p = Proc(target, [self.bare_bin, f"{LOOPBACK}:{c['http']}", f"{LOOPBACK}:{self.up_port}", "1"],
+                     stop_signal=signal.SIGINT, logfile=logf)
+            wait_tcp(c["http"], p)
+            return p, c["http"], None
         elif kind == "caddy":
             env = dict(os.environ, GOMAXPROCS="1", HOME=str(d), XDG_DATA_HOME=str(d / "data"),
                        XDG_CONFIG_HOME=str(d / "config"))
@@ -934,9 +985,9 @@ def render(rows, cases, targets_of, meta, args) -> str:
                f"{args.connections} connections, one client thread; job: `{args.job}` "
                f"({'peers inject the same header set as the gateway' if args.job == 'full' else 'peers inject one header, the gateway its full set'}).\n")
     head = ("| case | target | req/s (median) | spread | p50 ms | p99 ms | CPU s/100k req | peak RSS MiB "
-            "| vs direct | vs nginx | vs HAProxy | vs Caddy | notes |")
+            "| vs direct | vs nginx | vs HAProxy | vs Caddy | vs pingap | notes |")
     out.append(head)
-    out.append("|" + "---|" * 2 + "---:|" * 10 + "---|")
+    out.append("|" + "---|" * 2 + "---:|" * 11 + "---|")
 
     def ratio(case, target, ref):
         a, b = rows.get((case, target)), rows.get((case, ref))
@@ -965,7 +1016,7 @@ def render(rows, cases, targets_of, meta, args) -> str:
                 f"{fmt(r['spread'], 0, '%')} | {fmt(r['p50'], 2)} | {fmt(r['p99'], 2)} | "
                 f"{fmt(r['cpu'], 2)} | {fmt(r['rss'], 1)} | {ratio(case, target, 'direct')} | "
                 f"{ratio(case, target, 'nginx')} | {ratio(case, target, 'haproxy')} | "
-                f"{ratio(case, target, 'caddy')} | {'; '.join(notes)} |")
+                f"{ratio(case, target, 'caddy')} | {ratio(case, target, 'pingap')} | {'; '.join(notes)} |")
     out.append("")
     out.append("Ratios are req/s over the reference's req/s in the same case (>1 = faster). "
                "`direct` = the nginx upstream without a proxy: the ceiling of client + upstream on this box; "
@@ -992,6 +1043,8 @@ def versions(bench: Bench) -> str:
         "redis": first(cmd_output([find_bin("redis-server"), "--version"])).split(" sha=")[0],
         "rustc": first(cmd_output(["rustc", "--version"])),
     }
+    if bench.pingap_bin:
+        v["pingap"] = first(cmd_output([bench.pingap_bin, "--version"]))
     return ", ".join(f"{k} {val}" for k, val in v.items())
 
 
@@ -1015,7 +1068,7 @@ def main() -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="1 round, 3 s runs, 1 s warm-up")
     ap.add_argument("--cases", default="a,b,c,d,e,f", help="comma list of a..f (default all)")
-    ap.add_argument("--targets", default="", help="comma list of direct,gateway,nginx,haproxy,caddy "
+    ap.add_argument("--targets", default="", help="comma list of direct,bare,gateway,nginx,haproxy,caddy,pingap "
                     "(default all; case f always adds the quota variants of the gateway)")
     ap.add_argument("--rounds", type=int, help="interleaved rounds (default 3, --quick 1)")
     ap.add_argument("--duration", type=int, help="seconds per measured run (default 8, --quick 3)")
@@ -1028,6 +1081,7 @@ def main() -> int:
     ap.add_argument("--no-deps", action="store_true", help="skip scripts/deps.sh bench")
     ap.add_argument("--no-build", action="store_true", help="skip cargo build --release")
     ap.add_argument("--gateway-bin", help="tenant-gateway binary (default target/release/tenant-gateway)")
+    ap.add_argument("--pingap-bin", help="pingap 0.13.1 binary (default: pingap on PATH)")
     ap.add_argument("--out", help="markdown output file (default benches/results/<date>-<time>.md)")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (configs, logs)")
     args = ap.parse_args()
@@ -1046,6 +1100,8 @@ def main() -> int:
     def targets_of(case):
         if case == "f":
             return [t for t in ("direct", "nginx", "gateway") if t in targets] + QUOTA_TARGETS
+        if case != "a":
+            return [t for t in targets if t not in PLAIN_ONLY]
         return targets
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -1061,7 +1117,8 @@ def main() -> int:
         subprocess.run(["bash", str(ROOT / "scripts/deps.sh"), "bench"], check=True)
     if not args.no_build and not args.gateway_bin:
         log("cargo build --release")
-        subprocess.run(["cargo", "build", "--release", "--bin", "tenant-gateway"], cwd=ROOT, check=True)
+        subprocess.run(["cargo", "build", "--release", "--bin", "tenant-gateway", "--example", "bare_pingora"],
+                       cwd=ROOT, check=True)
 
     global WORK
     WORK = tempfile.mkdtemp(prefix="tg-load-")

@@ -7,14 +7,15 @@
 #                                chromium + chromium-driver (the /ui console test), and
 #                                schemathesis from PyPI in ~/.cache/tenant-gateway/schemathesis-venv
 #   bash scripts/deps.sh bench   + redis-server, wrk, nghttp2-client (h2load), nginx, haproxy,
-#                                caddy, openssl (benches/load.py)
+#                                caddy, openssl (benches/load.py), valgrind (benches/insn.sh),
+#                                protobuf-compiler (to build pingap for the peer table)
 set -euo pipefail
 
 want=(cmake)
 case "${1:-build}" in
   build) ;;
   test) want+=(redis-server pebble prometheus postgresql chromium chromium-driver) ;;
-  bench) want+=(redis-server wrk nghttp2-client nginx haproxy caddy openssl) ;;
+  bench) want+=(redis-server wrk nghttp2-client nginx haproxy caddy openssl valgrind protobuf-compiler) ;;
   *) echo "usage: $0 build|test|bench" >&2; exit 2 ;;
 esac
 
@@ -24,6 +25,7 @@ declare -A probe=(
   [wrk]=wrk [nghttp2-client]=h2load [nginx]=nginx [haproxy]=haproxy
   [caddy]=caddy [openssl]=openssl [prometheus]=promtool
   [chromium]=chromium [chromium-driver]=chromedriver
+  [valgrind]=valgrind [protobuf-compiler]=protoc
 )
 # Packages whose binaries live off PATH: a glob that matches once they are installed.
 declare -A probe_path=(

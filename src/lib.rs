@@ -4,6 +4,7 @@
 //! dev query), applies the tenant's plan (features, quotas) and forwards to the tenant's
 //! upstream with trusted `X-Tenant-*` headers. See `DESIGN.md`-style docs in the README.
 
+pub mod access_log;
 pub mod acme;
 pub mod admin;
 pub mod admission;

@@ -1,0 +1,412 @@
+//! The access log: one JSON line per request, formatted straight into a shared, reused buffer
+//! and written to stdout by a background thread, so the request path makes no allocation, no
+//! `tracing` field formatting and no write syscall.
+//!
+//! A line has the shape `tracing`'s JSON formatter gave it before (log pipelines keep working):
+//! `{"timestamp":"2026-12-01T21:50:30.123456Z","level":"INFO","fields":{"tenant":"acme",
+//! "request_id":"…","method":"GET","path":"/","status":200,"upstream":"127.0.0.1:3000",
+//! "duration_ms":1.234},"target":"access"}`.
+//!
+//! The writer wakes at most every [`FLUSH_INTERVAL`]; lines waiting when the process exits are
+//! written by [`flush`]. While stdout blocks, at most [`MAX_PENDING`] bytes wait; later lines are
+//! dropped and counted in a line of their own.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// How long the writer lets lines gather before writing them in one go.
+pub const FLUSH_INTERVAL: Duration = Duration::from_millis(20);
+/// Bytes that may wait for a blocked stdout before lines are dropped.
+pub const MAX_PENDING: usize = 8 << 20;
+
+/// What one access-log line says about a request.
+#[derive(Debug, Clone, Copy)]
+pub struct Entry<'a> {
+    pub time: SystemTime,
+    pub tenant: &'a str,
+    pub request_id: &'a str,
+    pub method: &'a str,
+    pub path: &'a str,
+    pub status: u16,
+    /// Why the gateway refused the request before admission (`canonical_path` / request view
+    /// reasons); written only when set.
+    pub refusal: Option<&'a str>,
+    pub upstream: Option<SocketAddr>,
+    pub duration: Duration,
+}
+
+/// Lines waiting for the writer.
+struct Pending {
+    buf: Vec<u8>,
+    /// The writer sleeps on the condvar (only then does a new line wake it).
+    writer_waiting: bool,
+    dropped: u64,
+}
+
+struct Shared {
+    pending: Mutex<Pending>,
+    wake: Condvar,
+}
+
+/// A handle to an access-log writer; cheap to clone.
+#[derive(Clone)]
+pub struct AccessLog {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for AccessLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessLog").finish_non_exhaustive()
+    }
+}
+
+/// The process-wide access log on stdout (its writer thread starts on first use).
+pub fn stdout() -> &'static AccessLog {
+    static STDOUT: OnceLock<AccessLog> = OnceLock::new();
+    STDOUT.get_or_init(|| AccessLog::spawn(std::io::stdout))
+}
+
+/// Writes the lines still waiting in the stdout log (call before the process exits).
+pub fn flush() {
+    stdout().flush_into(&mut std::io::stdout().lock());
+}
+
+impl AccessLog {
+    /// Starts a writer thread that writes batches to the writer `open` returns.
+    pub fn spawn<W: Write, F: FnOnce() -> W + Send + 'static>(open: F) -> Self {
+        let log = Self::detached();
+        let shared = log.shared.clone();
+        let started = std::thread::Builder::new()
+            .name("access-log".into())
+            .spawn(move || write_loop(&shared, open()));
+        if let Err(e) = started {
+            tracing::error!(error = %e, "cannot start the access-log writer; lines stay buffered");
+        }
+        log
+    }
+
+    /// A log without a writer thread: lines wait until [`AccessLog::flush_into`].
+    pub fn detached() -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                pending: Mutex::new(Pending {
+                    buf: Vec::with_capacity(64 * 1024),
+                    writer_waiting: false,
+                    dropped: 0,
+                }),
+                wake: Condvar::new(),
+            }),
+        }
+    }
+
+    /// Appends one line; wakes the writer only if it sleeps.
+    pub fn record(&self, entry: &Entry<'_>) {
+        let Ok(mut p) = self.shared.pending.lock() else {
+            return;
+        };
+        if p.buf.len() >= MAX_PENDING {
+            p.dropped += 1;
+            return;
+        }
+        format_line(&mut p.buf, entry);
+        if p.writer_waiting {
+            p.writer_waiting = false;
+            self.shared.wake.notify_one();
+        }
+    }
+
+    /// Writes every waiting line to `out` now.
+    pub fn flush_into(&self, out: &mut impl Write) {
+        let mut batch = Vec::new();
+        let dropped = take_pending(&self.shared, &mut batch);
+        write_batch(out, &batch, dropped);
+    }
+}
+
+/// Moves the waiting lines into `batch` (swapping buffers, so both keep their capacity).
+fn take_pending(shared: &Shared, batch: &mut Vec<u8>) -> u64 {
+    let Ok(mut p) = shared.pending.lock() else {
+        return 0;
+    };
+    std::mem::swap(&mut p.buf, batch);
+    std::mem::take(&mut p.dropped)
+}
+
+fn write_batch(out: &mut impl Write, batch: &[u8], dropped: u64) {
+    let mut result = out.write_all(batch);
+    if dropped > 0 && result.is_ok() {
+        result = writeln!(
+            out,
+            "{{\"level\":\"WARN\",\"fields\":{{\"message\":\"access log lines dropped while stdout blocked\",\"dropped\":{dropped}}},\"target\":\"access\"}}"
+        );
+    }
+    if result.is_ok() {
+        result = out.flush();
+    }
+    if let Err(e) = result {
+        // stdout is gone (closed pipe): nothing to report the error on but the diagnostic log.
+        tracing::debug!(error = %e, "access log write failed");
+    }
+}
+
+fn write_loop<W: Write>(shared: &Shared, mut out: W) {
+    let mut batch = Vec::with_capacity(64 * 1024);
+    loop {
+        {
+            let Ok(mut p) = shared.pending.lock() else {
+                return;
+            };
+            while p.buf.is_empty() {
+                p.writer_waiting = true;
+                p = match shared.wake.wait(p) {
+                    Ok(p) => p,
+                    Err(_) => return,
+                };
+            }
+        }
+        batch.clear();
+        let dropped = take_pending(shared, &mut batch);
+        write_batch(&mut out, &batch, dropped);
+        std::thread::sleep(FLUSH_INTERVAL);
+    }
+}
+
+/// Formats one line (with its `\n`) onto `buf`.
+pub fn format_line(buf: &mut Vec<u8>, e: &Entry<'_>) {
+    buf.extend_from_slice(b"{\"timestamp\":\"");
+    push_timestamp(buf, e.time);
+    buf.extend_from_slice(b"\",\"level\":\"INFO\",\"fields\":{\"tenant\":\"");
+    push_escaped(buf, e.tenant);
+    buf.extend_from_slice(b"\",\"request_id\":\"");
+    push_escaped(buf, e.request_id);
+    buf.extend_from_slice(b"\",\"method\":\"");
+    push_escaped(buf, e.method);
+    buf.extend_from_slice(b"\",\"path\":\"");
+    push_escaped(buf, e.path);
+    buf.extend_from_slice(b"\",\"status\":");
+    push_uint(buf, u64::from(e.status));
+    if let Some(refusal) = e.refusal {
+        buf.extend_from_slice(b",\"refusal\":\"");
+        push_escaped(buf, refusal);
+        buf.push(b'"');
+    }
+    buf.extend_from_slice(b",\"upstream\":\"");
+    if let Some(addr) = e.upstream {
+        // Display of a socket address writes into the Vec without a temporary String.
+        let _ = write!(buf, "{addr}");
+    }
+    buf.extend_from_slice(b"\",\"duration_ms\":");
+    let micros = u64::try_from(e.duration.as_micros()).unwrap_or(u64::MAX);
+    push_uint(buf, micros / 1000);
+    buf.push(b'.');
+    push_padded(buf, micros % 1000, 3);
+    buf.extend_from_slice(b"},\"target\":\"access\"}\n");
+}
+
+fn push_uint(buf: &mut Vec<u8>, v: u64) {
+    buf.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
+}
+
+fn push_padded(buf: &mut Vec<u8>, v: u64, width: usize) {
+    let mut digits = itoa::Buffer::new();
+    let s = digits.format(v);
+    buf.extend(std::iter::repeat_n(b'0', width.saturating_sub(s.len())));
+    buf.extend_from_slice(s.as_bytes());
+}
+
+/// RFC 3339 UTC with microseconds, as `tracing-subscriber` writes it.
+fn push_timestamp(buf: &mut Vec<u8>, t: SystemTime) {
+    let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs();
+    let (y, m, d) = civil_from_days(secs / 86_400);
+    let rem = secs % 86_400;
+    push_padded(buf, y, 4);
+    buf.push(b'-');
+    push_padded(buf, m, 2);
+    buf.push(b'-');
+    push_padded(buf, d, 2);
+    buf.push(b'T');
+    push_padded(buf, rem / 3600, 2);
+    buf.push(b':');
+    push_padded(buf, rem / 60 % 60, 2);
+    buf.push(b':');
+    push_padded(buf, rem % 60, 2);
+    buf.push(b'.');
+    push_padded(buf, u64::from(since.subsec_micros()), 6);
+    buf.push(b'Z');
+}
+
+/// (year, month, day) of a count of days since 1970-01-01 (Howard Hinnant's algorithm).
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + u64::from(m <= 2);
+    (y, m, d)
+}
+
+/// A JSON string body: `"`, `\` and control characters escaped.
+fn push_escaped(buf: &mut Vec<u8>, s: &str) {
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        if b != b'"' && b != b'\\' && b >= 0x20 {
+            continue;
+        }
+        buf.extend_from_slice(&bytes[start..i]);
+        match b {
+            b'"' => buf.extend_from_slice(b"\\\""),
+            b'\\' => buf.extend_from_slice(b"\\\\"),
+            b'\n' => buf.extend_from_slice(b"\\n"),
+            b'\r' => buf.extend_from_slice(b"\\r"),
+            b'\t' => buf.extend_from_slice(b"\\t"),
+            _ => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                buf.extend_from_slice(b"\\u00");
+                buf.push(HEX[usize::from(b >> 4)]);
+                buf.push(HEX[usize::from(b & 0xf)]);
+            }
+        }
+        start = i + 1;
+    }
+    buf.extend_from_slice(&bytes[start..]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn entry<'a>(tenant: &'a str, path: &'a str, micros: u64) -> Entry<'a> {
+        Entry {
+            time: UNIX_EPOCH + Duration::from_micros(1_796_161_830_123_456),
+            tenant,
+            request_id: "rid-1",
+            method: "GET",
+            path,
+            status: 200,
+            refusal: None,
+            upstream: Some("127.0.0.1:3000".parse().unwrap()),
+            duration: Duration::from_micros(micros),
+        }
+    }
+
+    #[test]
+    fn line_has_the_tracing_json_shape() {
+        let mut buf = Vec::new();
+        format_line(&mut buf, &entry("acme", "/a", 1_234));
+        assert_eq!(
+            String::from_utf8(buf).unwrap(),
+            "{\"timestamp\":\"2026-12-01T21:50:30.123456Z\",\"level\":\"INFO\",\"fields\":{\"tenant\":\"acme\",\"request_id\":\"rid-1\",\"method\":\"GET\",\"path\":\"/a\",\"status\":200,\"upstream\":\"127.0.0.1:3000\",\"duration_ms\":1.234},\"target\":\"access\"}\n"
+        );
+    }
+
+    #[test]
+    fn civil_dates_match_chrono() {
+        use chrono::{Datelike, TimeZone};
+        for days in (0..200_000u64)
+            .step_by(37)
+            .chain([0, 59, 365, 10_957, 11_016, 20_788])
+        {
+            let c = chrono::Utc
+                .timestamp_opt(i64::try_from(days * 86_400).unwrap(), 0)
+                .unwrap();
+            let want = (
+                u64::try_from(c.year()).unwrap(),
+                u64::from(c.month()),
+                u64::from(c.day()),
+            );
+            assert_eq!(civil_from_days(days), want, "day {days}");
+        }
+    }
+
+    #[test]
+    fn detached_log_keeps_lines_until_flushed_and_drops_past_the_cap() {
+        let log = AccessLog::detached();
+        log.record(&entry("a", "/1", 5));
+        log.record(&entry("b", "/2", 5));
+        let mut out = Vec::new();
+        log.flush_into(&mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(text.lines().count(), 2);
+        assert!(text.contains("\"tenant\":\"b\""));
+        let mut again = Vec::new();
+        log.flush_into(&mut again);
+        assert!(again.is_empty(), "flushed lines are gone");
+
+        let long = "x".repeat(MAX_PENDING);
+        log.record(&entry("big", &long, 1));
+        log.record(&entry("lost", "/", 1));
+        let mut out = Vec::new();
+        log.flush_into(&mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert!(!text.contains("\"tenant\":\"lost\""));
+        assert!(
+            text.contains("\"dropped\":1"),
+            "{}",
+            &text[text.len() - 200..]
+        );
+    }
+
+    #[test]
+    fn writer_thread_writes_recorded_lines() {
+        let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+        struct Chan(std::sync::mpsc::Sender<Vec<u8>>);
+        impl Write for Chan {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                let _ = self.0.send(b.to_vec());
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let log = AccessLog::spawn(move || Chan(tx));
+        for i in 0..3u64 {
+            log.record(&entry("t", "/", i));
+            std::thread::sleep(FLUSH_INTERVAL * 2);
+        }
+        let mut got = Vec::new();
+        while got.iter().filter(|&&b| b == b'\n').count() < 3 {
+            got.extend(
+                rx.recv_timeout(Duration::from_secs(5))
+                    .expect("line written"),
+            );
+        }
+        assert_eq!(String::from_utf8(got).unwrap().lines().count(), 3);
+    }
+
+    proptest! {
+        /// Whatever the request carries, the line is one valid JSON object with those values.
+        #[test]
+        fn any_values_make_one_valid_json_line(
+            tenant in "\\PC{0,20}",
+            path in any::<String>(),
+            method in "[A-Za-z\"\\\\\u{0}-\u{1f}]{0,8}",
+            micros in any::<u64>(),
+            status in any::<u16>(),
+        ) {
+            let mut e = entry(&tenant, &path, micros);
+            e.method = &method;
+            e.status = status;
+            let mut buf = Vec::new();
+            format_line(&mut buf, &e);
+            prop_assert_eq!(buf.iter().filter(|&&b| b == b'\n').count(), 1);
+            let v: serde_json::Value = serde_json::from_slice(&buf).unwrap();
+            let f = &v["fields"];
+            prop_assert_eq!(f["tenant"].as_str(), Some(tenant.as_str()));
+            prop_assert_eq!(f["path"].as_str(), Some(path.as_str()));
+            prop_assert_eq!(f["method"].as_str(), Some(method.as_str()));
+            prop_assert_eq!(f["status"].as_u64(), Some(u64::from(status)));
+            let ms = f["duration_ms"].as_f64().unwrap();
+            prop_assert!((ms - micros as f64 / 1000.0).abs() <= 1e-3 * ms.max(1.0));
+        }
+    }
+}
