@@ -546,7 +546,7 @@ impl ProxyHttp for TenantProxy {
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
         if let Some(rid) = &ctx.request_id {
-            resp.insert_header(X_REQUEST_ID.clone(), rid.clone())?;
+            resp.insert_header("x-request-id", rid.clone())?;
         }
         if let Some(h) = ctx.rate_limit.take() {
             resp.insert_header("ratelimit-policy", h.policy)?;

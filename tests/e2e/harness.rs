@@ -25,8 +25,30 @@ pub const ADMIN_TOKEN: &str = "e2e-admin-token";
 /// How long a process may take to start listening.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// A port that was free a moment ago (bind 127.0.0.1:0, read the port, drop the socket).
+/// Ports handed out by [`free_port`]: below the kernel's ephemeral range (32768–60999 by
+/// default), so the source port of some other test's outgoing connection can never take a
+/// port between the moment it was picked and the moment a child process binds it (or binds it
+/// again after a restart). Below 22000, so a Redis Cluster bus port (port + 10000) stays out of
+/// both this range and the ephemeral one.
+const PICKED_PORTS: std::ops::Range<u16> = 12000..22000;
+
+/// A port that was free a moment ago. Picks walk [`PICKED_PORTS`] from a start that differs
+/// per process, and each pick is checked by binding it.
 pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let span = u32::from(PICKED_PORTS.end - PICKED_PORTS.start);
+    if NEXT.load(Ordering::Relaxed) == u32::MAX {
+        let seed = std::process::id().wrapping_mul(7919) % span;
+        let _ = NEXT.compare_exchange(u32::MAX, seed, Ordering::Relaxed, Ordering::Relaxed);
+    }
+    for _ in 0..span {
+        let offset = NEXT.fetch_add(1, Ordering::Relaxed) % span;
+        let port = PICKED_PORTS.start + offset as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     listener.local_addr().expect("local_addr").port()
 }
