@@ -324,7 +324,7 @@ impl Default for AcmeConfig {
 
 impl AcmeConfig {
     /// http-01 is answered on the plain listener, so ACME without one cannot work.
-    fn https_port_needed_but_missing(&self, server: &ServerConfig) -> bool {
+    fn http_listener_needed_but_missing(&self, server: &ServerConfig) -> bool {
         self.enabled && server.http_listen.is_empty()
     }
 }

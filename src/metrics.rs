@@ -260,10 +260,12 @@ impl Metrics {
     /// Drops the label sets of a tenant that left the config, so /metrics does not keep
     /// reporting tenants that no longer exist.
     pub fn forget_tenant(&self, tenant: &str) {
-        for class in STATUS_CLASSES {
-            let _ = self.requests.remove_label_values(&[tenant, class]);
-        }
-        let _ = self.request_duration.remove_label_values(&[tenant]);
+        forget_in(&self.requests, tenant);
+        forget_in(&self.request_duration, tenant);
+        forget_in(&self.upstream_errors, tenant);
+        forget_in(&self.quota_decisions, tenant);
+        forget_in(&self.auth_failures, tenant);
+        forget_in(&self.quota_usage_ratio, tenant);
     }
 
     /// Prometheus text exposition of the whole registry.
@@ -274,6 +276,26 @@ impl Metrics {
             tracing::error!(error = %e, "encoding metrics failed");
         }
         buf
+    }
+}
+
+/// Removes every series of `vec` whose `tenant` label is `tenant`, whatever its other labels.
+fn forget_in<T: prometheus::core::MetricVecBuilder>(
+    vec: &prometheus::core::MetricVec<T>,
+    tenant: &str,
+) {
+    use prometheus::core::Collector;
+    for family in vec.collect() {
+        for metric in family.get_metric() {
+            let labels: std::collections::HashMap<&str, &str> = metric
+                .get_label()
+                .iter()
+                .map(|l| (l.get_name(), l.get_value()))
+                .collect();
+            if labels.get("tenant") == Some(&tenant) {
+                let _ = vec.remove(&labels);
+            }
+        }
     }
 }
 
@@ -302,5 +324,37 @@ impl TenantMetrics {
         let class = usize::from(status / 100).clamp(1, 5) - 1;
         self.requests_by_class[class].inc();
         self.duration.observe(seconds);
+    }
+}
+
+#[cfg(test)]
+mod forget_tests {
+    use super::*;
+
+    #[test]
+    fn forgetting_a_tenant_removes_it_from_every_tenant_family() {
+        let m = Metrics::register(&Registry::new()).unwrap();
+        for t in ["gone", "kept"] {
+            m.requests.with_label_values(&[t, "2xx"]).inc();
+            m.request_duration.with_label_values(&[t]).observe(0.1);
+            m.upstream_errors.with_label_values(&[t, "timeout"]).inc();
+            m.auth_failures
+                .with_label_values(&[t, "unknown_api_key"])
+                .inc();
+        }
+        m.forget_tenant("gone");
+        let text = String::from_utf8(m.encode()).unwrap();
+        assert!(!text.contains("tenant=\"gone\""), "{text}");
+        for family in [
+            "gateway_requests_total",
+            "gateway_upstream_errors_total",
+            "gateway_auth_failures_total",
+        ] {
+            assert!(
+                text.lines()
+                    .any(|l| l.starts_with(family) && l.contains("tenant=\"kept\"")),
+                "{family}"
+            );
+        }
     }
 }

@@ -200,7 +200,7 @@ pub fn validate(raw: &RawConfig) -> Vec<ConfigError> {
                 );
             }
         }
-        if g.acme.https_port_needed_but_missing(&g.server) {
+        if g.acme.http_listener_needed_but_missing(&g.server) {
             err(
                 main,
                 "server.http_listen".into(),
