@@ -126,8 +126,7 @@ impl Reloader {
             }
             Err(e) => ReloadOutcome::Failed(e),
         };
-        self.status
-            .record(trigger.as_str(), &outcome, &self.holder.load().config);
+        self.status.record(trigger.as_str(), &outcome);
         match &outcome {
             ReloadOutcome::Swapped {
                 tenants,

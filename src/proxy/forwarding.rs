@@ -12,25 +12,10 @@ use crate::config::UnderscoreHeaders;
 use crate::tenant::{normalize_host, Tenant};
 use crate::tls::Sni;
 
+/// Names the proxy reads from the client; the ones it writes are `&'static str` (see `inject`).
 pub static X_TENANT_ID: HeaderName = HeaderName::from_static("x-tenant-id");
-pub static X_ORGANIZATION_ID: HeaderName = HeaderName::from_static("x-organization-id");
-pub static X_TENANT_PLAN: HeaderName = HeaderName::from_static("x-tenant-plan");
-pub static X_TENANT_FEATURES: HeaderName = HeaderName::from_static("x-tenant-features");
-pub static X_TENANT_SCHEMA: HeaderName = HeaderName::from_static("x-tenant-schema");
-pub static X_USER_ID: HeaderName = HeaderName::from_static("x-user-id");
-pub static X_USER_ROLES: HeaderName = HeaderName::from_static("x-user-roles");
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-
-/// Host of the request: `Host` on HTTP/1, `:authority` on HTTP/2.
-pub fn request_host(req: &RequestHeader) -> Option<&str> {
-    req.headers
-        .get(HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| req.uri.authority().map(|a| a.as_str()))
-}
 
 /// An IP address as a header value, formatted on the stack.
 pub fn ip_header_value(ip: std::net::IpAddr) -> HeaderValue {

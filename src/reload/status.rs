@@ -111,18 +111,20 @@ impl ReloadStatus {
         restart_required(&self.boot, next)
     }
 
-    /// Records one attempt; `serving` is the config serving after it.
-    pub fn record(&self, trigger: &str, outcome: &ReloadOutcome, serving: &GatewayConfig) {
+    /// Records one attempt (a swap carries the restart-required keys the reloader computed).
+    pub fn record(&self, trigger: &str, outcome: &ReloadOutcome) {
         let now = unix_now();
         let mut r = self.record.lock().unwrap_or_else(|p| p.into_inner());
         r.last_attempt_at = Some(now);
         r.last_trigger = Some(trigger.to_string());
         match outcome {
-            ReloadOutcome::Swapped { .. } => {
+            ReloadOutcome::Swapped {
+                restart_required, ..
+            } => {
                 r.last_result = Some("swapped");
                 r.last_success_at = Some(now);
                 r.last_errors.clear();
-                r.restart_required = restart_required(&self.boot, serving);
+                r.restart_required = restart_required.clone();
             }
             ReloadOutcome::Unchanged => {
                 r.last_result = Some("unchanged");
@@ -232,19 +234,18 @@ mod tests {
             "admin",
             &ReloadOutcome::Swapped {
                 tenants: 1,
-                restart_required: vec![],
+                restart_required: status.restart_required_by(&next),
             },
-            &next,
         );
         let errors = ConfigErrors(vec![ConfigError::new("tenants/a.toml", "plan", "unknown")]);
-        status.record("file", &ReloadOutcome::Failed(errors), &next);
+        status.record("file", &ReloadOutcome::Failed(errors));
         let v = status.to_json(SystemTime::now());
         assert_eq!(v["last_result"], "failed");
         assert_eq!(v["last_trigger"], "file");
         assert_eq!(v["last_errors"][0]["file"], "tenants/a.toml");
         assert_eq!(v["last_errors"][0]["key"], "plan");
         assert_eq!(v["restart_required"], json!(["server.threads"]));
-        status.record("sighup", &ReloadOutcome::Unchanged, &next);
+        status.record("sighup", &ReloadOutcome::Unchanged);
         let v = status.to_json(SystemTime::now());
         assert_eq!(v["last_result"], "unchanged");
         assert_eq!(v["last_errors"], json!([]));
