@@ -12,6 +12,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
+use crate::echo_reply::{echo_ok, received};
 use crate::harness::{eventually, raw_http, Echo, Gateway, GatewayConfig, TenantToml, BIN};
 
 const SECRET: &str = "e2e-jwt-secret-do-not-use-elsewhere";
@@ -232,29 +233,6 @@ async fn start(echo: &Echo) -> (Gateway, Keys) {
     let keys = Keys::generate();
     let gw = auth_config(echo, &keys).start().await;
     (gw, keys)
-}
-
-/// Every value the echo upstream received for `name`, in order.
-fn received(echo: &Value, name: &str) -> Vec<String> {
-    echo["header_list"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no header_list in {echo}"))
-        .iter()
-        .filter(|pair| pair[0].as_str() == Some(name))
-        .map(|pair| pair[1].as_str().unwrap_or_default().to_string())
-        .collect()
-}
-
-/// Sends the request, expects 200 from the echo upstream, returns the echo JSON.
-async fn echo_ok(rb: reqwest::RequestBuilder) -> Value {
-    let resp = rb.send().await.expect("request");
-    let status = resp.status();
-    let body = resp.text().await.expect("body");
-    assert_eq!(
-        status, 200,
-        "expected 200 from the echo upstream, got {status}: {body}"
-    );
-    serde_json::from_str(&body).unwrap_or_else(|e| panic!("not echo JSON ({e}): {body}"))
 }
 
 /// The exact JSON error contract; returns the response headers.

@@ -14,49 +14,13 @@ use tokio::io::AsyncWriteExt;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::echo_reply::{echo_ok, received, received_names};
 use crate::harness::{
     dead_addr, eventually, raw_http, read_response, Echo, GatewayConfig, Redis, TenantToml,
     ADMIN_TOKEN, BIN,
 };
 
 const RELOAD_WAIT: Duration = Duration::from_secs(10);
-
-/// Every value the echo upstream received for `name`, in order (from its `header_list`).
-fn received(echo: &Value, name: &str) -> Vec<String> {
-    echo["header_list"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no header_list in {echo}"))
-        .iter()
-        .filter(|pair| pair[0].as_str() == Some(name))
-        .map(|pair| pair[1].as_str().unwrap_or_default().to_string())
-        .collect()
-}
-
-/// Names of every received header starting with `prefix`.
-fn received_names(echo: &Value, prefix: &str) -> Vec<String> {
-    let mut names: Vec<String> = echo["header_list"]
-        .as_array()
-        .expect("header_list")
-        .iter()
-        .filter_map(|pair| pair[0].as_str())
-        .filter(|n| n.starts_with(prefix))
-        .map(str::to_string)
-        .collect();
-    names.sort();
-    names
-}
-
-/// Sends the request, expects 200 from the echo upstream, returns the echo JSON.
-async fn echo_ok(rb: reqwest::RequestBuilder) -> Value {
-    let resp = rb.send().await.expect("request");
-    let status = resp.status();
-    let body = resp.text().await.expect("body");
-    assert_eq!(
-        status, 200,
-        "expected 200 from the echo upstream, got {status}: {body}"
-    );
-    serde_json::from_str(&body).unwrap_or_else(|e| panic!("not echo JSON ({e}): {body}"))
-}
 
 /// Exact error contract: status, JSON content type, and the body byte for byte.
 async fn assert_error(rb: reqwest::RequestBuilder, status: u16, code: &str, message: &str) {

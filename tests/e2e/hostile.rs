@@ -11,6 +11,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
+use crate::echo_reply::received;
 use crate::harness::{eventually, raw_http, Echo, Gateway, GatewayConfig, RawResponse, TenantToml};
 
 const SECRET: &str = "hostile-jwt-secret";
@@ -90,21 +91,6 @@ fn code(r: &RawResponse) -> String {
         .ok()
         .and_then(|v| v["code"].as_str().map(str::to_string))
         .unwrap_or_default()
-}
-
-/// Every value the echo upstream received for `name` (case-insensitive), in order.
-fn received(echo: &Value, name: &str) -> Vec<String> {
-    echo["header_list"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no header_list in {echo}"))
-        .iter()
-        .filter(|pair| {
-            pair[0]
-                .as_str()
-                .is_some_and(|n| n.eq_ignore_ascii_case(name))
-        })
-        .map(|pair| pair[1].as_str().unwrap_or_default().to_string())
-        .collect()
 }
 
 #[tokio::test]

@@ -8,6 +8,7 @@ mod acme;
 mod acme_harness;
 mod auth;
 mod chaos;
+mod echo_reply;
 mod failover;
 mod foundation;
 mod harness;

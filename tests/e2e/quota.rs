@@ -26,12 +26,13 @@ const BOUNDARY_MARGIN: Duration = Duration::from_secs(90);
 /// Generous per-request bound during a Redis outage (the configured timeout is far lower).
 const OUTAGE_BOUND: Duration = Duration::from_secs(1);
 
-/// `"requests";r=12;t=345` → (resource, remaining, reset) for each comma-separated item.
-fn parse_ratelimit(v: &str) -> Vec<(String, u64, u64)> {
+/// `"name";a=1;b=2` → (name, 1, 2) for each comma-separated item of a `header` value `v`,
+/// whose two parameters are `keys` in that order.
+fn parse_items(header: &str, v: &str, keys: [&str; 2]) -> Vec<(String, u64, u64)> {
     v.split(',')
         .map(|item| {
             let parts: Vec<&str> = item.trim().split(';').collect();
-            assert_eq!(parts.len(), 3, "RateLimit item {item:?} of {v:?}");
+            assert_eq!(parts.len(), 3, "{header} item {item:?} of {v:?}");
             let num = |p: &str, key: &str| -> u64 {
                 p.strip_prefix(key)
                     .and_then(|n| n.parse().ok())
@@ -39,30 +40,29 @@ fn parse_ratelimit(v: &str) -> Vec<(String, u64, u64)> {
             };
             (
                 parts[0].trim_matches('"').to_string(),
-                num(parts[1], "r="),
-                num(parts[2], "t="),
+                num(parts[1], keys[0]),
+                num(parts[2], keys[1]),
             )
         })
         .collect()
 }
 
+/// `"requests";r=12;t=345` → (resource, remaining, reset) for each comma-separated item.
+fn parse_ratelimit(v: &str) -> Vec<(String, u64, u64)> {
+    parse_items("RateLimit", v, ["r=", "t="])
+}
+
 /// `"messages";q=3;w=2592000` → resource → (quota, window) for each comma-separated item.
 fn parse_policy(v: &str) -> BTreeMap<String, (u64, u64)> {
-    v.split(',')
-        .map(|item| {
-            let parts: Vec<&str> = item.trim().split(';').collect();
-            assert_eq!(parts.len(), 3, "RateLimit-Policy item {item:?} of {v:?}");
-            let num = |p: &str, key: &str| -> u64 {
-                p.strip_prefix(key)
-                    .and_then(|n| n.parse().ok())
-                    .unwrap_or_else(|| panic!("{key}… expected in {item:?} of {v:?}"))
-            };
-            (
-                parts[0].trim_matches('"').to_string(),
-                (num(parts[1], "q="), num(parts[2], "w=")),
-            )
-        })
+    parse_items("RateLimit-Policy", v, ["q=", "w="])
+        .into_iter()
+        .map(|(resource, quota, window)| (resource, (quota, window)))
         .collect()
+}
+
+/// Resource → remaining units of a parsed `RateLimit` header.
+fn remaining_of(limits: &[(String, u64, u64)]) -> BTreeMap<&str, u64> {
+    limits.iter().map(|(n, r, _)| (n.as_str(), *r)).collect()
 }
 
 #[track_caller]
@@ -94,6 +94,14 @@ enum Backend {
     Redis,
 }
 
+/// Settings of the exactness gateways: deny and a long timeout, so that a slow decision under
+/// load is a visible failure and never a silent extra admission.
+fn exact_settings(store: Store) -> QuotaSettings {
+    QuotaSettings::new(store)
+        .on_backend_error("deny")
+        .timeout("2s")
+}
+
 /// A gateway on the quota config, with its echo upstream and (for `redis`) its own Redis.
 /// Fields drop in order: gateway first.
 struct Fixture {
@@ -103,7 +111,14 @@ struct Fixture {
 }
 
 impl Fixture {
+    /// Starts it clear of an hour boundary, so that exact counts see no window roll over.
     async fn start(backend: Backend) -> Fixture {
+        clear_of_hour_boundary(BOUNDARY_MARGIN).await;
+        Fixture::start_any_time(backend).await
+    }
+
+    /// Starts it at once (for tests whose windows are shorter than an hour).
+    async fn start_any_time(backend: Backend) -> Fixture {
         let echo = Echo::start().await;
         let redis = match backend {
             Backend::Local => None,
@@ -112,17 +127,38 @@ impl Fixture {
         let store = redis
             .as_ref()
             .map_or(Store::Local, |r| Store::Redis(r.url()));
-        // Exact counts: a slow decision on a loaded box must become a visible 503, never a
-        // silent fail-open admission.
-        let settings = QuotaSettings::new(store)
-            .on_backend_error("deny")
-            .timeout("2s");
-        let gw = start_gateway(&echo, &settings).await;
+        let gw = start_gateway(&echo, &exact_settings(store)).await;
         Fixture {
             gw,
             _redis: redis,
             _echo: echo,
         }
+    }
+}
+
+/// The two tests of a scenario `async fn(Backend)`: `$redis` on Redis, `$local` in memory.
+macro_rules! on_both_backends {
+    ($scenario:ident => $redis:ident, $local:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $redis() {
+            $scenario(Backend::Redis).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $local() {
+            $scenario(Backend::Local).await;
+        }
+    };
+}
+
+/// Posts `count` messages as `tenant`, each of which must be admitted.
+async fn send_messages(gw: &Gateway, tenant: &str, count: usize) {
+    for i in 0..count {
+        assert_status(
+            &post(gw, tenant, "/api/messages", 0).await,
+            200,
+            &format!("message {i}"),
+        );
     }
 }
 
@@ -274,38 +310,28 @@ async fn admits_exactly_the_limit(gateways: &[Gateway; 2]) {
     assert_eq!(rejected, (EXACT_TOTAL as u64 - EXACT_LIMIT + 2) as f64);
 }
 
-/// Settings of the exactness gateways: deny and a long timeout, so that a slow decision under
-/// load is a visible failure and never a silent extra admission.
-fn exact_settings(store: Store) -> QuotaSettings {
-    QuotaSettings::new(store)
-        .on_backend_error("deny")
-        .timeout("2s")
+/// Two gateway nodes on `store`, clear of an hour boundary, admit exactly the limit.
+async fn exact_limit_across_two_gateways(store: Store) {
+    clear_of_hour_boundary(BOUNDARY_MARGIN).await;
+    let echo = Echo::start().await;
+    let settings = exact_settings(store);
+    let gateways = [
+        start_gateway(&echo, &settings).await,
+        start_gateway(&echo, &settings).await,
+    ];
+    admits_exactly_the_limit(&gateways).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exact_limit_across_two_gateways_on_redis() {
-    clear_of_hour_boundary(BOUNDARY_MARGIN).await;
-    let echo = Echo::start().await;
     let redis = RedisNode::start().await;
-    let settings = exact_settings(Store::Redis(redis.url()));
-    let gateways = [
-        start_gateway(&echo, &settings).await,
-        start_gateway(&echo, &settings).await,
-    ];
-    admits_exactly_the_limit(&gateways).await;
+    exact_limit_across_two_gateways(Store::Redis(redis.url())).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exact_limit_across_two_gateways_on_redis_cluster() {
-    clear_of_hour_boundary(BOUNDARY_MARGIN).await;
-    let echo = Echo::start().await;
     let cluster = RedisCluster::start().await;
-    let settings = exact_settings(Store::Cluster(cluster.urls()));
-    let gateways = [
-        start_gateway(&echo, &settings).await,
-        start_gateway(&echo, &settings).await,
-    ];
-    admits_exactly_the_limit(&gateways).await;
+    exact_limit_across_two_gateways(Store::Cluster(cluster.urls())).await;
 
     // The counter is `tg:{acme}:requests:<hour label>`, readable through the cluster.
     let label = chrono::Utc::now().format("%Y-%m-%dT%H").to_string();
@@ -340,16 +366,9 @@ async fn exact_limit_across_two_gateways_on_redis_cluster() {
 // 2: all-or-nothing
 
 async fn all_or_nothing(backend: Backend) {
-    clear_of_hour_boundary(BOUNDARY_MARGIN).await;
     let fx = Fixture::start(backend).await;
     let gw = &fx.gw;
-    for i in 0..2 {
-        assert_status(
-            &post(gw, "aon", "/api/messages", 0).await,
-            200,
-            &format!("message {i}"),
-        );
-    }
+    send_messages(gw, "aon", 2).await;
     assert_eq!(used(gw, "aon", "requests").await, 2);
     assert_eq!(used(gw, "aon", "messages").await, 2);
 
@@ -361,7 +380,7 @@ async fn all_or_nothing(backend: Backend) {
     assert_eq!(policy["messages"].0, 3, "{policy:?}");
     assert!(is_month_length(policy["messages"].1), "{policy:?}");
     let limits = parse_ratelimit(header(&r, "ratelimit"));
-    let left: BTreeMap<&str, u64> = limits.iter().map(|(n, r, _)| (n.as_str(), *r)).collect();
+    let left = remaining_of(&limits);
     assert_eq!(left["requests"], 98, "{limits:?}");
     assert_eq!(left["messages"], 1, "{limits:?}");
     let retry = r.retry_after();
@@ -396,21 +415,13 @@ async fn all_or_nothing(backend: Backend) {
     assert_eq!(used(gw, "aon", "requests").await, 4);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn all_or_nothing_redis() {
-    all_or_nothing(Backend::Redis).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn all_or_nothing_local() {
-    all_or_nothing(Backend::Local).await;
-}
+on_both_backends!(all_or_nothing => all_or_nothing_redis, all_or_nothing_local);
 
 // ---------------------------------------------------------------------------------------------
 // 3: a one-second window rolls over
 
 async fn second_window_rolls_over(backend: Backend) {
-    let fx = Fixture::start(backend).await;
+    let fx = Fixture::start_any_time(backend).await;
     let gw = &fx.gw;
     // Four requests within one wall-clock second (checked on our clock: the gateway decides
     // between our send and our receive), so all four fall in one window.
@@ -463,21 +474,12 @@ async fn second_window_rolls_over(backend: Backend) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn second_window_rolls_over_redis() {
-    second_window_rolls_over(Backend::Redis).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn second_window_rolls_over_local() {
-    second_window_rolls_over(Backend::Local).await;
-}
+on_both_backends!(second_window_rolls_over => second_window_rolls_over_redis, second_window_rolls_over_local);
 
 // ---------------------------------------------------------------------------------------------
 // 4: consumption by Content-Length
 
 async fn content_length_consumption(backend: Backend) {
-    clear_of_hour_boundary(BOUNDARY_MARGIN).await;
     let fx = Fixture::start(backend).await;
     let gw = &fx.gw;
     let first = post(gw, "uploads", "/api/uploads", 600).await;
@@ -493,7 +495,7 @@ async fn content_length_consumption(backend: Backend) {
     let policy = parse_policy(header(&r, "ratelimit-policy"));
     assert_eq!(policy["storage_bytes"], (1000, 86_400), "{policy:?}");
     let limits = parse_ratelimit(header(&r, "ratelimit"));
-    let left: BTreeMap<&str, u64> = limits.iter().map(|(n, r, _)| (n.as_str(), *r)).collect();
+    let left = remaining_of(&limits);
     assert_eq!(left["storage_bytes"], 400, "{limits:?}");
     let retry = r.retry_after();
     assert!((1..=86_400).contains(&retry), "Retry-After {retry}");
@@ -513,21 +515,12 @@ async fn content_length_consumption(backend: Backend) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn content_length_consumption_redis() {
-    content_length_consumption(Backend::Redis).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn content_length_consumption_local() {
-    content_length_consumption(Backend::Local).await;
-}
+on_both_backends!(content_length_consumption => content_length_consumption_redis, content_length_consumption_local);
 
 // ---------------------------------------------------------------------------------------------
 // 5: a tenant's override beats its plan
 
 async fn tenant_override_beats_plan(backend: Backend) {
-    clear_of_hour_boundary(BOUNDARY_MARGIN).await;
     let fx = Fixture::start(backend).await;
     let gw = &fx.gw;
     for (i, left) in [1, 0].into_iter().enumerate() {
@@ -549,15 +542,7 @@ async fn tenant_override_beats_plan(backend: Backend) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tenant_override_beats_plan_redis() {
-    tenant_override_beats_plan(Backend::Redis).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tenant_override_beats_plan_local() {
-    tenant_override_beats_plan(Backend::Local).await;
-}
+on_both_backends!(tenant_override_beats_plan => tenant_override_beats_plan_redis, tenant_override_beats_plan_local);
 
 // ---------------------------------------------------------------------------------------------
 // 7: Redis dies and comes back
@@ -594,6 +579,33 @@ async fn unbacked(gw: &Gateway, tenant: &str) -> f64 {
         "gateway_quota_decisions_total{{tenant=\"{tenant}\",resource=\"requests\",decision=\"backend_error\"}}"
     );
     find_sample(&gw.metrics().await, &sample).unwrap_or(0.0)
+}
+
+/// Sends `count` requests as `tenant` while Redis is away: each is answered within
+/// `OUTAGE_BOUND` and passes `check`, and the tenant's decisions made without Redis rise above
+/// `unbacked_before`.
+async fn requests_during_outage(
+    gw: &Gateway,
+    tenant: &str,
+    count: usize,
+    unbacked_before: f64,
+    check: impl Fn(&Reply),
+) {
+    for i in 0..count {
+        let r = get(gw, tenant, &format!("/down/{i}")).await;
+        check(&r);
+        assert!(
+            r.elapsed < OUTAGE_BOUND,
+            "{tenant}: request {i} took {:?} during the outage",
+            r.elapsed
+        );
+    }
+    let unbacked_after = unbacked(gw, tenant).await;
+    assert!(
+        unbacked_after > unbacked_before,
+        "gateway_quota_decisions_total{{decision=\"backend_error\"}} of {tenant} did not rise: \
+         {unbacked_before} → {unbacked_after}"
+    );
 }
 
 /// How Redis goes away.
@@ -641,7 +653,6 @@ async fn redis_outage(outage: Outage) {
     assert_eq!(used(&closed, "closed", "requests").await, 3);
     // Decisions made without Redis (a failed call, or the breaker already open because the
     // health probe saw Redis go: then no decision waits at all).
-    let errors = "gateway_quota_decisions_total{decision=\"backend_error\"}";
     let open_errors = unbacked(&open, "open").await;
     let closed_errors = unbacked(&closed, "closed").await;
 
@@ -651,29 +662,17 @@ async fn redis_outage(outage: Outage) {
     }
 
     // allow: every request answered 2xx, promptly, and counted as a backend error.
-    for i in 0..20 {
-        let r = get(&open, "open", &format!("/down/{i}")).await;
+    requests_during_outage(&open, "open", 20, open_errors, |r| {
         assert!(
             (200..300).contains(&r.status),
             "allow policy during the outage: {} {}",
             r.status,
             r.body
         );
-        assert!(
-            r.elapsed < OUTAGE_BOUND,
-            "request {i} took {:?} during the outage",
-            r.elapsed
-        );
-    }
-    let now_open_errors = unbacked(&open, "open").await;
-    assert!(
-        now_open_errors > open_errors,
-        "{errors} did not rise: {open_errors} → {now_open_errors}"
-    );
-
+    })
+    .await;
     // deny: 503 QUOTA_BACKEND_UNAVAILABLE, promptly.
-    for i in 0..10 {
-        let r = get(&closed, "closed", &format!("/down/{i}")).await;
+    requests_during_outage(&closed, "closed", 10, closed_errors, |r| {
         assert_eq!(
             (r.status, r.body.as_str()),
             (
@@ -682,17 +681,8 @@ async fn redis_outage(outage: Outage) {
             ),
             "deny policy during the outage"
         );
-        assert!(
-            r.elapsed < OUTAGE_BOUND,
-            "request {i} took {:?} during the outage",
-            r.elapsed
-        );
-    }
-    let now_closed_errors = unbacked(&closed, "closed").await;
-    assert!(
-        now_closed_errors > closed_errors,
-        "{errors} did not rise: {closed_errors} → {now_closed_errors}"
-    );
+    })
+    .await;
     // The usage report cannot read counters either.
     let (status, body) = admin_json(&closed, "/admin/v1/tenants/closed/usage")
         .await
@@ -765,16 +755,9 @@ async fn frozen_redis_is_cut_off_by_the_timeout() {
 // Limits raised by a reload, and uploads without a Content-Length
 
 async fn raised_limit_applies_at_once(backend: Backend) {
-    clear_of_hour_boundary(BOUNDARY_MARGIN).await;
     let fx = Fixture::start(backend).await;
     let gw = &fx.gw;
-    for i in 0..3 {
-        assert_status(
-            &post(gw, "aon", "/api/messages", 0).await,
-            200,
-            &format!("message {i}"),
-        );
-    }
+    send_messages(gw, "aon", 3).await;
     post(gw, "aon", "/api/messages", 0)
         .await
         .assert_quota_exceeded("messages");
@@ -803,29 +786,14 @@ async fn raised_limit_applies_at_once(backend: Backend) {
     assert_eq!(used(gw, "aon", "messages").await, 4);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn raised_limit_applies_at_once_redis() {
-    raised_limit_applies_at_once(Backend::Redis).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn raised_limit_applies_at_once_local() {
-    raised_limit_applies_at_once(Backend::Local).await;
-}
+on_both_backends!(raised_limit_applies_at_once => raised_limit_applies_at_once_redis, raised_limit_applies_at_once_local);
 
 /// A rejection decided from the local "known full" cache still reports the other resources'
 /// remaining units truthfully (or leaves them out), never more than there are.
 async fn ratelimit_never_overstates_remaining(backend: Backend) {
-    clear_of_hour_boundary(BOUNDARY_MARGIN).await;
     let fx = Fixture::start(backend).await;
     let gw = &fx.gw;
-    for i in 0..3 {
-        assert_status(
-            &post(gw, "aon", "/api/messages", 0).await,
-            200,
-            &format!("message {i}"),
-        );
-    }
+    send_messages(gw, "aon", 3).await;
     // messages is full now (and known to be): 3 of 100 requests are used, 97 left.
     let full = post(gw, "aon", "/api/messages", 0).await;
     full.assert_quota_exceeded("messages");
@@ -839,18 +807,9 @@ async fn ratelimit_never_overstates_remaining(backend: Backend) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ratelimit_never_overstates_remaining_redis() {
-    ratelimit_never_overstates_remaining(Backend::Redis).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ratelimit_never_overstates_remaining_local() {
-    ratelimit_never_overstates_remaining(Backend::Local).await;
-}
+on_both_backends!(ratelimit_never_overstates_remaining => ratelimit_never_overstates_remaining_redis, ratelimit_never_overstates_remaining_local);
 
 async fn chunked_upload_cannot_bypass_storage_quota(backend: Backend) {
-    clear_of_hour_boundary(BOUNDARY_MARGIN).await;
     let fx = Fixture::start(backend).await;
     let gw = &fx.gw;
     assert_status(
@@ -874,31 +833,16 @@ async fn chunked_upload_cannot_bypass_storage_quota(backend: Backend) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn chunked_upload_cannot_bypass_storage_quota_redis() {
-    chunked_upload_cannot_bypass_storage_quota(Backend::Redis).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn chunked_upload_cannot_bypass_storage_quota_local() {
-    chunked_upload_cannot_bypass_storage_quota(Backend::Local).await;
-}
+on_both_backends!(chunked_upload_cannot_bypass_storage_quota => chunked_upload_cannot_bypass_storage_quota_redis, chunked_upload_cannot_bypass_storage_quota_local);
 
 // ---------------------------------------------------------------------------------------------
 // 9: usage and billing report what was consumed
 
 async fn usage_and_billing(backend: Backend) {
-    clear_of_hour_boundary(BOUNDARY_MARGIN).await;
     let fx = Fixture::start(backend).await;
     let gw = &fx.gw;
     // The tenant's override (10 a month) allows more than the plan includes (2).
-    for i in 0..5 {
-        assert_status(
-            &post(gw, "bill", "/api/messages", 0).await,
-            200,
-            &format!("message {i}"),
-        );
-    }
+    send_messages(gw, "bill", 5).await;
     let month = chrono::Utc::now().format("%Y-%m").to_string();
     let u = usage(gw, "bill").await;
     assert_eq!(u["messages"]["used"], 5, "{u}");
@@ -961,12 +905,4 @@ async fn usage_and_billing(backend: Backend) {
     assert_eq!(resp.status(), 401);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn usage_and_billing_report_consumption_redis() {
-    usage_and_billing(Backend::Redis).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn usage_and_billing_report_consumption_local() {
-    usage_and_billing(Backend::Local).await;
-}
+on_both_backends!(usage_and_billing => usage_and_billing_report_consumption_redis, usage_and_billing_report_consumption_local);

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::echo_reply::received;
 use crate::harness::{eventually, free_port, raw_http, Echo, Gateway, GatewayConfig, TenantToml};
 use crate::tls_harness::{
     https_client, https_raw, install_leaf, served, write_file_atomic, CertFacts, Leaf, TestCa,
@@ -140,17 +141,6 @@ fn echo_json(resp: &crate::harness::RawResponse) -> Value {
         String::from_utf8_lossy(&resp.body)
     );
     resp.json()
-}
-
-/// Every value the echo upstream received for `name`.
-fn received(echo: &Value, name: &str) -> Vec<String> {
-    echo["header_list"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no header_list in {echo}"))
-        .iter()
-        .filter(|pair| pair[0].as_str() == Some(name))
-        .map(|pair| pair[1].as_str().unwrap_or_default().to_string())
-        .collect()
 }
 
 #[tokio::test]
