@@ -15,15 +15,45 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::echo_reply::{echo_ok, received, received_names};
+use crate::fixtures::{acme_config, acme_gateway};
 use crate::harness::{
-    dead_addr, eventually, raw_http, read_response, Echo, GatewayConfig, Redis, TenantToml,
-    ADMIN_TOKEN, BIN,
+    dead_addr, eventually, raw_http, read_response, Echo, Gateway, GatewayConfig, Redis,
+    TenantToml, ADMIN_TOKEN, BIN,
 };
 
 const RELOAD_WAIT: Duration = Duration::from_secs(10);
 
+/// One answer of the JSON error contract.
+struct ApiError {
+    status: u16,
+    code: &'static str,
+    message: &'static str,
+}
+
+impl ApiError {
+    const fn new(status: u16, code: &'static str, message: &'static str) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message,
+        }
+    }
+}
+
+const TENANT_REQUIRED: ApiError = ApiError::new(400, "TENANT_REQUIRED", "Tenant ID is required");
+const TENANT_NOT_FOUND: ApiError = ApiError::new(404, "TENANT_NOT_FOUND", "Tenant not found");
+const TENANT_SUSPENDED: ApiError = ApiError::new(403, "TENANT_SUSPENDED", "Tenant is suspended");
+const ANALYTICS_NOT_AVAILABLE: ApiError = ApiError::new(
+    403,
+    "FEATURE_NOT_AVAILABLE",
+    "Feature 'analytics' is not available for your plan",
+);
+const UPSTREAM_UNAVAILABLE: ApiError =
+    ApiError::new(502, "UPSTREAM_UNAVAILABLE", "Upstream unavailable");
+const UPSTREAM_TIMEOUT: ApiError = ApiError::new(504, "UPSTREAM_TIMEOUT", "Upstream timed out");
+
 /// Exact error contract: status, JSON content type, and the body byte for byte.
-async fn assert_error(rb: reqwest::RequestBuilder, status: u16, code: &str, message: &str) {
+async fn assert_error(rb: reqwest::RequestBuilder, error: &ApiError) {
     let resp = rb.send().await.expect("request");
     let got_status = resp.status().as_u16();
     let content_type = resp
@@ -31,21 +61,36 @@ async fn assert_error(rb: reqwest::RequestBuilder, status: u16, code: &str, mess
         .get("content-type")
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
     let body = resp.text().await.expect("body");
-    let expected = format!(r#"{{"success":false,"error":"{message}","code":"{code}"}}"#);
+    let expected = format!(
+        r#"{{"success":false,"error":"{}","code":"{}"}}"#,
+        error.message, error.code
+    );
     assert_eq!(
         (got_status, body.as_str()),
-        (status, expected.as_str()),
+        (error.status, expected.as_str()),
         "error response"
     );
     assert_eq!(content_type.as_deref(), Some("application/json"));
 }
 
-fn tenant_required() -> (u16, &'static str, &'static str) {
-    (400, "TENANT_REQUIRED", "Tenant ID is required")
+/// Waits until `tenant` has `count` 2xx answers in `gateway_requests_total`.
+async fn wait_2xx(gw: &Gateway, tenant: &str, count: f64) {
+    gw.wait_metric(
+        &format!("gateway_requests_total{{tenant=\"{tenant}\",status_class=\"2xx\"}}"),
+        count,
+    )
+    .await;
 }
 
-fn tenant_not_found() -> (u16, &'static str, &'static str) {
-    (404, "TENANT_NOT_FOUND", "Tenant not found")
+/// `GET path` on the admin API with the token; the JSON answer.
+async fn admin_get(gw: &Gateway, path: &str) -> Value {
+    gw.admin(Method::GET, path, Some(ADMIN_TOKEN))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -76,24 +121,17 @@ async fn routes_by_subdomain_and_custom_domain() {
 #[tokio::test]
 async fn tenant_header_only_when_trusted() {
     let echo = Echo::start().await;
-    let trusted = GatewayConfig::with_echo(&echo)
+    let trusted = acme_config(&echo)
         .server("trust_tenant_header = true")
-        .tenant(TenantToml::new("acme"))
         .start()
         .await;
-    let untrusted = GatewayConfig::with_echo(&echo)
-        .tenant(TenantToml::new("acme"))
-        .start()
-        .await;
+    let untrusted = acme_gateway(&echo).await;
 
     let body = echo_ok(trusted.get("localhost", "/").header("X-Tenant-Id", "acme")).await;
     assert_eq!(received(&body, "x-tenant-id"), ["acme"]);
-    let (s, c, m) = tenant_not_found();
     assert_error(
         trusted.get("localhost", "/").header("X-Tenant-Id", "nope"),
-        s,
-        c,
-        m,
+        &TENANT_NOT_FOUND,
     )
     .await;
     // The Host wins over the header.
@@ -104,15 +142,11 @@ async fn tenant_header_only_when_trusted() {
     )
     .await;
     assert_eq!(received(&body, "x-tenant-id"), ["acme"]);
-
-    let (s, c, m) = tenant_required();
     assert_error(
         untrusted
             .get("localhost", "/")
             .header("X-Tenant-Id", "acme"),
-        s,
-        c,
-        m,
+        &TENANT_REQUIRED,
     )
     .await;
 }
@@ -120,21 +154,13 @@ async fn tenant_header_only_when_trusted() {
 #[tokio::test]
 async fn tenant_query_only_in_dev_mode() {
     let echo = Echo::start().await;
-    let dev = GatewayConfig::with_echo(&echo)
-        .server("dev_mode = true")
-        .tenant(TenantToml::new("acme"))
-        .start()
-        .await;
-    let prod = GatewayConfig::with_echo(&echo)
-        .tenant(TenantToml::new("acme"))
-        .start()
-        .await;
+    let dev = acme_config(&echo).server("dev_mode = true").start().await;
+    let prod = acme_gateway(&echo).await;
 
     let body = echo_ok(dev.get("localhost", "/x?tenant=acme")).await;
     assert_eq!(received(&body, "x-tenant-id"), ["acme"]);
     assert_eq!(body["query"], "tenant=acme");
-    let (s, c, m) = tenant_required();
-    assert_error(prod.get("localhost", "/x?tenant=acme"), s, c, m).await;
+    assert_error(prod.get("localhost", "/x?tenant=acme"), &TENANT_REQUIRED).await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -224,41 +250,33 @@ async fn errors_tenant_required_and_not_found() {
         .tenant(TenantToml::new("acme").line(r#"custom_domains = ["support.acme.com"]"#))
         .start()
         .await;
-    let (s, c, m) = tenant_required();
     // Base domain, reserved subdomain, IP literal (reqwest's own Host: 127.0.0.1:<port>).
-    assert_error(gw.get("localhost", "/"), s, c, m).await;
-    assert_error(gw.get("www.localhost", "/"), s, c, m).await;
-    assert_error(gw.client().get(format!("{}/", gw.http_url())), s, c, m).await;
-
-    let (s, c, m) = tenant_not_found();
-    assert_error(gw.get("nope.localhost", "/"), s, c, m).await;
-    assert_error(gw.get("a.acme.localhost", "/"), s, c, m).await;
-    assert_error(gw.get("unknown.example.com", "/"), s, c, m).await;
+    assert_error(gw.get("localhost", "/"), &TENANT_REQUIRED).await;
+    assert_error(gw.get("www.localhost", "/"), &TENANT_REQUIRED).await;
+    assert_error(
+        gw.client().get(format!("{}/", gw.http_url())),
+        &TENANT_REQUIRED,
+    )
+    .await;
+    assert_error(gw.get("nope.localhost", "/"), &TENANT_NOT_FOUND).await;
+    assert_error(gw.get("a.acme.localhost", "/"), &TENANT_NOT_FOUND).await;
+    assert_error(gw.get("unknown.example.com", "/"), &TENANT_NOT_FOUND).await;
 }
 
 #[tokio::test]
 async fn errors_suspended_and_feature_not_available() {
     let echo = Echo::start().await;
-    let gw = GatewayConfig::with_echo(&echo)
-        .tenant(TenantToml::new("acme"))
+    let gw = acme_config(&echo)
         .tenant(TenantToml::new("globex").plan("free"))
         .tenant(TenantToml::new("initech").line(r#"status = "suspended""#))
         .start()
         .await;
     for path in ["/", "/api/analytics/report"] {
-        assert_error(
-            gw.get("initech.localhost", path),
-            403,
-            "TENANT_SUSPENDED",
-            "Tenant is suspended",
-        )
-        .await;
+        assert_error(gw.get("initech.localhost", path), &TENANT_SUSPENDED).await;
     }
     assert_error(
         gw.get("globex.localhost", "/api/analytics/report"),
-        403,
-        "FEATURE_NOT_AVAILABLE",
-        "Feature 'analytics' is not available for your plan",
+        &ANALYTICS_NOT_AVAILABLE,
     )
     .await;
     echo_ok(gw.get("globex.localhost", "/api/other")).await;
@@ -273,13 +291,7 @@ async fn upstream_unavailable_is_502() {
         .tenant(TenantToml::new("down").dedicated(&[&dead], &[]))
         .start()
         .await;
-    assert_error(
-        gw.get("down.localhost", "/"),
-        502,
-        "UPSTREAM_UNAVAILABLE",
-        "Upstream unavailable",
-    )
-    .await;
+    assert_error(gw.get("down.localhost", "/"), &UPSTREAM_UNAVAILABLE).await;
     assert!(
         gw.metric(r#"gateway_upstream_errors_total{tenant="down",kind="connect"}"#)
             .await
@@ -301,13 +313,7 @@ async fn upstream_timeout_is_504() {
         .await;
     echo_ok(gw.get("slow.localhost", "/delay/50")).await;
     let started = Instant::now();
-    assert_error(
-        gw.get("slow.localhost", "/delay/3000"),
-        504,
-        "UPSTREAM_TIMEOUT",
-        "Upstream timed out",
-    )
-    .await;
+    assert_error(gw.get("slow.localhost", "/delay/3000"), &UPSTREAM_TIMEOUT).await;
     let took = started.elapsed();
     assert!(
         took < Duration::from_millis(2500),
@@ -322,8 +328,7 @@ async fn upstream_timeout_is_504() {
 async fn error_responses_keep_or_announce_connection_close() {
     let echo = Echo::start().await;
     let dead = dead_addr();
-    let gw = GatewayConfig::with_echo(&echo)
-        .tenant(TenantToml::new("acme"))
+    let gw = acme_config(&echo)
         .tenant(TenantToml::new("initech").line(r#"status = "suspended""#))
         .tenant(TenantToml::new("down").dedicated(&[&dead], &[]))
         .tenant(TenantToml::new("slow").dedicated(&[&echo.addr()], &[r#"read_timeout = "500ms""#]))
@@ -388,19 +393,14 @@ async fn round_robin_retries_on_next_address() {
         .metric(r#"gateway_upstream_errors_total{tenant="acme",kind="connect"}"#)
         .await;
     assert_eq!(connect_errors, (N / 2) as f64, "{}", gw.metrics().await);
-    gw.wait_metric(
-        r#"gateway_requests_total{tenant="acme",status_class="2xx"}"#,
-        N as f64,
-    )
-    .await;
+    wait_2xx(&gw, "acme", N as f64).await;
 }
 
 #[tokio::test]
 async fn dedicated_upstream_routes_to_its_own_echo() {
     let shared = Echo::start().await;
     let mut own = Echo::start().await;
-    let gw = GatewayConfig::with_echo(&shared)
-        .tenant(TenantToml::new("acme"))
+    let gw = acme_config(&shared)
         .tenant(TenantToml::new("globex").dedicated(&[&own.addr()], &[r#"connect_timeout = "1s""#]))
         .start()
         .await;
@@ -408,14 +408,7 @@ async fn dedicated_upstream_routes_to_its_own_echo() {
     assert_eq!(received(&e, "x-tenant-id"), ["globex"]);
     echo_ok(gw.get("acme.localhost", "/")).await;
 
-    let admin: Value = gw
-        .admin(Method::GET, "/admin/v1/tenants/globex", Some(ADMIN_TOKEN))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let admin = admin_get(&gw, "/admin/v1/tenants/globex").await;
     assert_eq!(
         admin["tenant"]["upstream"]["addrs"],
         serde_json::json!([own.addr()])
@@ -423,13 +416,7 @@ async fn dedicated_upstream_routes_to_its_own_echo() {
 
     // Only globex depends on its own echo.
     own.kill();
-    assert_error(
-        gw.get("globex.localhost", "/"),
-        502,
-        "UPSTREAM_UNAVAILABLE",
-        "Upstream unavailable",
-    )
-    .await;
+    assert_error(gw.get("globex.localhost", "/"), &UPSTREAM_UNAVAILABLE).await;
     echo_ok(gw.get("acme.localhost", "/")).await;
 }
 
@@ -439,10 +426,7 @@ async fn dedicated_upstream_routes_to_its_own_echo() {
 #[tokio::test]
 async fn websocket_echo_through_gateway() {
     let echo = Echo::start().await;
-    let gw = GatewayConfig::with_echo(&echo)
-        .tenant(TenantToml::new("acme"))
-        .start()
-        .await;
+    let gw = acme_gateway(&echo).await;
     let tcp = tokio::net::TcpStream::connect(gw.http_addr())
         .await
         .unwrap();
@@ -496,10 +480,7 @@ fn generated_body() -> reqwest::Body {
 #[tokio::test]
 async fn upload_200mb_streams_in_bounded_memory() {
     let echo = Echo::start().await;
-    let gw = GatewayConfig::with_echo(&echo)
-        .tenant(TenantToml::new("acme"))
-        .start()
-        .await;
+    let gw = acme_gateway(&echo).await;
     echo_ok(gw.get("acme.localhost", "/warm-up")).await;
     let hwm_before = gw.hwm_kib();
     let rss_before = gw.rss_kib();
@@ -537,10 +518,7 @@ async fn upload_200mb_streams_in_bounded_memory() {
 #[tokio::test]
 async fn download_200mb_streams_in_bounded_memory() {
     let echo = Echo::start().await;
-    let gw = GatewayConfig::with_echo(&echo)
-        .tenant(TenantToml::new("acme"))
-        .start()
-        .await;
+    let gw = acme_gateway(&echo).await;
     echo_ok(gw.get("acme.localhost", "/warm-up")).await;
     let hwm_before = gw.hwm_kib();
 
@@ -575,10 +553,7 @@ async fn download_200mb_streams_in_bounded_memory() {
 #[tokio::test]
 async fn h2c_prior_knowledge() {
     let echo = Echo::start().await;
-    let gw = GatewayConfig::with_echo(&echo)
-        .tenant(TenantToml::new("acme"))
-        .start()
-        .await;
+    let gw = acme_gateway(&echo).await;
     let client = reqwest::Client::builder()
         .no_proxy()
         .http2_prior_knowledge()
@@ -632,12 +607,8 @@ const LAST_OK: &str = "gateway_config_last_reload_successful";
 #[tokio::test]
 async fn reload_serves_a_new_tenant_file() {
     let echo = Echo::start().await;
-    let gw = GatewayConfig::with_echo(&echo)
-        .tenant(TenantToml::new("acme"))
-        .start()
-        .await;
-    let (s, c, m) = tenant_not_found();
-    assert_error(gw.get("globex.localhost", "/"), s, c, m).await;
+    let gw = acme_gateway(&echo).await;
+    assert_error(gw.get("globex.localhost", "/"), &TENANT_NOT_FOUND).await;
 
     gw.write_tenant(&TenantToml::new("globex").plan("free"));
     eventually(
@@ -664,10 +635,7 @@ async fn reload_serves_a_new_tenant_file() {
 #[tokio::test]
 async fn reload_rejects_broken_files_and_keeps_serving() {
     let echo = Echo::start().await;
-    let gw = GatewayConfig::with_echo(&echo)
-        .tenant(TenantToml::new("acme"))
-        .start()
-        .await;
+    let gw = acme_gateway(&echo).await;
     assert_eq!(gw.metric(LAST_OK).await, 1.0);
     assert_eq!(gw.metric(FAILURES).await, 0.0);
 
@@ -704,8 +672,7 @@ async fn reload_rejects_broken_files_and_keeps_serving() {
     .await;
     assert_eq!(gw.metric(LAST_OK).await, 0.0);
     echo_ok(gw.get("acme.localhost", "/")).await;
-    let (s, c, m) = tenant_not_found();
-    assert_error(gw.get("newco.localhost", "/"), s, c, m).await;
+    assert_error(gw.get("newco.localhost", "/"), &TENANT_NOT_FOUND).await;
     let (status, body) = gw.reload().await;
     assert_eq!(status, 422, "{body}");
     let errors = body["errors"].as_array().unwrap();
@@ -730,15 +697,9 @@ async fn sighup_triggers_a_reload() {
         .tenant_hardlinked(acme.clone())
         .start()
         .await;
-    let feature = (
-        "FEATURE_NOT_AVAILABLE",
-        "Feature 'analytics' is not available for your plan",
-    );
     assert_error(
         gw.get("acme.localhost", "/api/analytics"),
-        403,
-        feature.0,
-        feature.1,
+        &ANALYTICS_NOT_AVAILABLE,
     )
     .await;
 
@@ -753,9 +714,7 @@ async fn sighup_triggers_a_reload() {
     );
     assert_error(
         gw.get("acme.localhost", "/api/analytics"),
-        403,
-        feature.0,
-        feature.1,
+        &ANALYTICS_NOT_AVAILABLE,
     )
     .await;
 
@@ -833,12 +792,7 @@ async fn reload_under_load_drops_nothing() {
     const TOTAL: usize = 2000;
     const RELOADS: usize = 20;
     let echo = Echo::start().await;
-    let gw = Arc::new(
-        GatewayConfig::with_echo(&echo)
-            .tenant(TenantToml::new("acme"))
-            .start()
-            .await,
-    );
+    let gw = Arc::new(acme_config(&echo).start().await);
     let successes_before = gw.metric(SUCCESSES).await;
     let done = Arc::new(AtomicUsize::new(0));
     let failures = Arc::new(Mutex::new(Vec::<String>::new()));
@@ -911,11 +865,7 @@ async fn reload_under_load_drops_nothing() {
     // Every content change was swapped in exactly once (by the admin call or the watcher).
     let swaps = gw.metric(SUCCESSES).await - successes_before;
     assert_eq!(swaps, RELOADS as f64);
-    gw.wait_metric(
-        r#"gateway_requests_total{tenant="acme",status_class="2xx"}"#,
-        TOTAL as f64,
-    )
-    .await;
+    wait_2xx(&gw, "acme", TOTAL as f64).await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -946,11 +896,7 @@ async fn admin_api_health_metrics_and_tenants() {
     }
 
     echo_ok(gw.get("acme.localhost", "/")).await;
-    gw.wait_metric(
-        r#"gateway_requests_total{tenant="acme",status_class="2xx"}"#,
-        1.0,
-    )
-    .await;
+    wait_2xx(&gw, "acme", 1.0).await;
     let metrics = gw.metrics().await;
     assert!(
         metrics.contains(r#"gateway_requests_total{status_class="2xx",tenant="acme"} 1"#),
@@ -977,14 +923,7 @@ async fn admin_api_health_metrics_and_tenants() {
         assert_eq!(resp.status(), 401, "{path}");
     }
 
-    let list: Value = gw
-        .admin(Method::GET, "/admin/v1/tenants", Some(ADMIN_TOKEN))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list = admin_get(&gw, "/admin/v1/tenants").await;
     let ids: Vec<&str> = list["tenants"]
         .as_array()
         .unwrap()
@@ -1016,14 +955,7 @@ async fn admin_api_health_metrics_and_tenants() {
     );
     assert_eq!(t["schema"], "tenant_acme");
 
-    let g: Value = gw
-        .admin(Method::GET, "/admin/v1/tenants/globex", Some(ADMIN_TOKEN))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let g = admin_get(&gw, "/admin/v1/tenants/globex").await;
     assert_eq!(g["tenant"]["features"], serde_json::json!(["chat"]));
 
     let resp = gw

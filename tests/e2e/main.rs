@@ -10,6 +10,7 @@ mod auth;
 mod chaos;
 mod echo_reply;
 mod failover;
+mod fixtures;
 mod foundation;
 mod harness;
 mod hooks;

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::fixtures::acme_gateway;
 use crate::harness::{
     dead_addr, free_port, listens_on, Echo, GatewayConfig, TenantToml, ADMIN_TOKEN, BIN,
 };
@@ -863,10 +864,7 @@ async fn upgrade_hands_over_sockets_without_dropping_requests() {
 #[tokio::test]
 async fn start_only_key_change_is_reported_on_reload() {
     let echo = Echo::start().await;
-    let gw = GatewayConfig::with_echo(&echo)
-        .tenant(TenantToml::new("acme"))
-        .start()
-        .await;
+    let gw = acme_gateway(&echo).await;
     assert_eq!(gw.metric("gateway_config_restart_required").await, 0.0);
     let path = gw.dir().join("gateway.toml");
     let text = std::fs::read_to_string(&path).expect("gateway.toml");

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::harness::{eventually, Echo, GatewayConfig, TenantToml, ADMIN_TOKEN, BIN};
+use crate::fixtures::acme_gateway;
+use crate::harness::{eventually, Echo, ADMIN_TOKEN, BIN};
 
 async fn admin_json(
     gw: &crate::harness::Gateway,
@@ -28,10 +29,7 @@ async fn admin_json(
 #[tokio::test]
 async fn api_creates_patches_and_deletes_tenants() {
     let echo = Echo::start().await;
-    let gw = GatewayConfig::with_echo(&echo)
-        .tenant(TenantToml::new("acme"))
-        .start()
-        .await;
+    let gw = acme_gateway(&echo).await;
     assert_eq!(gw.status("newco.localhost", "/").await, 404);
 
     // Create: validated, written, reloaded — serves at once.
@@ -181,10 +179,7 @@ fn cli(args: &[&str]) -> std::process::Output {
 #[tokio::test]
 async fn cli_provisions_a_running_gateway() {
     let echo = Echo::start().await;
-    let gw = GatewayConfig::with_echo(&echo)
-        .tenant(TenantToml::new("acme"))
-        .start()
-        .await;
+    let gw = acme_gateway(&echo).await;
     let config = gw.dir().join("gateway.toml");
     let config = config.to_str().unwrap();
 
