@@ -9,6 +9,7 @@ use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::fixtures::acme_config;
 use crate::harness::{Echo, Gateway, GatewayConfig, TenantToml};
 
 mod h2_streams;
@@ -24,11 +25,7 @@ fn limits(more: &str) -> String {
 }
 
 async fn start(echo: &Echo, limits_toml: &str) -> Gateway {
-    GatewayConfig::with_echo(echo)
-        .extra(limits_toml)
-        .tenant(TenantToml::new("acme"))
-        .start()
-        .await
+    acme_config(&echo).extra(limits_toml).start().await
 }
 
 /// Reads until EOF or error; `Some(bytes)` when the peer closed within `within`.

@@ -503,15 +503,22 @@ async fn upload_200mb_streams_in_bounded_memory() {
     assert_eq!(e["body_bytes"], BIG);
     assert_eq!(received(&e, "content-length"), [BIG.to_string()]);
 
-    let hwm_after = gw.hwm_kib();
-    let growth = hwm_after.saturating_sub(hwm_before);
-    eprintln!(
-        "upload 2 x 200 MiB: VmHWM {hwm_before} -> {hwm_after} KiB (+{growth} KiB), VmRSS before {rss_before} KiB, after {} KiB; chunked upload took {chunked_took:?}",
+    let detail = format!(
+        "VmRSS before {rss_before} KiB, after {} KiB; chunked upload took {chunked_took:?}",
         gw.rss_kib()
     );
+    assert_peak_growth_bounded(&gw, hwm_before, "upload 2 x 200 MiB", &detail);
+}
+
+/// Prints the gateway's peak RSS (VmHWM) since `hwm_before` during `what` (with `detail`) and
+/// asserts that it grew by less than `MAX_GROWTH_KIB`.
+fn assert_peak_growth_bounded(gw: &Gateway, hwm_before: u64, what: &str, detail: &str) {
+    let hwm_after = gw.hwm_kib();
+    let growth = hwm_after.saturating_sub(hwm_before);
+    eprintln!("{what}: VmHWM {hwm_before} -> {hwm_after} KiB (+{growth} KiB) {detail}");
     assert!(
         growth < MAX_GROWTH_KIB,
-        "gateway peak RSS grew by {growth} KiB during 200 MB uploads (limit {MAX_GROWTH_KIB} KiB)"
+        "gateway peak RSS grew by {growth} KiB during {what} (limit {MAX_GROWTH_KIB} KiB)"
     );
 }
 
@@ -538,17 +545,19 @@ async fn download_200mb_streams_in_bounded_memory() {
     }
     assert_eq!(total, BIG);
 
-    let hwm_after = gw.hwm_kib();
-    let growth = hwm_after.saturating_sub(hwm_before);
-    eprintln!("download 200 MiB: VmHWM {hwm_before} -> {hwm_after} KiB (+{growth} KiB)");
-    assert!(
-        growth < MAX_GROWTH_KIB,
-        "gateway peak RSS grew by {growth} KiB during a 200 MB download"
-    );
+    assert_peak_growth_bounded(&gw, hwm_before, "download 200 MiB", "");
 }
 
 // ---------------------------------------------------------------------------------------------
 // 8. h2c
+
+/// Sends the request, expects an HTTP/2 answer with `status`.
+async fn h2_answer(rb: reqwest::RequestBuilder, status: u16) -> reqwest::Response {
+    let resp = rb.send().await.unwrap();
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+    assert_eq!(resp.status(), status);
+    resp
+}
 
 #[tokio::test]
 async fn h2c_prior_knowledge() {
@@ -563,34 +572,26 @@ async fn h2c_prior_knowledge() {
         .unwrap();
     let port = gw.http_addr().port();
 
-    let resp = client
-        .get(format!("http://acme.localhost:{port}/h2?x=1"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.version(), reqwest::Version::HTTP_2);
-    assert_eq!(resp.status(), 200);
+    let resp = h2_answer(
+        client.get(format!("http://acme.localhost:{port}/h2?x=1")),
+        200,
+    )
+    .await;
     let e: Value = resp.json().await.unwrap();
     assert_eq!(received(&e, "x-tenant-id"), ["acme"]);
     assert_eq!(e["query"], "x=1");
 
-    let resp = client
-        .post(format!("http://acme.localhost:{port}/h2-upload"))
-        .body(vec![7u8; 1_000_000])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
+    let resp = h2_answer(
+        client
+            .post(format!("http://acme.localhost:{port}/h2-upload"))
+            .body(vec![7u8; 1_000_000]),
+        200,
+    )
+    .await;
     let e: Value = resp.json().await.unwrap();
     assert_eq!(e["body_bytes"], 1_000_000);
 
-    let resp = client
-        .get(format!("http://nope.localhost:{port}/"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.version(), reqwest::Version::HTTP_2);
-    assert_eq!(resp.status(), 404);
+    let resp = h2_answer(client.get(format!("http://nope.localhost:{port}/")), 404).await;
     assert_eq!(
         resp.text().await.unwrap(),
         r#"{"success":false,"error":"Tenant not found","code":"TENANT_NOT_FOUND"}"#
@@ -689,14 +690,21 @@ async fn reload_rejects_broken_files_and_keeps_serving() {
     );
 }
 
-#[tokio::test]
-async fn sighup_triggers_a_reload() {
-    let echo = Echo::start().await;
+/// A gateway whose tenant `acme` (plan `free`) is hard-linked from outside the watched
+/// directories (see `Gateway::write_unwatched`), and that tenant.
+async fn hardlinked_free_acme(echo: &Echo) -> (Gateway, TenantToml) {
     let acme = TenantToml::new("acme").plan("free");
-    let gw = GatewayConfig::with_echo(&echo)
+    let gw = GatewayConfig::with_echo(echo)
         .tenant_hardlinked(acme.clone())
         .start()
         .await;
+    (gw, acme)
+}
+
+#[tokio::test]
+async fn sighup_triggers_a_reload() {
+    let echo = Echo::start().await;
+    let (gw, acme) = hardlinked_free_acme(&echo).await;
     assert_error(
         gw.get("acme.localhost", "/api/analytics"),
         &ANALYTICS_NOT_AVAILABLE,
@@ -731,11 +739,7 @@ async fn sighup_triggers_a_reload() {
 #[tokio::test]
 async fn admin_reload_endpoint() {
     let echo = Echo::start().await;
-    let acme = TenantToml::new("acme").plan("free");
-    let gw = GatewayConfig::with_echo(&echo)
-        .tenant_hardlinked(acme.clone())
-        .start()
-        .await;
+    let (gw, acme) = hardlinked_free_acme(&echo).await;
 
     for token in [None, Some("wrong-token")] {
         let resp = gw

@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use crate::echo_reply::received;
+use crate::fixtures::acme_config;
 use crate::harness::{eventually, raw_http, Echo, Gateway, GatewayConfig, RawResponse, TenantToml};
 
 const SECRET: &str = "hostile-jwt-secret";
@@ -238,9 +239,8 @@ async fn identity_headers_never_cross_in_any_spelling() {
 #[tokio::test]
 async fn underscore_headers_can_be_rejected_or_allowed_by_config() {
     let echo = Echo::start().await;
-    let reject = GatewayConfig::with_echo(&echo)
+    let reject = acme_config(&echo)
         .extra("[hardening]\nunderscore_headers = \"reject\"")
-        .tenant(TenantToml::new("acme"))
         .start()
         .await;
     let r = send(
@@ -251,9 +251,8 @@ async fn underscore_headers_can_be_rejected_or_allowed_by_config() {
     .await;
     assert_eq!((r.status, code(&r).as_str()), (400, "BAD_HEADER"));
     drop(reject);
-    let allow = GatewayConfig::with_echo(&echo)
+    let allow = acme_config(&echo)
         .extra("[hardening]\nunderscore_headers = \"allow\"")
-        .tenant(TenantToml::new("acme"))
         .start()
         .await;
     let r = send(
@@ -363,10 +362,9 @@ async fn credentials_are_all_checked_and_verified_keys_not_forwarded() {
 #[tokio::test]
 async fn jwt_forwarding_can_be_turned_off() {
     let echo = Echo::start().await;
-    let gw = GatewayConfig::with_echo(&echo)
+    let gw = acme_config(&echo)
         .env("GATEWAY_JWT_SECRET", SECRET)
         .extra("[auth.jwt]\nhs256_secret_env = \"GATEWAY_JWT_SECRET\"\nforward = false")
-        .tenant(TenantToml::new("acme"))
         .start()
         .await;
     let bearer = format!("Authorization: Bearer {}", jwt("acme"));

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::fixtures::acme_gateway;
+use crate::fixtures::{acme_config, acme_gateway};
 use crate::harness::{
     dead_addr, free_port, listens_on, Echo, GatewayConfig, TenantToml, ADMIN_TOKEN, BIN,
 };
@@ -531,9 +531,8 @@ fn connection_established_to(port: u16) -> bool {
 async fn sigterm_drains_an_in_flight_request() {
     const GRACE: Duration = Duration::from_secs(5);
     let echo = Echo::start().await;
-    let gw = GatewayConfig::with_echo(&echo)
+    let gw = acme_config(&echo)
         .server(&format!("grace_period = \"{}s\"", GRACE.as_secs()))
-        .tenant(TenantToml::new("acme"))
         .start()
         .await;
     assert!(
@@ -732,9 +731,8 @@ async fn client_loop(
 async fn upgrade_hands_over_sockets_without_dropping_requests() {
     let echo = Echo::start().await;
     // The old process drains for the grace period after pingora's 5 s close timeout.
-    let gw = GatewayConfig::with_echo(&echo)
+    let gw = acme_config(&echo)
         .server("grace_period = \"2s\"")
-        .tenant(TenantToml::new("acme"))
         .start()
         .await;
     let old_pid = gw.pid();
