@@ -12,7 +12,8 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::harness::{eventually, Echo, Gateway, GatewayConfig, TenantToml, ADMIN_TOKEN, BIN};
+use crate::admin_call::admin;
+use crate::harness::{eventually, Echo, GatewayConfig, TenantToml, ADMIN_TOKEN, BIN};
 
 /// One script for every event, steered by the tenant id:
 /// - `fail*`: 12 lines on stderr, exit 3; `hang*`: writes `started-<id>`, then sleeps;
@@ -56,16 +57,6 @@ fn config(echo: &Echo, timeout: &str) -> GatewayConfig {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     cfg
-}
-
-async fn admin(gw: &Gateway, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
-    let mut rb = gw.admin(method, path, Some(ADMIN_TOKEN));
-    if let Some(b) = body {
-        rb = rb.json(&b);
-    }
-    let resp = rb.send().await.expect("admin request");
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
 }
 
 fn env_file(dir: &Path, event: &str, id: &str) -> String {

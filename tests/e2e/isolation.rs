@@ -11,8 +11,10 @@ use std::sync::Arc;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::harness::{Gateway, GatewayConfig, ADMIN_TOKEN};
+use crate::admin_call::admin;
+use crate::harness::{Gateway, GatewayConfig};
 use crate::postgres_harness::Postgres;
+use tokio_postgres::GenericClient;
 
 #[allow(dead_code)]
 #[path = "../../examples/tenant_backend.rs"]
@@ -55,16 +57,6 @@ async fn stack(model: Model, script: &str) -> Stack {
         backend_addr,
         _backend: task,
     }
-}
-
-async fn admin(gw: &Gateway, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
-    let mut rb = gw.admin(method, path, Some(ADMIN_TOKEN));
-    if let Some(b) = body {
-        rb = rb.json(&b);
-    }
-    let resp = rb.send().await.expect("admin request");
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
 }
 
 /// Creates the tenant through the admin API; the hook must have run.
@@ -235,56 +227,60 @@ async fn delete_alpha(s: &Stack) {
     assert_eq!(bravo["count"], 1, "{bravo}");
 }
 
+/// The first column of every row `sql` returns, as text.
+async fn first_column(db: &impl GenericClient, sql: &str) -> Vec<String> {
+    db.query(sql, &[])
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+/// The one value of the one row `sql` returns.
+async fn single_value<T: for<'a> tokio_postgres::types::FromSql<'a>>(
+    db: &impl GenericClient,
+    sql: &str,
+) -> T {
+    db.query_one(sql, &[])
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .get(0)
+}
+
 #[tokio::test]
 async fn database_per_tenant() {
     let s = stack(Model::Database, "database.sh").await;
     two_tenants_stay_apart(&s).await;
     let admin_db = s.pg.connect("postgres", "postgres").await;
-    let dbs: Vec<String> = admin_db
-        .query(
-            "SELECT datname FROM pg_database WHERE datname LIKE '%tenant%' ORDER BY 1",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let dbs = first_column(
+        &admin_db,
+        "SELECT datname FROM pg_database WHERE datname LIKE '%tenant%' ORDER BY 1",
+    )
+    .await;
     assert_eq!(dbs, ["tenant_alpha", "tenant_bravo"]);
     // The application role cannot even connect to another tenant's database without the
     // grant the hook gives it, and PUBLIC has none.
-    let public_connect: bool = admin_db
-        .query_one(
-            "SELECT has_database_privilege('public', 'tenant_alpha', 'CONNECT')",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let public_connect: bool = single_value(
+        &admin_db,
+        "SELECT has_database_privilege('public', 'tenant_alpha', 'CONNECT')",
+    )
+    .await;
     assert!(!public_connect);
 
     delete_alpha(&s).await;
-    let dbs: Vec<String> = admin_db
-        .query(
-            "SELECT datname FROM pg_database WHERE datname LIKE '%tenant_alpha%'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let dbs = first_column(
+        &admin_db,
+        "SELECT datname FROM pg_database WHERE datname LIKE '%tenant_alpha%'",
+    )
+    .await;
     assert_eq!(dbs.len(), 1, "{dbs:?}");
     assert!(dbs[0].starts_with("deleted_tenant_alpha_"), "{dbs:?}");
     // Kept, and out of the application role's reach.
     let renamed = s.pg.config(APP_ROLE, &dbs[0]);
     assert!(renamed.connect(tokio_postgres::NoTls).await.is_err());
     let kept = s.pg.connect("postgres", &dbs[0]).await;
-    let n: i64 = kept
-        .query_one("SELECT count(*) FROM notes", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let n: i64 = single_value(&kept, "SELECT count(*) FROM notes").await;
     assert_eq!(n, 2);
 }
 
@@ -293,33 +289,21 @@ async fn schema_per_tenant() {
     let s = stack(Model::Schema, "schema.sh").await;
     two_tenants_stay_apart(&s).await;
     let admin_db = s.pg.connect("postgres", "postgres").await;
-    let n: i64 = admin_db
-        .query_one("SELECT count(*) FROM tenant_alpha.notes", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let n: i64 = single_value(&admin_db, "SELECT count(*) FROM tenant_alpha.notes").await;
     assert_eq!(n, 2);
 
     delete_alpha(&s).await;
-    let renamed: Vec<String> = admin_db
-        .query(
-            "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'deleted_tenant_alpha_%'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let renamed = first_column(
+        &admin_db,
+        "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'deleted_tenant_alpha_%'",
+    )
+    .await;
     assert_eq!(renamed.len(), 1, "{renamed:?}");
-    let n: i64 = admin_db
-        .query_one(
-            &format!("SELECT count(*) FROM \"{}\".notes", renamed[0]),
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let n: i64 = single_value(
+        &admin_db,
+        &format!("SELECT count(*) FROM \"{}\".notes", renamed[0]),
+    )
+    .await;
     assert_eq!(n, 2, "data kept");
     let app = s.pg.connect(APP_ROLE, "postgres").await;
     let denied = app
@@ -341,21 +325,13 @@ async fn row_level_security() {
     // Straight to the database as the application role: no tenant context, no rows; another
     // tenant's context cannot write rows for alpha or see them.
     let mut app = s.pg.connect(APP_ROLE, "postgres").await;
-    let n: i64 = app
-        .query_one("SELECT count(*) FROM notes", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let n: i64 = single_value(&app, "SELECT count(*) FROM notes").await;
     assert_eq!(n, 0, "rows visible without set_tenant_context");
     let tx = app.transaction().await.unwrap();
     tx.execute("SELECT set_tenant_context('bravo')", &[])
         .await
         .unwrap();
-    let n: i64 = tx
-        .query_one("SELECT count(*) FROM notes", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let n: i64 = single_value(&tx, "SELECT count(*) FROM notes").await;
     assert_eq!(n, 1);
     let updated = tx
         .execute("UPDATE notes SET body = 'x' WHERE id = $1", &[&alpha_note])
@@ -373,21 +349,17 @@ async fn row_level_security() {
 
     delete_alpha(&s).await;
     let admin_db = s.pg.connect("postgres", "postgres").await;
-    let kept: i64 = admin_db
-        .query_one("SELECT count(*) FROM notes WHERE tenant_id = 'alpha'", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let kept: i64 = single_value(
+        &admin_db,
+        "SELECT count(*) FROM notes WHERE tenant_id = 'alpha'",
+    )
+    .await;
     // The superuser bypasses RLS: the rows are still there.
     assert_eq!(kept, 2);
     let tx = app.transaction().await.unwrap();
     tx.execute("SELECT set_tenant_context('alpha')", &[])
         .await
         .unwrap();
-    let n: i64 = tx
-        .query_one("SELECT count(*) FROM notes", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let n: i64 = single_value(&tx, "SELECT count(*) FROM notes").await;
     assert_eq!(n, 0, "a deleted tenant's rows are still visible");
 }

@@ -6,6 +6,7 @@
 mod abuse;
 mod acme;
 mod acme_harness;
+mod admin_call;
 mod auth;
 mod chaos;
 mod echo_reply;

@@ -8,23 +8,9 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use crate::admin_call::admin;
 use crate::fixtures::acme_gateway;
-use crate::harness::{eventually, Echo, ADMIN_TOKEN, BIN};
-
-async fn admin_json(
-    gw: &crate::harness::Gateway,
-    method: reqwest::Method,
-    path: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut rb = gw.admin(method, path, Some(ADMIN_TOKEN));
-    if let Some(b) = body {
-        rb = rb.json(&b);
-    }
-    let resp = rb.send().await.expect("admin request");
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
-}
+use crate::harness::{eventually, Echo, BIN};
 
 #[tokio::test]
 async fn api_creates_patches_and_deletes_tenants() {
@@ -33,7 +19,7 @@ async fn api_creates_patches_and_deletes_tenants() {
     assert_eq!(gw.status("newco.localhost", "/").await, 404);
 
     // Create: validated, written, reloaded — serves at once.
-    let (status, body) = admin_json(
+    let (status, body) = admin(
         &gw,
         reqwest::Method::POST,
         "/admin/v1/tenants",
@@ -57,7 +43,7 @@ async fn api_creates_patches_and_deletes_tenants() {
     assert_eq!(echoed["headers"]["x-organization-id"], "org_new");
 
     // Duplicate → 409; invalid (unknown plan) → 400 with the error, nothing written.
-    let (status, _) = admin_json(
+    let (status, _) = admin(
         &gw,
         reqwest::Method::POST,
         "/admin/v1/tenants",
@@ -65,7 +51,7 @@ async fn api_creates_patches_and_deletes_tenants() {
     )
     .await;
     assert_eq!(status, 409);
-    let (status, body) = admin_json(
+    let (status, body) = admin(
         &gw,
         reqwest::Method::POST,
         "/admin/v1/tenants",
@@ -76,7 +62,7 @@ async fn api_creates_patches_and_deletes_tenants() {
     let errors = body["errors"].to_string();
     assert!(errors.contains("plan") && errors.contains("gold"), "{body}");
     assert!(!gw.dir().join("tenants/badco.toml").exists());
-    let (status, _) = admin_json(
+    let (status, _) = admin(
         &gw,
         reqwest::Method::POST,
         "/admin/v1/tenants",
@@ -84,7 +70,7 @@ async fn api_creates_patches_and_deletes_tenants() {
     )
     .await;
     assert_eq!(status, 400, "unknown JSON field");
-    let (status, _) = admin_json(&gw, reqwest::Method::POST, "/admin/v1/tenants", None).await;
+    let (status, _) = admin(&gw, reqwest::Method::POST, "/admin/v1/tenants", None).await;
     assert_eq!(status, 400, "missing body");
     // Without the token: 401 and nothing written.
     let resp = gw
@@ -97,7 +83,7 @@ async fn api_creates_patches_and_deletes_tenants() {
     assert!(!gw.dir().join("tenants/sneaky.toml").exists());
 
     // Patch: suspend → 403, activate → 200, plan change → feature appears.
-    let (status, body) = admin_json(
+    let (status, body) = admin(
         &gw,
         reqwest::Method::PATCH,
         "/admin/v1/tenants/newco",
@@ -106,7 +92,7 @@ async fn api_creates_patches_and_deletes_tenants() {
     .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(gw.status("newco.localhost", "/").await, 403);
-    let (status, _) = admin_json(
+    let (status, _) = admin(
         &gw,
         reqwest::Method::PATCH,
         "/admin/v1/tenants/newco",
@@ -116,7 +102,7 @@ async fn api_creates_patches_and_deletes_tenants() {
     assert_eq!(status, 200);
     assert_eq!(gw.status("newco.localhost", "/").await, 200);
     assert_eq!(gw.status("newco.localhost", "/api/analytics").await, 403);
-    let (status, _) = admin_json(
+    let (status, _) = admin(
         &gw,
         reqwest::Method::PATCH,
         "/admin/v1/tenants/newco",
@@ -125,7 +111,7 @@ async fn api_creates_patches_and_deletes_tenants() {
     .await;
     assert_eq!(status, 200);
     assert_eq!(gw.status("newco.localhost", "/api/analytics").await, 200);
-    let (status, _) = admin_json(
+    let (status, _) = admin(
         &gw,
         reqwest::Method::PATCH,
         "/admin/v1/tenants/newco",
@@ -139,7 +125,7 @@ async fn api_creates_patches_and_deletes_tenants() {
             .contains("plan = \"pro\""),
         "unchanged on error"
     );
-    let (status, _) = admin_json(
+    let (status, _) = admin(
         &gw,
         reqwest::Method::PATCH,
         "/admin/v1/tenants/nobody",
@@ -149,7 +135,7 @@ async fn api_creates_patches_and_deletes_tenants() {
     assert_eq!(status, 404);
 
     // Delete: stops routing; the file is moved, not destroyed.
-    let (status, body) = admin_json(
+    let (status, body) = admin(
         &gw,
         reqwest::Method::DELETE,
         "/admin/v1/tenants/newco",
