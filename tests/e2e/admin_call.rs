@@ -17,3 +17,8 @@ pub async fn admin(gw: &Gateway, method: Method, path: &str, body: Option<Value>
     let status = resp.status().as_u16();
     (status, resp.json().await.unwrap_or(Value::Null))
 }
+
+/// `POST /admin/v1/tenants` with `body`: creates a tenant.
+pub async fn create_tenant(gw: &Gateway, body: Value) -> (u16, Value) {
+    admin(gw, Method::POST, "/admin/v1/tenants", Some(body)).await
+}

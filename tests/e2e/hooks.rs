@@ -12,7 +12,7 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::admin_call::admin;
+use crate::admin_call::{admin, create_tenant};
 use crate::harness::{eventually, Echo, GatewayConfig, TenantToml, ADMIN_TOKEN, BIN};
 
 /// One script for every event, steered by the tenant id:
@@ -79,13 +79,7 @@ async fn on_create_provisions_or_rolls_back() {
     let echo = Echo::start().await;
     let gw = config(&echo, "30s").start().await;
 
-    let (status, body) = admin(
-        &gw,
-        Method::POST,
-        "/admin/v1/tenants",
-        Some(json!({"id": "newco", "plan": "free", "organization_id": "org_9", "subdomain": "new-co", "schema": "tenant_newco"})),
-    )
-    .await;
+    let (status, body) = create_tenant(&gw, json!({"id": "newco", "plan": "free", "organization_id": "org_9", "subdomain": "new-co", "schema": "tenant_newco"})).await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(
         env_file(gw.dir(), "create", "newco"),
@@ -98,13 +92,7 @@ async fn on_create_provisions_or_rolls_back() {
     );
 
     // A failing hook: 502 with the last lines of stderr, and no trace of the tenant.
-    let (status, body) = admin(
-        &gw,
-        Method::POST,
-        "/admin/v1/tenants",
-        Some(json!({"id": "failco", "plan": "free"})),
-    )
-    .await;
+    let (status, body) = create_tenant(&gw, json!({"id": "failco", "plan": "free"})).await;
     assert_eq!(status, 502, "{body}");
     assert_eq!(body["code"], "PROVISIONING_FAILED");
     let stderr: Vec<&str> = body["stderr"]
@@ -126,13 +114,7 @@ async fn on_create_provisions_or_rolls_back() {
     assert_rolled_back(gw.dir(), "failco");
     assert_eq!(gw.status("failco.localhost", "/").await, 404);
     // The id is free again: a retry is judged afresh (and fails the same way).
-    let (status, _) = admin(
-        &gw,
-        Method::POST,
-        "/admin/v1/tenants",
-        Some(json!({"id": "failco", "plan": "free"})),
-    )
-    .await;
+    let (status, _) = create_tenant(&gw, json!({"id": "failco", "plan": "free"})).await;
     assert_eq!(status, 502);
     let audit = gw.logs();
     assert!(
@@ -170,23 +152,11 @@ async fn a_hanging_hook_blocks_nothing_else_and_times_out() {
     assert_eq!(status, 200);
     let (status, body) = gw.reload().await;
     assert_eq!(status, 200, "{body}");
-    let (status, body) = admin(
-        &gw,
-        Method::POST,
-        "/admin/v1/tenants",
-        Some(json!({"id": "quickco", "plan": "free"})),
-    )
-    .await;
+    let (status, body) = create_tenant(&gw, json!({"id": "quickco", "plan": "free"})).await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(gw.status("quickco.localhost", "/").await, 200);
     // A reserved id cannot be taken meanwhile.
-    let (status, body) = admin(
-        &gw,
-        Method::POST,
-        "/admin/v1/tenants",
-        Some(json!({"id": "hangco", "plan": "free"})),
-    )
-    .await;
+    let (status, body) = create_tenant(&gw, json!({"id": "hangco", "plan": "free"})).await;
     assert_eq!(status, 409, "{body}");
     assert!(
         !hang.is_finished(),
@@ -211,13 +181,7 @@ async fn on_update_runs_on_plan_or_status_changes_and_on_delete_after_routing_st
     let echo = Echo::start().await;
     let gw = config(&echo, "30s").start().await;
     for id in ["upco", "baddeleteco"] {
-        let (status, body) = admin(
-            &gw,
-            Method::POST,
-            "/admin/v1/tenants",
-            Some(json!({"id": id, "plan": "free"})),
-        )
-        .await;
+        let (status, body) = create_tenant(&gw, json!({"id": id, "plan": "free"})).await;
         assert_eq!(status, 201, "{body}");
     }
 

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::admin_call::admin;
+use crate::admin_call::{admin, create_tenant};
 use crate::harness::{Gateway, GatewayConfig};
 use crate::postgres_harness::Postgres;
 use tokio_postgres::GenericClient;
@@ -61,11 +61,9 @@ async fn stack(model: Model, script: &str) -> Stack {
 
 /// Creates the tenant through the admin API; the hook must have run.
 async fn provision(s: &Stack, id: &str) {
-    let (status, body) = admin(
+    let (status, body) = create_tenant(
         &s.gw,
-        Method::POST,
-        "/admin/v1/tenants",
-        Some(json!({"id": id, "plan": "free", "schema": format!("tenant_{id}")})),
+        json!({"id": id, "plan": "free", "schema": format!("tenant_{id}")}),
     )
     .await;
     assert_eq!(status, 201, "create {id}: {body}\n{}", s.gw.logs());
@@ -248,6 +246,14 @@ async fn single_value<T: for<'a> tokio_postgres::types::FromSql<'a>>(
         .get(0)
 }
 
+/// The one name `sql` lists after alpha was deleted: its archive `deleted_tenant_alpha_…`.
+async fn deleted_alpha(db: &impl GenericClient, sql: &str) -> String {
+    let names = first_column(db, sql).await;
+    assert_eq!(names.len(), 1, "{names:?}");
+    assert!(names[0].starts_with("deleted_tenant_alpha_"), "{names:?}");
+    names[0].clone()
+}
+
 #[tokio::test]
 async fn database_per_tenant() {
     let s = stack(Model::Database, "database.sh").await;
@@ -269,17 +275,15 @@ async fn database_per_tenant() {
     assert!(!public_connect);
 
     delete_alpha(&s).await;
-    let dbs = first_column(
+    let archived = deleted_alpha(
         &admin_db,
         "SELECT datname FROM pg_database WHERE datname LIKE '%tenant_alpha%'",
     )
     .await;
-    assert_eq!(dbs.len(), 1, "{dbs:?}");
-    assert!(dbs[0].starts_with("deleted_tenant_alpha_"), "{dbs:?}");
     // Kept, and out of the application role's reach.
-    let renamed = s.pg.config(APP_ROLE, &dbs[0]);
+    let renamed = s.pg.config(APP_ROLE, &archived);
     assert!(renamed.connect(tokio_postgres::NoTls).await.is_err());
-    let kept = s.pg.connect("postgres", &dbs[0]).await;
+    let kept = s.pg.connect("postgres", &archived).await;
     let n: i64 = single_value(&kept, "SELECT count(*) FROM notes").await;
     assert_eq!(n, 2);
 }
@@ -293,24 +297,20 @@ async fn schema_per_tenant() {
     assert_eq!(n, 2);
 
     delete_alpha(&s).await;
-    let renamed = first_column(
+    let archived = deleted_alpha(
         &admin_db,
-        "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'deleted_tenant_alpha_%'",
+        "SELECT nspname FROM pg_namespace WHERE nspname LIKE '%tenant_alpha%'",
     )
     .await;
-    assert_eq!(renamed.len(), 1, "{renamed:?}");
     let n: i64 = single_value(
         &admin_db,
-        &format!("SELECT count(*) FROM \"{}\".notes", renamed[0]),
+        &format!("SELECT count(*) FROM \"{}\".notes", archived),
     )
     .await;
     assert_eq!(n, 2, "data kept");
     let app = s.pg.connect(APP_ROLE, "postgres").await;
     let denied = app
-        .query_one(
-            &format!("SELECT count(*) FROM \"{}\".notes", renamed[0]),
-            &[],
-        )
+        .query_one(&format!("SELECT count(*) FROM \"{}\".notes", archived), &[])
         .await;
     assert!(
         denied.is_err(),

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::admin_call::admin;
+use crate::admin_call::{admin, create_tenant};
 use crate::fixtures::acme_gateway;
 use crate::harness::{eventually, Echo, BIN};
 
@@ -19,13 +19,9 @@ async fn api_creates_patches_and_deletes_tenants() {
     assert_eq!(gw.status("newco.localhost", "/").await, 404);
 
     // Create: validated, written, reloaded — serves at once.
-    let (status, body) = admin(
+    let (status, body) = create_tenant(
         &gw,
-        reqwest::Method::POST,
-        "/admin/v1/tenants",
-        Some(
-            json!({"id": "newco", "plan": "free", "organization_id": "org_new", "name": "New Co"}),
-        ),
+        json!({"id": "newco", "plan": "free", "organization_id": "org_new", "name": "New Co"}),
     )
     .await;
     assert_eq!(status, 201, "{body}");
@@ -42,36 +38,39 @@ async fn api_creates_patches_and_deletes_tenants() {
     assert_eq!(echoed["headers"]["x-tenant-id"], "newco");
     assert_eq!(echoed["headers"]["x-organization-id"], "org_new");
 
-    // Duplicate → 409; invalid (unknown plan) → 400 with the error, nothing written.
-    let (status, _) = admin(
-        &gw,
-        reqwest::Method::POST,
-        "/admin/v1/tenants",
-        Some(json!({"id": "newco", "plan": "free"})),
-    )
-    .await;
-    assert_eq!(status, 409);
-    let (status, body) = admin(
-        &gw,
-        reqwest::Method::POST,
-        "/admin/v1/tenants",
-        Some(json!({"id": "badco", "plan": "gold"})),
-    )
-    .await;
-    assert_eq!(status, 400, "{body}");
-    let errors = body["errors"].to_string();
-    assert!(errors.contains("plan") && errors.contains("gold"), "{body}");
+    // Duplicate → 409; invalid → 400 naming what is wrong; nothing written for either.
+    for (body, status, mentions, what) in [
+        (
+            Some(json!({"id": "newco", "plan": "free"})),
+            409,
+            &[][..],
+            "duplicate",
+        ),
+        (
+            Some(json!({"id": "badco", "plan": "gold"})),
+            400,
+            &["plan", "gold"][..],
+            "unknown plan",
+        ),
+        (
+            Some(json!({"id": "x", "plan": "free", "colour": 1})),
+            400,
+            &[][..],
+            "unknown JSON field",
+        ),
+        (None, 400, &[][..], "missing body"),
+    ] {
+        let (got, answer) = admin(&gw, reqwest::Method::POST, "/admin/v1/tenants", body).await;
+        assert_eq!(got, status, "{what}: {answer}");
+        let errors = answer["errors"].to_string();
+        for word in mentions {
+            assert!(
+                errors.contains(word),
+                "{what}: errors name {word:?}: {answer}"
+            );
+        }
+    }
     assert!(!gw.dir().join("tenants/badco.toml").exists());
-    let (status, _) = admin(
-        &gw,
-        reqwest::Method::POST,
-        "/admin/v1/tenants",
-        Some(json!({"id": "x", "plan": "free", "colour": 1})),
-    )
-    .await;
-    assert_eq!(status, 400, "unknown JSON field");
-    let (status, _) = admin(&gw, reqwest::Method::POST, "/admin/v1/tenants", None).await;
-    assert_eq!(status, 400, "missing body");
     // Without the token: 401 and nothing written.
     let resp = gw
         .admin(reqwest::Method::POST, "/admin/v1/tenants", None)
@@ -82,57 +81,47 @@ async fn api_creates_patches_and_deletes_tenants() {
     assert_eq!(resp.status(), 401);
     assert!(!gw.dir().join("tenants/sneaky.toml").exists());
 
-    // Patch: suspend → 403, activate → 200, plan change → feature appears.
-    let (status, body) = admin(
-        &gw,
-        reqwest::Method::PATCH,
-        "/admin/v1/tenants/newco",
-        Some(json!({"status": "suspended"})),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(gw.status("newco.localhost", "/").await, 403);
-    let (status, _) = admin(
-        &gw,
-        reqwest::Method::PATCH,
-        "/admin/v1/tenants/newco",
-        Some(json!({"status": "active"})),
-    )
-    .await;
-    assert_eq!(status, 200);
-    assert_eq!(gw.status("newco.localhost", "/").await, 200);
-    assert_eq!(gw.status("newco.localhost", "/api/analytics").await, 403);
-    let (status, _) = admin(
-        &gw,
-        reqwest::Method::PATCH,
-        "/admin/v1/tenants/newco",
-        Some(json!({"plan": "pro"})),
-    )
-    .await;
-    assert_eq!(status, 200);
-    assert_eq!(gw.status("newco.localhost", "/api/analytics").await, 200);
-    let (status, _) = admin(
-        &gw,
-        reqwest::Method::PATCH,
-        "/admin/v1/tenants/newco",
-        Some(json!({"plan": "gold"})),
-    )
-    .await;
-    assert_eq!(status, 400, "invalid patch");
+    // Patch: suspend → 403, activate → 200, plan change → feature appears; an invalid patch
+    // (400) leaves the file as it was, an unknown tenant is 404.
+    for (id, patch, status, serves) in [
+        (
+            "newco",
+            json!({"status": "suspended"}),
+            200,
+            &[("/", 403)][..],
+        ),
+        (
+            "newco",
+            json!({"status": "active"}),
+            200,
+            &[("/", 200), ("/api/analytics", 403)][..],
+        ),
+        (
+            "newco",
+            json!({"plan": "pro"}),
+            200,
+            &[("/api/analytics", 200)][..],
+        ),
+        ("newco", json!({"plan": "gold"}), 400, &[][..]),
+        ("nobody", json!({"status": "active"}), 404, &[][..]),
+    ] {
+        let path = format!("/admin/v1/tenants/{id}");
+        let (got, body) = admin(&gw, reqwest::Method::PATCH, &path, Some(patch.clone())).await;
+        assert_eq!(got, status, "PATCH {id} {patch}: {body}");
+        for (path, expected) in serves {
+            assert_eq!(
+                gw.status(&format!("{id}.localhost"), path).await,
+                *expected,
+                "{path} of {id} after PATCH {patch}"
+            );
+        }
+    }
     assert!(
         std::fs::read_to_string(&file)
             .unwrap()
             .contains("plan = \"pro\""),
         "unchanged on error"
     );
-    let (status, _) = admin(
-        &gw,
-        reqwest::Method::PATCH,
-        "/admin/v1/tenants/nobody",
-        Some(json!({"status": "active"})),
-    )
-    .await;
-    assert_eq!(status, 404);
 
     // Delete: stops routing; the file is moved, not destroyed.
     let (status, body) = admin(
@@ -162,6 +151,16 @@ fn cli(args: &[&str]) -> std::process::Output {
         .expect("run tenant-gateway")
 }
 
+/// Runs the CLI, which must succeed.
+fn cli_ok(args: &[&str]) {
+    let out = cli(args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[tokio::test]
 async fn cli_provisions_a_running_gateway() {
     let echo = Echo::start().await;
@@ -169,7 +168,7 @@ async fn cli_provisions_a_running_gateway() {
     let config = gw.dir().join("gateway.toml");
     let config = config.to_str().unwrap();
 
-    let out = cli(&[
+    cli_ok(&[
         "tenant",
         "new",
         "--config",
@@ -181,11 +180,6 @@ async fn cli_provisions_a_running_gateway() {
         "--organization-id",
         "org_cli",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     eventually(Duration::from_secs(10), "new tenant served", || async {
         gw.status("cli-co.localhost", "/").await == 200
     })
@@ -206,33 +200,15 @@ async fn cli_provisions_a_running_gateway() {
     );
     assert!(!gw.dir().join("tenants/bad.toml").exists());
 
-    let out = cli(&["tenant", "suspend", "--config", config, "--id", "cli-co"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    eventually(Duration::from_secs(10), "suspended → 403", || async {
-        gw.status("cli-co.localhost", "/").await == 403
-    })
-    .await;
-    let out = cli(&["tenant", "activate", "--config", config, "--id", "cli-co"]);
-    assert!(out.status.success());
-    eventually(Duration::from_secs(10), "activated → 200", || async {
-        gw.status("cli-co.localhost", "/").await == 200
-    })
-    .await;
-    let out = cli(&["tenant", "delete", "--config", config, "--id", "cli-co"]);
-    assert!(out.status.success());
-    eventually(Duration::from_secs(10), "deleted → 404", || async {
-        gw.status("cli-co.localhost", "/").await == 404
-    })
-    .await;
+    for (command, status) in [("suspend", 403), ("activate", 200), ("delete", 404)] {
+        cli_ok(&["tenant", command, "--config", config, "--id", "cli-co"]);
+        eventually(
+            Duration::from_secs(10),
+            &format!("{command} → {status}"),
+            || async { gw.status("cli-co.localhost", "/").await == status },
+        )
+        .await;
+    }
     // `check` still accepts what the CLI wrote and moved.
-    let out = cli(&["check", "--config", config]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    cli_ok(&["check", "--config", config]);
 }
