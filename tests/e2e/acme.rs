@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use rustls::RootCertStore;
 use serde_json::Value;
@@ -16,10 +16,12 @@ use crate::acme_harness::{
     domain_token, handshake, https_get, presented, txt_value, ChallTestSrv, Pebble, PebblePorts,
     PebbleTls,
 };
+use crate::admin_call::admin;
 use crate::harness::{
     eventually, find_sample, free_port, listens_on, Echo, Gateway, GatewayConfig, Redis,
     TenantToml, ADMIN_TOKEN,
 };
+use crate::quota_harness::unix_now_f64;
 
 /// The verification secret of every gateway here (`GATEWAY_DOMAIN_SECRET`).
 const SECRET: &str = "e2e-domain-verification-secret";
@@ -84,13 +86,6 @@ fn acme_gateway(echo: &Echo, tls: &PebbleTls, acme: &AcmeToml, https_port: u16) 
 
 fn https_addr(port: u16) -> SocketAddr {
     ([127, 0, 0, 1], port).into()
-}
-
-fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_secs_f64()
 }
 
 fn mode(path: &Path) -> u32 {
@@ -188,17 +183,8 @@ async fn admin_domain(gw: &Gateway, domain: &str) -> Value {
 
 /// `POST /admin/v1/domains/{domain}/verify`: (status, body).
 async fn verify(gw: &Gateway, domain: &str) -> (u16, Value) {
-    let resp = gw
-        .admin(
-            reqwest::Method::POST,
-            &format!("/admin/v1/domains/{domain}/verify"),
-            Some(ADMIN_TOKEN),
-        )
-        .send()
-        .await
-        .expect("POST verify");
-    let status = resp.status().as_u16();
-    (status, resp.json().await.expect("verify JSON"))
+    let path = format!("/admin/v1/domains/{domain}/verify");
+    admin(gw, reqwest::Method::POST, &path, None).await
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -515,7 +501,7 @@ async fn ca_down_backs_off_keeps_default_cert_then_recovers() {
         let text = gw.metrics().await;
         let next =
             find_sample(&text, next_attempt).unwrap_or_else(|| panic!("no {next_attempt}\n{text}"));
-        let now = unix_now();
+        let now = unix_now_f64();
         assert!(
             next > now,
             "next attempt {next} is not in the future (now {now})"

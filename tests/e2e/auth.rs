@@ -6,7 +6,7 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 
 use crate::echo_reply::{echo_ok, received};
 use crate::harness::{eventually, raw_http, Echo, Gateway, GatewayConfig, TenantToml, BIN};
+use crate::quota_harness::unix_now_f64;
 
 const SECRET: &str = "e2e-jwt-secret-do-not-use-elsewhere";
 const ISSUER: &str = "https://auth.e2e.test";
@@ -72,13 +73,6 @@ uQIDAQAB
 
 // ---------------------------------------------------------------------------------------------
 // Keys and tokens
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_secs()
-}
 
 fn sha256_hex(s: &str) -> String {
     hex::encode(Sha256::digest(s.as_bytes()))
@@ -139,7 +133,7 @@ impl Keys {
 
 /// Claims of a good token for `tenant` with subject `sub`.
 fn claims(tenant: &str, sub: &str) -> Value {
-    let now = now();
+    let now = unix_now_f64() as u64;
     json!({
         "tenant_id": tenant, "sub": sub, "iss": ISSUER, "aud": AUDIENCE,
         "iat": now, "exp": now + 600,
@@ -572,7 +566,7 @@ async fn jwt_of_another_tenant_is_403() {
 async fn invalid_jwts_are_401_on_require_auth_with_their_reason() {
     let echo = Echo::start().await;
     let (gw, keys) = start(&echo).await;
-    let now = now();
+    let now = unix_now_f64() as u64;
     let with = |patch: Value| {
         let mut c = claims("acme", "u1");
         for (k, v) in patch.as_object().expect("object") {

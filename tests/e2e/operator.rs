@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use serde_json::Value;
 
+use crate::admin_call::admin;
 use crate::harness::{find_sample, Echo, Gateway, GatewayConfig, TenantToml, ADMIN_TOKEN};
 
 mod console;
@@ -71,16 +72,6 @@ async fn operator_gateway(echo: &Echo, extra_tenant: Option<(&str, &str)>) -> Ga
     cfg.start().await
 }
 
-async fn admin_json(gw: &Gateway, method: reqwest::Method, path: &str) -> (u16, Value) {
-    let resp = gw
-        .admin(method, path, Some(ADMIN_TOKEN))
-        .send()
-        .await
-        .expect("admin request");
-    let status = resp.status().as_u16();
-    (status, resp.json().await.expect("admin JSON"))
-}
-
 // ---------------------------------------------------------------------------------------------
 // OpenAPI + schemathesis
 
@@ -94,7 +85,7 @@ async fn openapi_document_is_served_with_the_token_and_matches_the_repo() {
         .await
         .expect("GET openapi without token");
     assert_eq!(anon.status(), 401);
-    let (status, served) = admin_json(&gw, reqwest::Method::GET, "/admin/v1/openapi.json").await;
+    let (status, served) = admin(&gw, reqwest::Method::GET, "/admin/v1/openapi.json", None).await;
     assert_eq!(status, 200);
     let committed: Value = serde_json::from_str(
         &std::fs::read_to_string(
@@ -126,7 +117,7 @@ async fn schemathesis_finds_no_server_error_and_no_nonconforming_response() {
             .await
             .expect("POST message");
     }
-    let (_, spec) = admin_json(&gw, reqwest::Method::GET, "/admin/v1/openapi.json").await;
+    let (_, spec) = admin(&gw, reqwest::Method::GET, "/admin/v1/openapi.json", None).await;
     let out = target_tmp("schemathesis");
     let spec_path = out.join("openapi.json");
     std::fs::write(&spec_path, serde_json::to_vec(&spec).expect("spec")).expect("write spec");

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::{admin_json, operator_gateway, require_tool, target_tmp};
+use super::{operator_gateway, require_tool, target_tmp};
+use crate::admin_call::admin;
 use crate::harness::{free_port, Echo, Gateway, GatewayConfig, TenantToml, ADMIN_TOKEN};
 
 /// `chromedriver` on a free loopback port, killed on drop.
@@ -291,7 +292,7 @@ async fn drive_console(
         "server.threads"
     );
     assert!(text_of(browser, "#last-success").await.starts_with("20"));
-    let (_, tenants) = admin_json(gw, reqwest::Method::GET, "/admin/v1/tenants").await;
+    let (_, tenants) = admin(gw, reqwest::Method::GET, "/admin/v1/tenants", None).await;
     assert!(tenants["tenants"]
         .as_array()
         .expect("tenants")
@@ -319,7 +320,7 @@ async fn drive_console(
         text_of(browser, "#restart-required").await,
         "server.threads"
     );
-    let (_, status) = admin_json(gw, reqwest::Method::GET, "/admin/v1/reload").await;
+    let (_, status) = admin(gw, reqwest::Method::GET, "/admin/v1/reload", None).await;
     assert_eq!(status["reload"]["last_result"], "failed", "{status}");
     assert_eq!(
         status["reload"]["last_errors"][0]["file"],
@@ -397,7 +398,7 @@ async fn drive_domains(
         "a certificate expiring in 5 days is flagged"
     );
     // The exact record, as the API computes it.
-    let (_, domains) = admin_json(gw, reqwest::Method::GET, "/admin/v1/domains").await;
+    let (_, domains) = admin(gw, reqwest::Method::GET, "/admin/v1/domains", None).await;
     let txt = &domains["domains"][0]["txt_record"];
     let zone_line = txt["zone_line"].as_str().expect("zone line");
     assert_eq!(text_of(browser, &format!("{row} code")).await, zone_line);
