@@ -84,6 +84,58 @@ fn acme_gateway(echo: &Echo, tls: &PebbleTls, acme: &AcmeToml, https_port: u16) 
     cfg
 }
 
+/// What an ACME test runs besides its gateways: the echo upstream, the challenge test server
+/// (the DNS Pebble asks), and Pebble's TLS files and reserved ports. Pebble itself starts once
+/// a gateway's plain port is known ([`Ca::pebble`]).
+struct Ca {
+    echo: Echo,
+    chall: ChallTestSrv,
+    tls: PebbleTls,
+    ports: PebblePorts,
+}
+
+impl Ca {
+    async fn start() -> Ca {
+        let echo = Echo::start().await;
+        let chall = ChallTestSrv::start().await;
+        Ca {
+            echo,
+            chall,
+            tls: PebbleTls::new(),
+            ports: PebblePorts::pick(),
+        }
+    }
+
+    /// The `[acme]` table pointing at this Pebble and DNS.
+    fn acme_toml(&self) -> AcmeToml {
+        AcmeToml::new(self.ports, &self.chall.dns_addr())
+    }
+
+    /// [`acme_gateway`] on this echo and Pebble's CA.
+    fn gateway(&self, acme: &AcmeToml, https_port: u16) -> GatewayConfig {
+        acme_gateway(&self.echo, &self.tls, acme, https_port)
+    }
+
+    /// A running [`Ca::gateway`] with the one tenant `acme`.
+    async fn start_for_acme(&self, acme: &AcmeToml, https_port: u16) -> Gateway {
+        self.gateway(acme, https_port)
+            .tenant(TenantToml::new("acme"))
+            .start()
+            .await
+    }
+
+    /// Starts Pebble, validating http-01 on the plain port of `gw`.
+    async fn pebble(&self, gw: &Gateway) -> Pebble {
+        Pebble::start(
+            &self.tls,
+            self.ports,
+            gw.http_addr().port(),
+            &self.chall.dns_addr(),
+        )
+        .await
+    }
+}
+
 fn https_addr(port: u16) -> SocketAddr {
     ([127, 0, 0, 1], port).into()
 }
@@ -193,18 +245,12 @@ async fn verify(gw: &Gateway, domain: &str) -> (u16, Value) {
 #[tokio::test]
 async fn subdomain_gets_a_pebble_certificate_over_http01() {
     let started = Instant::now();
-    let echo = Echo::start().await;
-    let chall = ChallTestSrv::start().await;
-    let tls = PebbleTls::new();
-    let ports = PebblePorts::pick();
+    let ca = Ca::start().await;
     let https_port = free_port();
-    let acme = AcmeToml::new(ports, &chall.dns_addr());
-    let gw = acme_gateway(&echo, &tls, &acme, https_port)
-        .tenant(TenantToml::new("acme"))
-        .start()
-        .await;
+    let acme = ca.acme_toml();
+    let gw = ca.start_for_acme(&acme, https_port).await;
     // Pebble validates http-01 on the gateway's plain port, known once the gateway runs.
-    let pebble = Pebble::start(&tls, ports, gw.http_addr().port(), &chall.dns_addr()).await;
+    let pebble = ca.pebble(&gw).await;
     let roots = pebble.roots().await;
 
     let serial = wait_issued(https_addr(https_port), "acme.localhost", &roots).await;
@@ -233,7 +279,7 @@ async fn subdomain_gets_a_pebble_certificate_over_http01() {
         &std::fs::read(certs.join("acme/account.json")).expect("account.json"),
     )
     .expect("account.json is JSON");
-    assert_eq!(account["directory_url"], ports.directory_url());
+    assert_eq!(account["directory_url"], ca.ports.directory_url());
 
     assert!(gw.metric(SUCCESS).await >= 1.0, "{}", gw.metrics().await);
     // The CA really validated over http-01 (no shortcut such as PEBBLE_VA_ALWAYS_VALID), and
@@ -255,20 +301,19 @@ async fn custom_domain_pending_verified_active_failed() {
     const DOMAIN: &str = "shop.example.com";
     const TXT_HOST: &str = "_tenant-gateway.shop.example.com.";
     let grace = Duration::from_secs(3);
-    let echo = Echo::start().await;
-    let chall = ChallTestSrv::start().await;
-    let tls = PebbleTls::new();
-    let ports = PebblePorts::pick();
+    let ca = Ca::start().await;
     let https_port = free_port();
-    let acme = AcmeToml::new(ports, &chall.dns_addr())
+    let acme = ca
+        .acme_toml()
         .set("issue_for_subdomains", "false")
         .set("domain_recheck_interval", "\"1s\"")
         .set("domain_failure_grace", &format!("\"{}s\"", grace.as_secs()));
-    let gw = acme_gateway(&echo, &tls, &acme, https_port)
+    let gw = ca
+        .gateway(&acme, https_port)
         .tenant(TenantToml::new("acme").line(&format!("custom_domains = [\"{DOMAIN}\"]")))
         .start()
         .await;
-    let pebble = Pebble::start(&tls, ports, gw.http_addr().port(), &chall.dns_addr()).await;
+    let pebble = ca.pebble(&gw).await;
     let roots = pebble.roots().await;
     let https = https_addr(https_port);
 
@@ -308,7 +353,7 @@ async fn custom_domain_pending_verified_active_failed() {
         "{stdout}"
     );
     let value = txt_value(&stdout);
-    chall.set_txt(TXT_HOST, &value).await;
+    ca.chall.set_txt(TXT_HOST, &value).await;
 
     // Verify now: verified (or already active if the loop raced ahead), and it routes at once.
     let (status, body) = verify(&gw, DOMAIN).await;
@@ -343,7 +388,7 @@ async fn custom_domain_pending_verified_active_failed() {
 
     // The record disappears: failed at the next recheck, routing through the grace period,
     // then 404 again.
-    chall.clear_txt(TXT_HOST).await;
+    ca.chall.clear_txt(TXT_HOST).await;
     eventually(Duration::from_secs(15), "domain state failed", || async {
         admin_domain(&gw, DOMAIN).await["state"] == "failed"
     })
@@ -386,22 +431,17 @@ async fn custom_domain_pending_verified_active_failed() {
 #[tokio::test]
 async fn two_nodes_share_tokens_lock_and_certificates_through_redis() {
     let redis = Redis::start().await;
-    let echo = Echo::start().await;
-    let chall = ChallTestSrv::start().await;
-    let tls = PebbleTls::new();
-    let ports = PebblePorts::pick();
-    let acme = AcmeToml::new(ports, &chall.dns_addr());
+    let ca = Ca::start().await;
+    let acme = ca.acme_toml();
     let quota = format!(
         "[quota]\nbackend = \"redis\"\nredis_url = \"{}\"",
         redis.url()
     );
     let (https_a, https_b) = (free_port(), free_port());
-    let a = acme_gateway(&echo, &tls, &acme, https_a)
-        .extra(&quota)
-        .start()
-        .await;
-    let pebble = Pebble::start(&tls, ports, a.http_addr().port(), &chall.dns_addr()).await;
-    let b = acme_gateway(&echo, &tls, &acme, https_b)
+    let a = ca.gateway(&acme, https_a).extra(&quota).start().await;
+    let pebble = ca.pebble(&a).await;
+    let b = ca
+        .gateway(&acme, https_b)
         .extra(&quota)
         .tenant(TenantToml::new("acme"))
         .start()
@@ -471,22 +511,17 @@ async fn two_nodes_share_tokens_lock_and_certificates_through_redis() {
 
 #[tokio::test]
 async fn ca_down_backs_off_keeps_default_cert_then_recovers() {
-    let echo = Echo::start().await;
-    let chall = ChallTestSrv::start().await;
-    let tls = PebbleTls::new();
     // Pebble's ports are reserved but nothing listens there yet.
-    let ports = PebblePorts::pick();
+    let ca = Ca::start().await;
     let https_port = free_port();
     let https = https_addr(https_port);
-    let acme = AcmeToml::new(ports, &chall.dns_addr())
+    let acme = ca
+        .acme_toml()
         // Long enough that "the next attempt is in the future" holds with seconds to spare
         // on a busy machine, short enough that the CA coming back is noticed soon.
         .set("retry_base", "\"4s\"")
         .set("retry_max", "\"4s\"");
-    let gw = acme_gateway(&echo, &tls, &acme, https_port)
-        .tenant(TenantToml::new("acme"))
-        .start()
-        .await;
+    let gw = ca.start_for_acme(&acme, https_port).await;
     let next_attempt = r#"gateway_acme_next_attempt_timestamp_seconds{name="acme.localhost"}"#;
 
     // Failures are counted and the next attempt is scheduled in the future, more than once
@@ -532,7 +567,7 @@ async fn ca_down_backs_off_keeps_default_cert_then_recovers() {
 
     // The CA comes up on the same port: issuance succeeds without a restart.
     let pid = gw.pid();
-    let pebble = Pebble::start(&tls, ports, gw.http_addr().port(), &chall.dns_addr()).await;
+    let pebble = ca.pebble(&gw).await;
     let roots = pebble.roots().await;
     wait_issued(https, "acme.localhost", &roots).await;
     assert_eq!(gw.pid(), pid);
@@ -549,21 +584,15 @@ async fn ca_down_backs_off_keeps_default_cert_then_recovers() {
 
 #[tokio::test]
 async fn renewal_forced_by_ratio_serves_a_new_serial() {
-    let echo = Echo::start().await;
-    let chall = ChallTestSrv::start().await;
-    let tls = PebbleTls::new();
-    let ports = PebblePorts::pick();
+    let ca = Ca::start().await;
     let https_port = free_port();
     let https = https_addr(https_port);
     // Pebble certificates live ~5 years: renewing 0.999999999 of the lifetime before expiry
     // makes every certificate due about a second after issuance.
-    let acme = AcmeToml::new(ports, &chall.dns_addr()).set("renew_before_ratio", "0.999999999");
-    let gw = acme_gateway(&echo, &tls, &acme, https_port)
-        .tenant(TenantToml::new("acme"))
-        .start()
-        .await;
+    let acme = ca.acme_toml().set("renew_before_ratio", "0.999999999");
+    let gw = ca.start_for_acme(&acme, https_port).await;
     let pid = gw.pid();
-    let pebble = Pebble::start(&tls, ports, gw.http_addr().port(), &chall.dns_addr()).await;
+    let pebble = ca.pebble(&gw).await;
     let roots = pebble.roots().await;
 
     let first = wait_issued(https, "acme.localhost", &roots).await;
@@ -596,18 +625,12 @@ async fn renewal_forced_by_ratio_serves_a_new_serial() {
 /// account): the gateway must create a new account instead of failing every order forever.
 #[tokio::test]
 async fn ca_that_forgot_the_account_gets_a_new_one() {
-    let echo = Echo::start().await;
-    let chall = ChallTestSrv::start().await;
-    let tls = PebbleTls::new();
-    let ports = PebblePorts::pick();
+    let ca = Ca::start().await;
     let https_port = free_port();
     let https = https_addr(https_port);
-    let acme = AcmeToml::new(ports, &chall.dns_addr());
-    let gw = acme_gateway(&echo, &tls, &acme, https_port)
-        .tenant(TenantToml::new("acme"))
-        .start()
-        .await;
-    let mut pebble = Pebble::start(&tls, ports, gw.http_addr().port(), &chall.dns_addr()).await;
+    let acme = ca.acme_toml();
+    let gw = ca.start_for_acme(&acme, https_port).await;
+    let mut pebble = ca.pebble(&gw).await;
     let roots = pebble.roots().await;
     wait_issued(https, "acme.localhost", &roots).await;
 
