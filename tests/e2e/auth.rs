@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
 use crate::echo_reply::{echo_ok, received};
+use crate::fixtures::{sha256_hex, with_api_key};
 use crate::harness::{eventually, raw_http, Echo, Gateway, GatewayConfig, TenantToml, BIN};
 use crate::quota_harness::unix_now_f64;
 
@@ -73,10 +73,6 @@ uQIDAQAB
 
 // ---------------------------------------------------------------------------------------------
 // Keys and tokens
-
-fn sha256_hex(s: &str) -> String {
-    hex::encode(Sha256::digest(s.as_bytes()))
-}
 
 /// Unpadded base64url, for the JWKS coordinates.
 fn b64url(data: &[u8]) -> String {
@@ -201,24 +197,21 @@ tenant_claim = "tenant_id"
 leeway = "5s"
 "#
         ))
-        .tenant(
+        .tenant(with_api_key(
             TenantToml::new("acme")
                 .line(r#"custom_domains = ["support.acme.test"]"#)
                 .line("[branding]")
                 .line(r#"logo = "https://cdn.acme.test/logo.svg""#)
                 .line(r##"primary_color = "#0044cc""##)
-                .line(r##"secondary_color = "#ffffff""##)
-                .line("[[api_keys]]")
-                .line(&format!("sha256 = \"{}\"", sha256_hex(ACME_KEY)))
-                .line(r#"name = "ci""#),
-        )
-        .tenant(
-            TenantToml::new("globex")
-                .plan("free")
-                .line("[[api_keys]]")
-                .line(&format!("sha256 = \"{}\"", sha256_hex(GLOBEX_KEY)))
-                .line(r#"name = "deploy""#),
-        );
+                .line(r##"secondary_color = "#ffffff""##),
+            ACME_KEY,
+            "ci",
+        ))
+        .tenant(with_api_key(
+            TenantToml::new("globex").plan("free"),
+            GLOBEX_KEY,
+            "deploy",
+        ));
     keys.write(cfg.dir());
     cfg
 }

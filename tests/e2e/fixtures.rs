@@ -1,5 +1,7 @@
-//! Gateway configs that several test modules start from, so that a test names only what it
-//! adds to them.
+//! Gateway configs and tenant snippets that several test modules start from, so that a test
+//! names only what it adds to them.
+
+use sha2::{Digest, Sha256};
 
 use crate::harness::{Echo, Gateway, GatewayConfig, TenantToml};
 
@@ -11,4 +13,17 @@ pub fn acme_config(echo: &Echo) -> GatewayConfig {
 /// A running gateway on [`acme_config`].
 pub async fn acme_gateway(echo: &Echo) -> Gateway {
     acme_config(echo).start().await
+}
+
+/// Hex SHA-256 of `s`: how tenant files name an API key.
+pub fn sha256_hex(s: &str) -> String {
+    hex::encode(Sha256::digest(s.as_bytes()))
+}
+
+/// `tenant` with an `[[api_keys]]` entry for `key`, named `name`.
+pub fn with_api_key(tenant: TenantToml, key: &str, name: &str) -> TenantToml {
+    tenant
+        .line("[[api_keys]]")
+        .line(&format!("sha256 = \"{}\"", sha256_hex(key)))
+        .line(&format!("name = \"{name}\""))
 }

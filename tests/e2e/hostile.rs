@@ -9,19 +9,14 @@ use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
 use crate::echo_reply::received;
-use crate::fixtures::acme_config;
+use crate::fixtures::{acme_config, with_api_key};
 use crate::harness::{eventually, raw_http, Echo, Gateway, GatewayConfig, RawResponse, TenantToml};
 
 const SECRET: &str = "hostile-jwt-secret";
 const ACME_KEY: &str = "tgk_hostile_acme_0123456789";
 const GLOBEX_KEY: &str = "tgk_hostile_globex_0123456789";
-
-fn sha256_hex(s: &str) -> String {
-    hex::encode(Sha256::digest(s.as_bytes()))
-}
 
 fn jwt(tenant: &str) -> String {
     let now = std::time::SystemTime::now()
@@ -56,19 +51,12 @@ require_feature = "analytics"
 hs256_secret_env = "GATEWAY_JWT_SECRET"
 "#,
         )
-        .tenant(
-            TenantToml::new("acme")
-                .plan("free")
-                .line("[[api_keys]]")
-                .line(&format!("sha256 = \"{}\"", sha256_hex(ACME_KEY)))
-                .line(r#"name = "ci""#),
-        )
-        .tenant(
-            TenantToml::new("globex")
-                .line("[[api_keys]]")
-                .line(&format!("sha256 = \"{}\"", sha256_hex(GLOBEX_KEY)))
-                .line(r#"name = "ci""#),
-        )
+        .tenant(with_api_key(
+            TenantToml::new("acme").plan("free"),
+            ACME_KEY,
+            "ci",
+        ))
+        .tenant(with_api_key(TenantToml::new("globex"), GLOBEX_KEY, "ci"))
         .start()
         .await
 }
@@ -82,6 +70,21 @@ async fn send(addr: SocketAddr, request_line: &str, headers: &[&str]) -> RawResp
     }
     head.push_str("Connection: close\r\n\r\n");
     raw_http(addr, &head).await
+}
+
+/// `GET path` as one raw HTTP/1.1 request with `headers`.
+async fn get(addr: SocketAddr, path: &str, headers: &[&str]) -> RawResponse {
+    send(addr, &format!("GET {path} HTTP/1.1"), headers).await
+}
+
+/// `GET path` as tenant `acme`.
+async fn get_acme(addr: SocketAddr, path: &str) -> RawResponse {
+    get(addr, path, &["Host: acme.localhost"]).await
+}
+
+/// The default config with tenant `acme` and a `[hardening]` table of `lines`.
+fn hardened(echo: &Echo, lines: &str) -> GatewayConfig {
+    acme_config(echo).extra(&format!("[hardening]\n{lines}"))
 }
 
 fn code(r: &RawResponse) -> String {
@@ -149,16 +152,11 @@ async fn percent_before_multibyte_characters_is_a_400_not_a_panic() {
     let before = gw.logs().len();
     let targets = ["/%€x", "/%aé", "/%😀", "/%", "/%e", "/x/%é/y", "/%\u{7ff}"];
     for t in targets {
-        let r = send(
-            addr,
-            &format!("GET {t} HTTP/1.1"),
-            &["Host: acme.localhost"],
-        )
-        .await;
+        let r = get_acme(addr, t).await;
         assert_eq!(r.status, 400, "{t}");
         assert_eq!(code(&r), "BAD_REQUEST_TARGET", "{t}");
     }
-    let ok = send(addr, "GET / HTTP/1.1", &["Host: acme.localhost"]).await;
+    let ok = get_acme(addr, "/").await;
     assert_eq!(ok.status, 200);
     let logs = gw.logs();
     assert!(!logs.contains("panicked"), "{logs}");
@@ -177,12 +175,7 @@ async fn the_upstream_serves_the_path_that_was_matched() {
         ("/caf%c3%a9", "/caf%C3%A9", ""),
         ("/plain/path", "/plain/path", ""),
     ] {
-        let r = send(
-            addr,
-            &format!("GET {target} HTTP/1.1"),
-            &["Host: acme.localhost"],
-        )
-        .await;
+        let r = get_acme(addr, target).await;
         assert_eq!(r.status, 200, "{target}");
         let echo = r.json();
         assert_eq!(echo["path"], path, "{target}");
@@ -194,9 +187,9 @@ async fn the_upstream_serves_the_path_that_was_matched() {
 async fn identity_headers_never_cross_in_any_spelling() {
     let echo = Echo::start().await;
     let gw = start(&echo).await;
-    let r = send(
+    let r = get(
         gw.http_addr(),
-        "GET / HTTP/1.1",
+        "/",
         &[
             "Host: acme.localhost",
             "X_Tenant_Id: globex",
@@ -239,25 +232,23 @@ async fn identity_headers_never_cross_in_any_spelling() {
 #[tokio::test]
 async fn underscore_headers_can_be_rejected_or_allowed_by_config() {
     let echo = Echo::start().await;
-    let reject = acme_config(&echo)
-        .extra("[hardening]\nunderscore_headers = \"reject\"")
+    let reject = hardened(&echo, "underscore_headers = \"reject\"")
         .start()
         .await;
-    let r = send(
+    let r = get(
         reject.http_addr(),
-        "GET / HTTP/1.1",
+        "/",
         &["Host: acme.localhost", "X_Custom: 1"],
     )
     .await;
     assert_eq!((r.status, code(&r).as_str()), (400, "BAD_HEADER"));
     drop(reject);
-    let allow = acme_config(&echo)
-        .extra("[hardening]\nunderscore_headers = \"allow\"")
+    let allow = hardened(&echo, "underscore_headers = \"allow\"")
         .start()
         .await;
-    let r = send(
+    let r = get(
         allow.http_addr(),
-        "GET / HTTP/1.1",
+        "/",
         &["Host: acme.localhost", "X_Custom: 1", "X_Tenant_Id: globex"],
     )
     .await;
@@ -278,23 +269,13 @@ async fn relaxations_are_explicit_options() {
         .start()
         .await;
     let addr = gw.http_addr();
-    let r = send(addr, "GET /a%2fb;v=1 HTTP/1.1", &["Host: acme.localhost"]).await;
+    let r = get_acme(addr, "/a%2fb;v=1").await;
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["path"], "/a%2Fb;v=1");
     // Case-sensitive routes: the upper-case spelling is not the gated route any more.
-    let r = send(
-        addr,
-        "GET /API/analytics HTTP/1.1",
-        &["Host: acme.localhost"],
-    )
-    .await;
+    let r = get_acme(addr, "/API/analytics").await;
     assert_eq!(r.status, 200);
-    let r = send(
-        addr,
-        "GET /api/analytics HTTP/1.1",
-        &["Host: acme.localhost"],
-    )
-    .await;
+    let r = get_acme(addr, "/api/analytics").await;
     assert_eq!(r.status, 403);
 }
 
@@ -308,31 +289,42 @@ async fn credentials_are_all_checked_and_verified_keys_not_forwarded() {
     let globex_bearer_key = format!("Authorization: Bearer {GLOBEX_KEY}");
     let upper = format!("Authorization: BEARER {ACME_KEY}");
     let acme_jwt = format!("Authorization: Bearer {}", jwt("acme"));
-    // An acme key next to a globex key: refused, never half-checked.
-    let r = send(
-        addr,
-        "GET /api/secure HTTP/1.1",
-        &[host, &acme_key, &globex_bearer_key],
-    )
-    .await;
-    assert_eq!((r.status, code(&r).as_str()), (403, "TENANT_MISMATCH"));
-    let r = send(
-        addr,
-        "GET / HTTP/1.1",
-        &[host, &acme_key, &globex_bearer_key],
-    )
-    .await;
-    assert_eq!((r.status, code(&r).as_str()), (403, "TENANT_MISMATCH"));
-    // An acme key next to an invalid Bearer: 401 on a gated route.
-    let r = send(
-        addr,
-        "GET /api/secure HTTP/1.1",
-        &[host, &acme_key, "Authorization: Bearer junk"],
-    )
-    .await;
-    assert_eq!((r.status, code(&r).as_str()), (401, "UNAUTHORIZED"));
+    // An acme key next to a globex key: refused, never half-checked; an acme key next to an
+    // invalid Bearer: 401 on a gated route.
+    for (path, headers, status, error) in [
+        (
+            "/api/secure",
+            [acme_key.as_str(), globex_bearer_key.as_str()],
+            403,
+            "TENANT_MISMATCH",
+        ),
+        (
+            "/",
+            [acme_key.as_str(), globex_bearer_key.as_str()],
+            403,
+            "TENANT_MISMATCH",
+        ),
+        (
+            "/api/secure",
+            [acme_key.as_str(), "Authorization: Bearer junk"],
+            401,
+            "UNAUTHORIZED",
+        ),
+    ] {
+        let r = send(
+            addr,
+            &format!("GET {path} HTTP/1.1"),
+            &[&[host][..], &headers].concat(),
+        )
+        .await;
+        assert_eq!(
+            (r.status, code(&r).as_str()),
+            (status, error),
+            "{path} with {headers:?}"
+        );
+    }
     // Schemes are case-insensitive.
-    let r = send(addr, "GET /api/secure HTTP/1.1", &[host, &upper]).await;
+    let r = get(addr, "/api/secure", &[host, &upper]).await;
     assert_eq!(r.status, 200);
     let echo = r.json();
     assert!(
@@ -340,22 +332,17 @@ async fn credentials_are_all_checked_and_verified_keys_not_forwarded() {
         "verified key forwarded: {echo}"
     );
     // The verified X-API-Key is not forwarded either.
-    let r = send(addr, "GET /api/secure HTTP/1.1", &[host, &acme_key]).await;
+    let r = get(addr, "/api/secure", &[host, &acme_key]).await;
     assert_eq!(r.status, 200);
     assert!(received(&r.json(), "x-api-key").is_empty());
     // A verified JWT is forwarded by default, with its subject as X-User-Id.
-    let r = send(addr, "GET /api/secure HTTP/1.1", &[host, &acme_jwt]).await;
+    let r = get(addr, "/api/secure", &[host, &acme_jwt]).await;
     assert_eq!(r.status, 200);
     let echo = r.json();
     assert_eq!(received(&echo, "authorization").len(), 1);
     assert_eq!(received(&echo, "x-user-id"), ["user-7"]);
     // ... and the token cannot name a tenant for an unknown subdomain.
-    let r = send(
-        addr,
-        "GET / HTTP/1.1",
-        &["Host: nobody.localhost", &acme_jwt],
-    )
-    .await;
+    let r = get(addr, "/", &["Host: nobody.localhost", &acme_jwt]).await;
     assert_eq!((r.status, code(&r).as_str()), (404, "TENANT_NOT_FOUND"));
 }
 
@@ -368,12 +355,7 @@ async fn jwt_forwarding_can_be_turned_off() {
         .start()
         .await;
     let bearer = format!("Authorization: Bearer {}", jwt("acme"));
-    let r = send(
-        gw.http_addr(),
-        "GET / HTTP/1.1",
-        &["Host: acme.localhost", &bearer],
-    )
-    .await;
+    let r = get(gw.http_addr(), "/", &["Host: acme.localhost", &bearer]).await;
     assert_eq!(r.status, 200);
     let echo = r.json();
     assert!(received(&echo, "authorization").is_empty(), "{echo}");
@@ -430,7 +412,11 @@ async fn reloads_are_not_starved_by_unrelated_files() {
             }
         })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let log = dir.join("gateway.log");
+    eventually(Duration::from_secs(5), "the writer is writing", || async {
+        std::fs::metadata(&log).is_ok_and(|m| m.len() > 0)
+    })
+    .await;
     gw.write_tenant(&TenantToml::new("newco"));
     let started = std::time::Instant::now();
     eventually(Duration::from_secs(5), "newco routes", || async {

@@ -9,8 +9,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
+use crate::fixtures::sha256_hex;
 use crate::harness::{eventually, Echo, Gateway, GatewayConfig, TenantToml, BIN};
 
 const SECRET: &str = "e2e-roles-jwt-secret";
@@ -19,10 +19,6 @@ const ISSUER: &str = "https://auth.roles.test";
 const ADMIN_KEY: &str = "tgk_e2e_roles_admin_0123456789";
 const VIEWER_KEY: &str = "tgk_e2e_roles_viewer_0123456789";
 const PLAIN_KEY: &str = "tgk_e2e_roles_plain_0123456789";
-
-fn sha256_hex(s: &str) -> String {
-    hex::encode(Sha256::digest(s.as_bytes()))
-}
 
 fn token(roles: Option<Value>) -> String {
     let now = SystemTime::now()
