@@ -6,11 +6,18 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use fantoccini::error::CmdError;
+use fantoccini::Client;
+use fantoccini::Locator::Css;
 use serde_json::Value;
 
 use super::{operator_gateway, require_tool, target_tmp};
+use crate::acme_harness::ChallTestSrv;
 use crate::admin_call::admin;
 use crate::harness::{free_port, Echo, Gateway, GatewayConfig, TenantToml, ADMIN_TOKEN};
+
+/// What a walk-through of the console in a browser ends with.
+type Walk = Result<(), CmdError>;
 
 /// `chromedriver` on a free loopback port, killed on drop.
 struct ChromeDriver {
@@ -47,8 +54,18 @@ impl ChromeDriver {
         driver
     }
 
+    /// A headless Chromium session with a fresh profile of its own.
+    async fn browser(&self) -> Browser {
+        let profile = tempfile::tempdir().expect("profile dir");
+        let client = self.session(profile.path()).await;
+        Browser {
+            client,
+            _profile: profile,
+        }
+    }
+
     /// A WebDriver session of headless Chromium with a fresh profile in `profile`.
-    async fn session(&self, profile: &Path) -> fantoccini::Client {
+    async fn session(&self, profile: &Path) -> Client {
         let mut caps = serde_json::Map::new();
         caps.insert(
             "goog:chromeOptions".into(),
@@ -72,6 +89,32 @@ impl ChromeDriver {
     }
 }
 
+/// One browser session and the profile directory it uses (removed after the session).
+struct Browser {
+    client: Client,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    /// Closes the session, then fails with `what` if the walk-through in it failed.
+    async fn finish(self, walk: Walk, what: &str) {
+        let _ = self.client.close().await;
+        walk.expect(what);
+    }
+}
+
+/// Types `token` into the console's login form and submits it.
+async fn log_in(browser: &Client, token: &str) -> Walk {
+    browser
+        .wait()
+        .for_element(Css("#token"))
+        .await?
+        .send_keys(token)
+        .await?;
+    browser.find(Css("#login-btn")).await?.click().await?;
+    Ok(())
+}
+
 impl Drop for ChromeDriver {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -80,7 +123,12 @@ impl Drop for ChromeDriver {
 }
 
 /// Waits for `css` and returns its text.
-async fn text_of(browser: &fantoccini::Client, css: &str) -> String {
+/// The value of `script` run in the page.
+async fn js(browser: &Client, script: &str) -> Result<Value, CmdError> {
+    browser.execute(script, vec![]).await
+}
+
+async fn text_of(browser: &Client, css: &str) -> String {
     browser
         .wait()
         .at_most(Duration::from_secs(10))
@@ -93,7 +141,7 @@ async fn text_of(browser: &fantoccini::Client, css: &str) -> String {
 }
 
 /// Polls a script until it returns `true` (or panics with `what`).
-async fn wait_js(browser: &fantoccini::Client, script: &str, what: &str) {
+async fn wait_js(browser: &Client, script: &str, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let v = browser
@@ -139,51 +187,38 @@ async fn console_in_headless_chromium_shows_tenants_usage_and_reloads() {
     .await;
 
     let shots = target_tmp("console");
-    let profile = tempfile::tempdir().expect("profile dir");
-    let browser = driver.session(profile.path()).await;
-    let result = drive_console(&browser, &gw, &shots).await;
-    let _ = browser.close().await;
-    result.expect("console walk-through");
+    let browser = driver.browser().await;
+    let walk = drive_console(&browser.client, &gw, &shots).await;
+    browser.finish(walk, "console walk-through").await;
 }
 
-async fn drive_console(
-    browser: &fantoccini::Client,
-    gw: &Gateway,
-    shots: &Path,
-) -> Result<(), fantoccini::error::CmdError> {
-    use fantoccini::Locator::Css;
+async fn drive_console(browser: &Client, gw: &Gateway, shots: &Path) -> Walk {
     browser.goto(&format!("{}/ui", gw.admin_url())).await?;
     // Asks for the token; a wrong one is refused and asked for again.
-    let token = browser.wait().for_element(Css("#token")).await?;
-    token.send_keys("not-the-token").await?;
-    browser.find(Css("#login-btn")).await?.click().await?;
+    log_in(browser, "not-the-token").await?;
     assert!(text_of(browser, "#message.error")
         .await
         .contains("rejected"));
-    let token = browser.find(Css("#token")).await?;
-    token.send_keys(ADMIN_TOKEN).await?;
-    browser.find(Css("#login-btn")).await?.click().await?;
+    log_in(browser, ADMIN_TOKEN).await?;
 
     // The tenants of the temp config; the hostile name is text, and nothing of it ran.
     text_of(browser, r#"#tenants tr[data-tenant="acme"]"#).await;
-    let ids = browser
-        .execute(
-            "return [...document.querySelectorAll('#tenants tbody tr')].map(r => r.dataset.tenant)",
-            vec![],
-        )
-        .await?;
+    let ids = js(
+        browser,
+        "return [...document.querySelectorAll('#tenants tbody tr')].map(r => r.dataset.tenant)",
+    )
+    .await?;
     assert_eq!(
         ids,
         serde_json::json!(["acme", "globex", "hostile", "initech"])
     );
     let shown = text_of(browser, r#"tr[data-tenant="hostile"] .tenant-name"#).await;
     assert_eq!(shown, HOSTILE_NAME);
-    let injected = browser
-        .execute(
-            "return [typeof window.owned, document.querySelectorAll('#view script, #view img').length]",
-            vec![],
-        )
-        .await?;
+    let injected = js(
+        browser,
+        "return [typeof window.owned, document.querySelectorAll('#view script, #view img').length]",
+    )
+    .await?;
     assert_eq!(injected, serde_json::json!(["undefined", 0]));
     assert!(text_of(browser, r#"tr[data-tenant="globex"]"#)
         .await
@@ -209,12 +244,7 @@ async fn drive_console(
         .click()
         .await?;
     text_of(browser, r#".usage-row[data-resource="messages"]"#).await;
-    let usage = browser
-        .execute(
-            "return [...document.querySelectorAll('.usage-row')].map(r => [r.dataset.resource, Number(r.dataset.used), Number(r.dataset.limit), r.querySelector('.fill').style.width])",
-            vec![],
-        )
-        .await?;
+    let usage = js(browser, "return [...document.querySelectorAll('.usage-row')].map(r => [r.dataset.resource, Number(r.dataset.used), Number(r.dataset.limit), r.querySelector('.fill').style.width])").await?;
     let usage = usage.as_array().expect("usage rows").clone();
     let row = |name: &str| {
         usage
@@ -233,12 +263,7 @@ async fn drive_console(
     );
     assert!(text_of(browser, r#"#counts [data-class="4xx"] .total"#).await == "1");
     assert_eq!(text_of(browser, "#api-keys").await, "ci");
-    let branding = browser
-        .execute(
-            "const b = document.getElementById('branding'); return [getComputedStyle(b).backgroundColor, b.textContent]",
-            vec![],
-        )
-        .await?;
+    let branding = js(browser, "const b = document.getElementById('branding'); return [getComputedStyle(b).backgroundColor, b.textContent]").await?;
     assert_eq!(branding[0], "rgb(0, 68, 204)");
     assert!(branding[1]
         .as_str()
@@ -352,7 +377,7 @@ fn install_cert_expiring_in(certs_dir: &Path, name: &str, days: i64) {
 #[tokio::test]
 async fn console_custom_domains_show_the_txt_record_and_verify_now() {
     let driver = ChromeDriver::start().await;
-    let dns = crate::acme_harness::ChallTestSrv::start().await;
+    let dns = ChallTestSrv::start().await;
     let echo = Echo::start().await;
     let cfg = GatewayConfig::with_echo(&echo)
         .extra(&format!(
@@ -365,29 +390,16 @@ async fn console_custom_domains_show_the_txt_record_and_verify_now() {
     install_cert_expiring_in(&cfg.dir().join("certs"), "support.acme.test", 5);
     let gw = cfg.start().await;
 
-    let profile = tempfile::tempdir().expect("profile dir");
-    let browser = driver.session(profile.path()).await;
-    let result = drive_domains(&browser, &gw, &dns).await;
-    let _ = browser.close().await;
-    result.expect("domains walk-through");
+    let browser = driver.browser().await;
+    let walk = drive_domains(&browser.client, &gw, &dns).await;
+    browser.finish(walk, "domains walk-through").await;
 }
 
-async fn drive_domains(
-    browser: &fantoccini::Client,
-    gw: &Gateway,
-    dns: &crate::acme_harness::ChallTestSrv,
-) -> Result<(), fantoccini::error::CmdError> {
-    use fantoccini::Locator::Css;
+async fn drive_domains(browser: &Client, gw: &Gateway, dns: &ChallTestSrv) -> Walk {
     browser
         .goto(&format!("{}/ui#/domains", gw.admin_url()))
         .await?;
-    browser
-        .wait()
-        .for_element(Css("#token"))
-        .await?
-        .send_keys(ADMIN_TOKEN)
-        .await?;
-    browser.find(Css("#login-btn")).await?.click().await?;
+    log_in(browser, ADMIN_TOKEN).await?;
     let row = r#"tr[data-domain="support.acme.test"]"#;
     let text = text_of(browser, row).await;
     assert!(text.contains("pending") && text.contains("acme"), "{text}");
