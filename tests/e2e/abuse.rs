@@ -9,7 +9,7 @@ use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::fixtures::acme_config;
+use crate::fixtures::{acme_config, with_api_key};
 use crate::harness::{Echo, Gateway, GatewayConfig, TenantToml};
 
 mod h2_streams;
@@ -45,6 +45,15 @@ async fn closed_within(s: &mut TcpStream, within: Duration) -> Option<Vec<u8>> {
 
 async fn connect(gw: &Gateway) -> TcpStream {
     TcpStream::connect(gw.http_addr()).await.expect("connect")
+}
+
+/// A fresh connection that has sent `GET path` (keep-alive, nothing read yet).
+async fn connected_get(gw: &Gateway, path: &str) -> TcpStream {
+    let mut s = connect(gw).await;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {HOST}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    s
 }
 
 /// One normal request on a fresh connection; its status and how long it took.
@@ -157,10 +166,7 @@ async fn slow_clients_are_cut_off_while_normal_requests_keep_answering() {
 async fn keepalive_connections_close_after_the_idle_timeout() {
     let echo = Echo::start().await;
     let gw = start(&echo, &limits("")).await;
-    let mut s = connect(&gw).await;
-    s.write_all(format!("GET / HTTP/1.1\r\nHost: {HOST}\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
+    let mut s = connected_get(&gw, "/").await;
     let mut buf = [0u8; 4096];
     let n = s.read(&mut buf).await.unwrap();
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
@@ -297,10 +303,7 @@ async fn requests_per_connection_are_capped_for_h1_and_h2() {
 async fn a_stalled_h1_reader_is_closed_after_the_send_timeout() {
     let echo = Echo::start().await;
     let gw = start(&echo, &limits("")).await;
-    let mut s = connect(&gw).await;
-    s.write_all(format!("GET /bytes/100000000 HTTP/1.1\r\nHost: {HOST}\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
+    let mut s = connected_get(&gw, "/bytes/100000000").await;
     // Read nothing for 4 s (twice response_send_timeout), then drain what was buffered.
     tokio::time::sleep(Duration::from_secs(4)).await;
     let got = closed_within(&mut s, Duration::from_secs(5))
@@ -312,21 +315,13 @@ async fn a_stalled_h1_reader_is_closed_after_the_send_timeout() {
 #[tokio::test]
 async fn an_anonymous_flood_does_not_spend_the_tenants_plan() {
     let echo = Echo::start().await;
-    let key_hash = {
-        use sha2::Digest;
-        hex::encode(sha2::Sha256::digest(ACME_KEY.as_bytes()))
-    };
     let gw = GatewayConfig::with_echo(&echo)
         .extra(&format!(
             "[plans.metered]\nfeatures = [\"chat\"]\nquotas.requests = {{ limit = 40, period = \"second\" }}\n\n{}\n[limits.per_client]\nanonymous = {{ limit = 5, period = \"second\" }}\nauthenticated = {{ limit = 20, period = \"second\" }}\n",
             limits("")
         ))
         .tenant(
-            TenantToml::new("acme")
-                .plan("metered")
-                .line("[[api_keys]]")
-                .line(&format!("sha256 = \"{key_hash}\""))
-                .line("name = \"app\""),
+            with_api_key(TenantToml::new("acme").plan("metered"), ACME_KEY, "app"),
         )
         .start()
         .await;

@@ -165,6 +165,15 @@ enum Failure {
     Standalone(RedisNode),
 }
 
+/// `gateway_redis_up` and `gateway_quota_breaker_state` of `gw` (0 = closed), as sampled now.
+async fn redis_health(gw: &Gateway) -> (Option<f64>, Option<f64>) {
+    let text = gw.metrics().await;
+    (
+        crate::harness::find_sample(&text, "gateway_redis_up"),
+        crate::harness::find_sample(&text, "gateway_quota_breaker_state"),
+    )
+}
+
 /// Three tenant ids whose counters live on the same cluster master (the one to kill).
 async fn tenants_on_one_master(cluster: &RedisCluster) -> (usize, Vec<String>) {
     let first = "fo0".to_string();
@@ -235,38 +244,27 @@ async fn run(mut failure: Failure, label: &str) -> Vec<Figures> {
         }
     }
     // Every gateway notices (its probe fails or its breaker opens) …
-    for r in &runs {
-        for gw in &r.nodes {
-            eventually(
-                Duration::from_secs(10),
-                "the gateway notices the failure",
-                || async {
-                    let text = gw.metrics().await;
-                    crate::harness::find_sample(&text, "gateway_redis_up") == Some(0.0)
-                        || crate::harness::find_sample(&text, "gateway_quota_breaker_state")
-                            != Some(0.0)
-                },
-            )
-            .await;
-        }
+    for gw in runs.iter().flat_map(|r| &r.nodes) {
+        eventually(
+            Duration::from_secs(10),
+            "the gateway notices the failure",
+            || async {
+                let (up, breaker) = redis_health(gw).await;
+                up == Some(0.0) || breaker != Some(0.0)
+            },
+        )
+        .await;
     }
     // … and recovers: its probe succeeds and its breaker has closed again.
     let mut recovered_at = Instant::now();
-    for r in &runs {
-        for gw in &r.nodes {
-            eventually(
-                Duration::from_secs(45),
-                "gateway_redis_up = 1 and breaker closed after the failure",
-                || async {
-                    let text = gw.metrics().await;
-                    crate::harness::find_sample(&text, "gateway_redis_up") == Some(1.0)
-                        && crate::harness::find_sample(&text, "gateway_quota_breaker_state")
-                            == Some(0.0)
-                },
-            )
-            .await;
-            recovered_at = Instant::now();
-        }
+    for gw in runs.iter().flat_map(|r| &r.nodes) {
+        eventually(
+            Duration::from_secs(45),
+            "gateway_redis_up = 1 and breaker closed after the failure",
+            || async { redis_health(gw).await == (Some(1.0), Some(0.0)) },
+        )
+        .await;
+        recovered_at = Instant::now();
     }
     tokio::time::sleep(STEADY).await;
     stop.store(true, Ordering::Relaxed);

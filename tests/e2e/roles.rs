@@ -20,6 +20,16 @@ const ADMIN_KEY: &str = "tgk_e2e_roles_admin_0123456789";
 const VIEWER_KEY: &str = "tgk_e2e_roles_viewer_0123456789";
 const PLAIN_KEY: &str = "tgk_e2e_roles_plain_0123456789";
 
+/// The credential header of a case: an API key.
+fn api_key(key: &str) -> Option<(&'static str, &str)> {
+    Some(("x-api-key", key))
+}
+
+/// The credential header of a case: `Authorization` with `value`.
+fn bearer(value: &str) -> Option<(&'static str, &str)> {
+    Some(("authorization", value))
+}
+
 fn token(roles: Option<Value>) -> String {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -80,7 +90,7 @@ async fn send(gw: &Gateway, path: &str, headers: &[(&str, &str)]) -> (u16, Strin
     )
 }
 
-fn bearer(t: &str) -> String {
+fn bearer_value(t: &str) -> String {
     format!("Bearer {t}")
 }
 
@@ -93,81 +103,31 @@ async fn require_role_admits_by_any_role_and_refuses_with_403() {
     let no_roles = token(None);
     let malformed = token(Some(json!(["admin", 7])));
     let (list, scope, no_roles, malformed) = (
-        bearer(&list),
-        bearer(&scope),
-        bearer(&no_roles),
-        bearer(&malformed),
+        bearer_value(&list),
+        bearer_value(&scope),
+        bearer_value(&no_roles),
+        bearer_value(&malformed),
     );
 
     // (path, credential header, status, code or roles seen upstream)
     type Case<'a> = (&'a str, Option<(&'a str, &'a str)>, u16, &'a str);
     let table: &[Case] = &[
         ("/api/admin", None, 401, "UNAUTHORIZED"),
-        (
-            "/api/admin",
-            Some(("x-api-key", "tgk_unknown")),
-            401,
-            "UNAUTHORIZED",
-        ),
-        (
-            "/api/admin",
-            Some(("authorization", &malformed)),
-            401,
-            "UNAUTHORIZED",
-        ),
-        (
-            "/api/admin",
-            Some(("x-api-key", VIEWER_KEY)),
-            403,
-            "INSUFFICIENT_ROLE",
-        ),
-        (
-            "/api/admin",
-            Some(("x-api-key", PLAIN_KEY)),
-            403,
-            "INSUFFICIENT_ROLE",
-        ),
-        (
-            "/api/admin",
-            Some(("authorization", &list)),
-            403,
-            "INSUFFICIENT_ROLE",
-        ),
-        (
-            "/api/admin",
-            Some(("authorization", &no_roles)),
-            403,
-            "INSUFFICIENT_ROLE",
-        ),
-        (
-            "/api/admin",
-            Some(("x-api-key", ADMIN_KEY)),
-            200,
-            "admin,billing",
-        ),
-        (
-            "/api/admin/deeper",
-            Some(("authorization", &scope)),
-            200,
-            "admin,viewer",
-        ),
+        ("/api/admin", api_key("tgk_unknown"), 401, "UNAUTHORIZED"),
+        ("/api/admin", bearer(&malformed), 401, "UNAUTHORIZED"),
+        ("/api/admin", api_key(VIEWER_KEY), 403, "INSUFFICIENT_ROLE"),
+        ("/api/admin", api_key(PLAIN_KEY), 403, "INSUFFICIENT_ROLE"),
+        ("/api/admin", bearer(&list), 403, "INSUFFICIENT_ROLE"),
+        ("/api/admin", bearer(&no_roles), 403, "INSUFFICIENT_ROLE"),
+        ("/api/admin", api_key(ADMIN_KEY), 200, "admin,billing"),
+        ("/api/admin/deeper", bearer(&scope), 200, "admin,viewer"),
         ("/api/edit", None, 401, "UNAUTHORIZED"),
-        (
-            "/api/edit",
-            Some(("x-api-key", VIEWER_KEY)),
-            403,
-            "INSUFFICIENT_ROLE",
-        ),
-        ("/api/edit", Some(("authorization", &list)), 200, "editor"),
-        (
-            "/api/edit",
-            Some(("x-api-key", ADMIN_KEY)),
-            200,
-            "admin,billing",
-        ),
+        ("/api/edit", api_key(VIEWER_KEY), 403, "INSUFFICIENT_ROLE"),
+        ("/api/edit", bearer(&list), 200, "editor"),
+        ("/api/edit", api_key(ADMIN_KEY), 200, "admin,billing"),
         // Routes without require_role still carry the roles upstream.
-        ("/open", Some(("x-api-key", VIEWER_KEY)), 200, "viewer"),
-        ("/open", Some(("x-api-key", PLAIN_KEY)), 200, ""),
+        ("/open", api_key(VIEWER_KEY), 200, "viewer"),
+        ("/open", api_key(PLAIN_KEY), 200, ""),
     ];
     let mut refused = 0;
     for (path, cred, status, want) in table {
