@@ -27,3 +27,8 @@ pub fn with_api_key(tenant: TenantToml, key: &str, name: &str) -> TenantToml {
         .line(&format!("sha256 = \"{}\"", sha256_hex(key)))
         .line(&format!("name = \"{name}\""))
 }
+
+/// A running gateway on [`acme_config`] with one more `[server]` line.
+pub async fn acme_gateway_with_server(echo: &Echo, line: &str) -> Gateway {
+    acme_config(echo).server(line).start().await
+}

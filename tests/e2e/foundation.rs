@@ -15,7 +15,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::echo_reply::{echo_ok, received, received_names};
-use crate::fixtures::{acme_config, acme_gateway};
+use crate::fixtures::{acme_config, acme_gateway, acme_gateway_with_server};
 use crate::harness::{
     dead_addr, eventually, raw_http, read_response, Echo, Gateway, GatewayConfig, Redis,
     TenantToml, ADMIN_TOKEN, BIN,
@@ -121,10 +121,7 @@ async fn routes_by_subdomain_and_custom_domain() {
 #[tokio::test]
 async fn tenant_header_only_when_trusted() {
     let echo = Echo::start().await;
-    let trusted = acme_config(&echo)
-        .server("trust_tenant_header = true")
-        .start()
-        .await;
+    let trusted = acme_gateway_with_server(&echo, "trust_tenant_header = true").await;
     let untrusted = acme_gateway(&echo).await;
 
     let body = echo_ok(trusted.get("localhost", "/").header("X-Tenant-Id", "acme")).await;
@@ -154,7 +151,7 @@ async fn tenant_header_only_when_trusted() {
 #[tokio::test]
 async fn tenant_query_only_in_dev_mode() {
     let echo = Echo::start().await;
-    let dev = acme_config(&echo).server("dev_mode = true").start().await;
+    let dev = acme_gateway_with_server(&echo, "dev_mode = true").await;
     let prod = acme_gateway(&echo).await;
 
     let body = echo_ok(dev.get("localhost", "/x?tenant=acme")).await;
@@ -477,12 +474,18 @@ fn generated_body() -> reqwest::Body {
     reqwest::Body::wrap_stream(stream)
 }
 
+/// A gateway on [`acme_gateway`] after one request, and its peak RSS (VmHWM, KiB) then.
+async fn warmed_up_acme(echo: &Echo) -> (Gateway, u64) {
+    let gw = acme_gateway(echo).await;
+    echo_ok(gw.get("acme.localhost", "/warm-up")).await;
+    let hwm = gw.hwm_kib();
+    (gw, hwm)
+}
+
 #[tokio::test]
 async fn upload_200mb_streams_in_bounded_memory() {
     let echo = Echo::start().await;
-    let gw = acme_gateway(&echo).await;
-    echo_ok(gw.get("acme.localhost", "/warm-up")).await;
-    let hwm_before = gw.hwm_kib();
+    let (gw, hwm_before) = warmed_up_acme(&echo).await;
     let rss_before = gw.rss_kib();
 
     // Chunked (no length), then with Content-Length: both paths must stream.
@@ -525,9 +528,7 @@ fn assert_peak_growth_bounded(gw: &Gateway, hwm_before: u64, what: &str, detail:
 #[tokio::test]
 async fn download_200mb_streams_in_bounded_memory() {
     let echo = Echo::start().await;
-    let gw = acme_gateway(&echo).await;
-    echo_ok(gw.get("acme.localhost", "/warm-up")).await;
-    let hwm_before = gw.hwm_kib();
+    let (gw, hwm_before) = warmed_up_acme(&echo).await;
 
     let resp = gw
         .get("acme.localhost", &format!("/bytes/{BIG}"))

@@ -33,9 +33,10 @@ fn jwt(tenant: &str) -> String {
 
 /// acme (plan free: chat; key [`ACME_KEY`]) and globex (plan pro; key [`GLOBEX_KEY`]); gates
 /// on `/api/secure` (auth), `/api/analytics` (feature), `POST /api/messages` (feature +
-/// quota), HS256 JWTs.
-async fn start(echo: &Echo) -> Gateway {
-    GatewayConfig::with_echo(echo)
+/// quota), HS256 JWTs; with its echo upstream (bind it first, so the gateway drops first).
+async fn start() -> (Echo, Gateway) {
+    let echo = Echo::start().await;
+    let gw = GatewayConfig::with_echo(&echo)
         .env("GATEWAY_JWT_SECRET", SECRET)
         .extra(
             r#"[[routes]]
@@ -58,7 +59,8 @@ hs256_secret_env = "GATEWAY_JWT_SECRET"
         ))
         .tenant(with_api_key(TenantToml::new("globex"), GLOBEX_KEY, "ci"))
         .start()
-        .await
+        .await;
+    (echo, gw)
 }
 
 /// One raw HTTP/1.1 request: request line as given, then `headers`, `Connection: close`.
@@ -99,8 +101,7 @@ fn code(r: &RawResponse) -> String {
 
 #[tokio::test]
 async fn ambiguous_targets_and_methods_are_refused_never_forwarded() {
-    let echo = Echo::start().await;
-    let gw = start(&echo).await;
+    let (_echo, gw) = start().await;
     let addr = gw.http_addr();
     let host = "Host: acme.localhost";
     for (line, status, want) in [
@@ -146,8 +147,7 @@ async fn ambiguous_targets_and_methods_are_refused_never_forwarded() {
 /// Each gets a 400, the process keeps serving, and the log grows by a bounded amount.
 #[tokio::test]
 async fn percent_before_multibyte_characters_is_a_400_not_a_panic() {
-    let echo = Echo::start().await;
-    let gw = start(&echo).await;
+    let (_echo, gw) = start().await;
     let addr = gw.http_addr();
     let before = gw.logs().len();
     let targets = ["/%€x", "/%aé", "/%😀", "/%", "/%e", "/x/%é/y", "/%\u{7ff}"];
@@ -166,8 +166,7 @@ async fn percent_before_multibyte_characters_is_a_400_not_a_panic() {
 
 #[tokio::test]
 async fn the_upstream_serves_the_path_that_was_matched() {
-    let echo = Echo::start().await;
-    let gw = start(&echo).await;
+    let (_echo, gw) = start().await;
     let addr = gw.http_addr();
     for (target, path, query) in [
         ("/a//b/./c/../d?x=1&y=%2F", "/a/b/d", "x=1&y=%2F"),
@@ -185,8 +184,7 @@ async fn the_upstream_serves_the_path_that_was_matched() {
 
 #[tokio::test]
 async fn identity_headers_never_cross_in_any_spelling() {
-    let echo = Echo::start().await;
-    let gw = start(&echo).await;
+    let (_echo, gw) = start().await;
     let r = get(
         gw.http_addr(),
         "/",
@@ -281,8 +279,7 @@ async fn relaxations_are_explicit_options() {
 
 #[tokio::test]
 async fn credentials_are_all_checked_and_verified_keys_not_forwarded() {
-    let echo = Echo::start().await;
-    let gw = start(&echo).await;
+    let (_echo, gw) = start().await;
     let addr = gw.http_addr();
     let host = "Host: acme.localhost";
     let acme_key = format!("X-API-Key: {ACME_KEY}");
@@ -364,8 +361,7 @@ async fn jwt_forwarding_can_be_turned_off() {
 
 #[tokio::test]
 async fn content_length_goes_upstream_once() {
-    let echo = Echo::start().await;
-    let gw = start(&echo).await;
+    let (_echo, gw) = start().await;
     let addr = gw.http_addr();
     for lengths in [
         &["Content-Length: 5, 5"][..],
@@ -395,8 +391,7 @@ async fn content_length_goes_upstream_once() {
 /// file from being picked up.
 #[tokio::test]
 async fn reloads_are_not_starved_by_unrelated_files() {
-    let echo = Echo::start().await;
-    let gw = start(&echo).await;
+    let (_echo, gw) = start().await;
     let dir = gw.dir().to_path_buf();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writer = {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::fixtures::{acme_config, acme_gateway};
+use crate::fixtures::{acme_config, acme_gateway, acme_gateway_with_server};
 use crate::harness::{
     dead_addr, free_port, listens_on, Echo, GatewayConfig, TenantToml, ADMIN_TOKEN, BIN,
 };
@@ -731,10 +731,7 @@ async fn client_loop(
 async fn upgrade_hands_over_sockets_without_dropping_requests() {
     let echo = Echo::start().await;
     // The old process drains for the grace period after pingora's 5 s close timeout.
-    let gw = acme_config(&echo)
-        .server("grace_period = \"2s\"")
-        .start()
-        .await;
+    let gw = acme_gateway_with_server(&echo, "grace_period = \"2s\"").await;
     let old_pid = gw.pid();
     let http_port = gw.http_addr().port();
     let admin_port: u16 = gw
