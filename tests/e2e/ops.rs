@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use crate::fixtures::{acme_config, acme_gateway, acme_gateway_with_server};
 use crate::harness::{
-    dead_addr, free_port, listens_on, Echo, GatewayConfig, TenantToml, ADMIN_TOKEN, BIN,
+    dead_addr, eventually, free_port, listens_on, Echo, GatewayConfig, TenantToml, ADMIN_TOKEN, BIN,
 };
 
 /// Every metric family the gateway exports (the contract of the dashboard and the alerts).
@@ -545,26 +545,26 @@ async fn sigterm_drains_an_in_flight_request() {
             .send(),
     );
     // SIGTERM once the gateway has the request in flight (its upstream connection is open).
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !connection_established_to(echo.port()) {
-        assert!(
-            Instant::now() < deadline,
-            "the slow request never reached the upstream"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually(
+        Duration::from_secs(10),
+        "the slow request to reach the upstream",
+        || async { connection_established_to(echo.port()) },
+    )
+    .await;
     let sent = Instant::now();
     gw.signal("TERM");
     // Draining: the listener closes at once (new connections go to other instances), while
     // the request already in flight goes on.
-    let deadline = Instant::now() + Duration::from_secs(1);
-    while tokio::net::TcpStream::connect(gw.http_addr()).await.is_ok() {
-        assert!(
-            Instant::now() < deadline,
-            "the proxy listener still accepts 1 s after SIGTERM"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(
+        Duration::from_secs(1),
+        "the proxy listener to stop accepting after SIGTERM",
+        || async {
+            tokio::net::TcpStream::connect(gw.http_addr())
+                .await
+                .is_err()
+        },
+    )
+    .await;
     assert!(
         !slow.is_finished(),
         "the slow request ended before the listener closed"
@@ -757,11 +757,12 @@ async fn upgrade_hands_over_sockets_without_dropping_requests() {
         })
         .collect();
     // Traffic flows before anything happens.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while stats.ok.load(Ordering::Relaxed) < 50 {
-        assert!(Instant::now() < deadline, "client loops did not get going");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually(
+        Duration::from_secs(10),
+        "the client loops to get going (50 answers)",
+        || async { stats.ok.load(Ordering::Relaxed) >= 50 },
+    )
+    .await;
 
     // The successor first: it binds the upgrade socket and waits there (pingora gives it five
     // one-second accept attempts). Only then may the old process get SIGQUIT, which makes it
@@ -807,14 +808,12 @@ async fn upgrade_hands_over_sockets_without_dropping_requests() {
     };
     handed_over.store(true, Ordering::Release);
     let before = stats.ok.load(Ordering::Relaxed);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while stats.ok_after_handover.load(Ordering::Relaxed) < 100 {
-        assert!(
-            Instant::now() < deadline,
-            "too few requests after the hand-over"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually(
+        Duration::from_secs(10),
+        "100 answers after the hand-over",
+        || async { stats.ok_after_handover.load(Ordering::Relaxed) >= 100 },
+    )
+    .await;
     stop.store(true, Ordering::Release);
     for l in loops {
         l.await.expect("client loop");
