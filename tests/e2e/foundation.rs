@@ -14,11 +14,12 @@ use tokio::io::AsyncWriteExt;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::admin_call::admin;
 use crate::echo_reply::{echo_ok, received, received_names};
 use crate::fixtures::{acme_config, acme_gateway, acme_gateway_with_server};
 use crate::harness::{
     dead_addr, eventually, raw_http, read_response, Echo, Gateway, GatewayConfig, Redis,
-    TenantToml, ADMIN_TOKEN, BIN,
+    TenantToml, BIN,
 };
 
 const RELOAD_WAIT: Duration = Duration::from_secs(10);
@@ -84,13 +85,7 @@ async fn wait_2xx(gw: &Gateway, tenant: &str, count: f64) {
 
 /// `GET path` on the admin API with the token; the JSON answer.
 async fn admin_get(gw: &Gateway, path: &str) -> Value {
-    gw.admin(Method::GET, path, Some(ADMIN_TOKEN))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    admin(gw, Method::GET, path, None).await.1
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -937,13 +932,9 @@ async fn admin_api_health_metrics_and_tenants() {
         .collect();
     assert_eq!(ids, ["acme", "globex"]);
 
-    let resp = gw
-        .admin(Method::GET, "/admin/v1/tenants/acme", Some(ADMIN_TOKEN))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let t = &resp.json::<Value>().await.unwrap()["tenant"];
+    let (status, acme) = admin(&gw, Method::GET, "/admin/v1/tenants/acme", None).await;
+    assert_eq!(status, 200, "{acme}");
+    let t = &acme["tenant"];
     assert_eq!(t["id"], "acme");
     assert_eq!(t["organization_id"], "org_acme");
     assert_eq!(t["plan"], "pro");
@@ -963,12 +954,8 @@ async fn admin_api_health_metrics_and_tenants() {
     let g = admin_get(&gw, "/admin/v1/tenants/globex").await;
     assert_eq!(g["tenant"]["features"], serde_json::json!(["chat"]));
 
-    let resp = gw
-        .admin(Method::GET, "/admin/v1/tenants/nope", Some(ADMIN_TOKEN))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 404);
+    let (status, nope) = admin(&gw, Method::GET, "/admin/v1/tenants/nope", None).await;
+    assert_eq!(status, 404, "{nope}");
 }
 
 // ---------------------------------------------------------------------------------------------

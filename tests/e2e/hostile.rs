@@ -84,9 +84,12 @@ async fn get_acme(addr: SocketAddr, path: &str) -> RawResponse {
     get(addr, path, &["Host: acme.localhost"]).await
 }
 
-/// The default config with tenant `acme` and a `[hardening]` table of `lines`.
-fn hardened(echo: &Echo, lines: &str) -> GatewayConfig {
-    acme_config(echo).extra(&format!("[hardening]\n{lines}"))
+/// A gateway on the default config with tenant `acme` and a `[hardening]` table of `lines`.
+async fn hardened(echo: &Echo, lines: &str) -> Gateway {
+    acme_config(echo)
+        .extra(&format!("[hardening]\n{lines}"))
+        .start()
+        .await
 }
 
 fn code(r: &RawResponse) -> String {
@@ -230,9 +233,7 @@ async fn identity_headers_never_cross_in_any_spelling() {
 #[tokio::test]
 async fn underscore_headers_can_be_rejected_or_allowed_by_config() {
     let echo = Echo::start().await;
-    let reject = hardened(&echo, "underscore_headers = \"reject\"")
-        .start()
-        .await;
+    let reject = hardened(&echo, "underscore_headers = \"reject\"").await;
     let r = get(
         reject.http_addr(),
         "/",
@@ -241,9 +242,7 @@ async fn underscore_headers_can_be_rejected_or_allowed_by_config() {
     .await;
     assert_eq!((r.status, code(&r).as_str()), (400, "BAD_HEADER"));
     drop(reject);
-    let allow = hardened(&echo, "underscore_headers = \"allow\"")
-        .start()
-        .await;
+    let allow = hardened(&echo, "underscore_headers = \"allow\"").await;
     let r = get(
         allow.http_addr(),
         "/",

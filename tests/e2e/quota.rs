@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::harness::{eventually, find_sample, raw_http, Echo, Gateway, TenantToml};
 use crate::quota_harness::{
-    admin_json, billing, clear_of_hour_boundary, family_sum, get, host, next_second, post,
+    admin_json, billing, clear_of_hour_boundary, family_sum, get, host, next_second, post, send,
     start_gateway, unix_now_f64, usage, used, QuotaSettings, RedisCluster, RedisNode, Reply, Store,
 };
 
@@ -169,44 +169,23 @@ async fn send_messages(gw: &Gateway, tenant: &str, count: usize) {
 /// between the two gateways, and checks that exactly `EXACT_LIMIT` were admitted, with the
 /// contract headers on every answer, the shared count on both nodes, and the metrics.
 async fn admits_exactly_the_limit(gateways: &[Gateway; 2]) {
-    let client = gateways[0].client().clone();
-    let urls = [gateways[0].http_url(), gateways[1].http_url()];
-    let mut tasks = Vec::with_capacity(CLIENTS);
-    for task in 0..CLIENTS {
-        let client = client.clone();
-        let urls = urls.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut out = Vec::new();
-            for i in (task..EXACT_TOTAL).step_by(CLIENTS) {
-                let node = i % 2;
-                let started = std::time::Instant::now();
-                let resp = client
-                    .get(format!("{}/work/{i}", urls[node]))
-                    .header("host", host("acme"))
-                    .timeout(Duration::from_secs(60))
-                    .send()
-                    .await
-                    .unwrap_or_else(|e| panic!("request {i} to node {node}: {e}"));
-                let status = resp.status().as_u16();
-                let headers = resp.headers().clone();
-                let body = resp.text().await.expect("body");
-                out.push((
-                    node,
-                    Reply {
-                        status,
-                        headers,
-                        body,
-                        elapsed: started.elapsed(),
-                    },
-                ));
-            }
-            out
-        }));
-    }
-    let mut replies = Vec::with_capacity(EXACT_TOTAL);
-    for t in tasks {
-        replies.extend(t.await.expect("client task"));
-    }
+    let clients = (0..CLIENTS).map(|task| async move {
+        let mut out = Vec::new();
+        for i in (task..EXACT_TOTAL).step_by(CLIENTS) {
+            let node = i % 2;
+            let path = format!("/work/{i}");
+            out.push((
+                node,
+                send(&gateways[node], Method::GET, "acme", &path, None).await,
+            ));
+        }
+        out
+    });
+    let replies: Vec<(usize, Reply)> = futures_util::future::join_all(clients)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
     assert_eq!(replies.len(), EXACT_TOTAL);
 
     let others: Vec<String> = replies

@@ -123,6 +123,13 @@ impl Drop for ChromeDriver {
 }
 
 /// Waits for `css` and returns its text.
+/// Clicks `css` (once it is on the page), then waits until `script` returns true.
+async fn click_then(browser: &Client, css: &str, script: &str, what: &str) -> Walk {
+    browser.wait().for_element(Css(css)).await?.click().await?;
+    wait_js(browser, script, what).await;
+    Ok(())
+}
+
 /// The value of `script` run in the page.
 async fn js(browser: &Client, script: &str) -> Result<Value, CmdError> {
     browser.execute(script, vec![]).await
@@ -272,13 +279,7 @@ async fn drive_console(browser: &Client, gw: &Gateway, shots: &Path) -> Walk {
     std::fs::write(shots.join("console-tenant.png"), &png).expect("save screenshot");
 
     // Suspend from the console: the API and the proxy agree at once.
-    browser.find(Css("#status-btn")).await?.click().await?;
-    wait_js(
-        browser,
-        "return document.getElementById('tenant-title')?.textContent.includes('suspended') === true",
-        "the tenant to show as suspended",
-    )
-    .await;
+    click_then(browser, "#status-btn", "return document.getElementById('tenant-title')?.textContent.includes('suspended') === true", "the tenant to show as suspended").await?;
     assert_eq!(gw.status("acme.localhost", "/").await, 403);
 
     // Custom domains view.
@@ -300,18 +301,7 @@ async fn drive_console(browser: &Client, gw: &Gateway, shots: &Path) -> Walk {
     assert!(text.contains("threads = 2\n"));
     std::fs::write(&main, text.replace("threads = 2\n", "threads = 3\n")).expect("edit");
     browser.find(Css("#nav-reload")).await?.click().await?;
-    browser
-        .wait()
-        .for_element(Css("#reload-btn"))
-        .await?
-        .click()
-        .await?;
-    wait_js(
-        browser,
-        "return /^Reload: (swapped|unchanged)/.test(document.getElementById('reload-result')?.textContent || '')",
-        "the reload result",
-    )
-    .await;
+    click_then(browser, "#reload-btn", "return /^Reload: (swapped|unchanged)/.test(document.getElementById('reload-result')?.textContent || '')", "the reload result").await?;
     assert_eq!(
         text_of(browser, "#restart-required").await,
         "server.threads"
@@ -329,13 +319,7 @@ async fn drive_console(browser: &Client, gw: &Gateway, shots: &Path) -> Walk {
         "id = \"broken\"\nplan = \"gold\"\nupstream = \"shared\"\n",
     )
     .expect("write broken tenant");
-    browser.find(Css("#reload-btn")).await?.click().await?;
-    wait_js(
-        browser,
-        "return /^Reload rejected/.test(document.getElementById('reload-result')?.textContent || '')",
-        "the rejected reload",
-    )
-    .await;
+    click_then(browser, "#reload-btn", "return /^Reload rejected/.test(document.getElementById('reload-result')?.textContent || '')", "the rejected reload").await?;
     let errors = text_of(browser, "#reload-errors").await;
     assert!(
         errors.contains("tenants/broken.toml") && errors.contains("plan"),
