@@ -25,7 +25,7 @@ fn limits(more: &str) -> String {
 }
 
 async fn start(echo: &Echo, limits_toml: &str) -> Gateway {
-    acme_config(&echo).extra(limits_toml).start().await
+    acme_config(echo).extra(limits_toml).start().await
 }
 
 /// Reads until EOF or error; `Some(bytes)` when the peer closed within `within`.
@@ -52,7 +52,7 @@ async fn connected_get(gw: &Gateway, path: &str) -> TcpStream {
     let mut s = connect(gw).await;
     s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {HOST}\r\n\r\n").as_bytes())
         .await
-        .unwrap();
+        .expect("send GET");
     s
 }
 

@@ -549,7 +549,7 @@ async fn download_200mb_streams_in_bounded_memory() {
 
 /// Sends the request, expects an HTTP/2 answer with `status`.
 async fn h2_answer(rb: reqwest::RequestBuilder, status: u16) -> reqwest::Response {
-    let resp = rb.send().await.unwrap();
+    let resp = rb.send().await.expect("h2c request");
     assert_eq!(resp.version(), reqwest::Version::HTTP_2);
     assert_eq!(resp.status(), status);
     resp
