@@ -229,7 +229,11 @@ pub fn run(config_path: &Path, opts: RunOptions) -> Result<(), StartError> {
 
     let proxy_sockets = sockets.take(&[bound.http.clone(), bound.https.clone()].concat());
     server.add_service(proxy_sockets.serve_with(proxy));
-    server.add_service(sockets.take(std::slice::from_ref(&bound.admin)).serve_with(admin));
+    server.add_service(
+        sockets
+            .take(std::slice::from_ref(&bound.admin))
+            .serve_with(admin),
+    );
     server.add_service(readiness);
     server.add_service(reload);
     server.add_service(background_service(

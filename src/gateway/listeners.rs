@@ -263,7 +263,11 @@ mod tests {
     #[test]
     fn unspecified_addresses_are_probed_on_loopback() {
         let addrs = ListenerAddrs {
-            http: vec!["0.0.0.0:80".into(), "[::]:81".into(), "not an address".into()],
+            http: vec![
+                "0.0.0.0:80".into(),
+                "[::]:81".into(),
+                "not an address".into(),
+            ],
             https: vec![],
             admin: "127.0.0.1:9".into(),
         };

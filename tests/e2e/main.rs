@@ -20,7 +20,6 @@ mod postgres_harness;
 mod provision;
 mod quota;
 mod quota_harness;
-mod redis_cluster_harness;
 mod roles;
 mod tls;
 mod tls_harness;

@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::harness::{
-    dead_addr, free_port, listens_on, Echo, GatewayConfig, TenantToml, ADMIN_TOKEN, BIN,
+    connection_established_to, dead_addr, free_port, listens_on, Echo, GatewayConfig, TenantToml,
+    ADMIN_TOKEN, BIN,
 };
 
 /// Every metric family the gateway exports (the contract of the dashboard and the alerts).
@@ -511,19 +512,6 @@ pub(crate) async fn wait_exit(pid: u32, limit: Duration) -> Option<Duration> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     None
-}
-
-/// Whether some connection to local port `port` is established (from /proc/net/tcp): the echo
-/// upstream has a request of the gateway in hand.
-fn connection_established_to(port: u16) -> bool {
-    let Ok(table) = std::fs::read_to_string("/proc/net/tcp") else {
-        return false;
-    };
-    let local = format!("0100007F:{port:04X}");
-    table.lines().skip(1).any(|l| {
-        let cols: Vec<&str> = l.split_whitespace().collect();
-        cols.len() > 3 && cols[1] == local && cols[3] == "01"
-    })
 }
 
 #[tokio::test]

@@ -9,10 +9,12 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::Value;
 
-use crate::harness::{eventually, find_sample, raw_http, Echo, Gateway, TenantToml};
+use crate::harness::{
+    eventually, family_sum, find_sample, raw_http, Echo, Gateway, Redis, RedisCluster, TenantToml,
+};
 use crate::quota_harness::{
-    admin_json, billing, clear_of_hour_boundary, family_sum, get, host, next_second, post,
-    start_gateway, unix_now_f64, usage, used, QuotaSettings, RedisCluster, RedisNode, Reply, Store,
+    admin_json, billing, clear_of_hour_boundary, get, host, next_second, post, start_gateway,
+    unix_now_f64, usage, used, QuotaSettings, Reply, Store,
 };
 
 /// Limit of the `exact` plan (requests an hour) and how many requests the load sends.
@@ -98,7 +100,7 @@ enum Backend {
 /// Fields drop in order: gateway first.
 struct Fixture {
     gw: Gateway,
-    _redis: Option<RedisNode>,
+    _redis: Option<Redis>,
     _echo: Echo,
 }
 
@@ -107,7 +109,7 @@ impl Fixture {
         let echo = Echo::start().await;
         let redis = match backend {
             Backend::Local => None,
-            Backend::Redis => Some(RedisNode::start().await),
+            Backend::Redis => Some(Redis::start().await),
         };
         let store = redis
             .as_ref()
@@ -286,7 +288,7 @@ fn exact_settings(store: Store) -> QuotaSettings {
 async fn exact_limit_across_two_gateways_on_redis() {
     clear_of_hour_boundary(BOUNDARY_MARGIN).await;
     let echo = Echo::start().await;
-    let redis = RedisNode::start().await;
+    let redis = Redis::start().await;
     let settings = exact_settings(Store::Redis(redis.url()));
     let gateways = [
         start_gateway(&echo, &settings).await,
@@ -609,7 +611,7 @@ enum Outage {
 async fn redis_outage(outage: Outage) {
     clear_of_hour_boundary(BOUNDARY_MARGIN).await;
     let echo = Echo::start().await;
-    let mut redis = RedisNode::start().await;
+    let mut redis = Redis::start().await;
     let store = Store::Redis(redis.url());
     // A short timeout, as in production, but not so short that a loaded test box times out
     // while Redis is healthy.

@@ -22,6 +22,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
+use crate::harness::raw_http::read_to_close;
+pub use crate::harness::write_file_atomic;
 use crate::harness::RawResponse;
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
@@ -137,24 +139,6 @@ impl TestCa {
             .expect("add CA root");
         roots
     }
-}
-
-/// Writes `path` atomically: a hidden temp file in the same directory with `mode`, then rename.
-pub fn write_file_atomic(path: &Path, contents: &str, mode: u32) {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let name = path.file_name().expect("file name").to_string_lossy();
-    let tmp = path.with_file_name(format!(".{name}.tmp"));
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&tmp)
-        .expect("create temp file");
-    f.write_all(contents.as_bytes()).expect("write temp file");
-    f.sync_all().expect("sync temp file");
-    std::fs::rename(&tmp, path).expect("rename into place");
 }
 
 /// Writes `<certs_dir>/<folder>/{key.pem (0600), fullchain.pem}`, each atomically, key first.
@@ -330,78 +314,10 @@ pub async fn https_raw(
         .await
         .expect("write request");
     stream.flush().await.expect("flush request");
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 16 * 1024];
-    let read_all = async {
-        loop {
-            match stream.read(&mut chunk).await {
-                Ok(0) => break,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                // A peer that closes without close_notify: keep what was read.
-                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
-                Err(e) => panic!("read response: {e}"),
-            }
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(20), read_all)
+    let response = read_to_close(&mut stream)
         .await
-        .expect("response within 20 s");
-    (handshake, parse_response(&buf))
-}
-
-/// Parses one HTTP/1.1 response (Content-Length, chunked, or to EOF).
-pub fn parse_response(buf: &[u8]) -> RawResponse {
-    let split = buf
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("no header end in {:?}", String::from_utf8_lossy(buf)));
-    let head = String::from_utf8_lossy(&buf[..split]);
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|s| s.parse().ok())
-        .expect("status line");
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    let rest = &buf[split + 4..];
-    let chunked = headers
-        .iter()
-        .any(|(n, v)| n == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"));
-    let body = if chunked {
-        dechunk(rest)
-    } else if let Some(len) = headers
-        .iter()
-        .find(|(n, _)| n == "content-length")
-        .and_then(|(_, v)| v.parse::<usize>().ok())
-    {
-        rest[..len.min(rest.len())].to_vec()
-    } else {
-        rest.to_vec()
-    };
-    RawResponse {
-        status,
-        headers,
-        body,
-    }
-}
-
-fn dechunk(mut data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(eol) = data.windows(2).position(|w| w == b"\r\n") {
-        let line = String::from_utf8_lossy(&data[..eol]);
-        let size =
-            usize::from_str_radix(line.split(';').next().unwrap_or("0").trim(), 16).unwrap_or(0);
-        data = &data[eol + 2..];
-        if size == 0 || data.len() < size {
-            break;
-        }
-        out.extend_from_slice(&data[..size]);
-        data = &data[(size + 2).min(data.len())..];
-    }
-    out
+        .unwrap_or_else(|e| panic!("{e}"));
+    (handshake, response)
 }
 
 /// A reqwest client that trusts only the test CA and sends `name` to `addr` (so SNI and Host
