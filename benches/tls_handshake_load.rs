@@ -26,7 +26,7 @@ use tokio_rustls::TlsConnector;
 // server really proves possession of the key; the same verifier as the e2e harness's.
 #[path = "../tests/e2e/harness/insecure_verifier.rs"]
 mod insecure_verifier;
-use insecure_verifier::AcceptAnyCertificate;
+use insecure_verifier::LenientVerifier;
 
 struct Args {
     connect: SocketAddr,
@@ -190,7 +190,7 @@ async fn run(args: Args) -> i32 {
     };
     let mut config = config
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate::new(provider)))
+        .with_custom_certificate_verifier(Arc::new(LenientVerifier::any_certificate(provider)))
         .with_no_client_auth();
     config.resumption = Resumption::disabled();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];

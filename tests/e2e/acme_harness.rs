@@ -17,9 +17,11 @@ use rustls::RootCertStore;
 use tempfile::TempDir;
 use tokio::io::AsyncWriteExt;
 
-use crate::harness::insecure_verifier::AcceptAnyCertificate;
+use crate::harness::insecure_verifier::LenientVerifier;
 use crate::harness::raw_http::read_to_close;
-use crate::harness::{accepts, free_port, start_on_picked_ports, Process, RawResponse, BIN};
+use crate::harness::{
+    accepts, free_port, start_on_picked_ports, temp_dir, Process, RawResponse, BIN,
+};
 use crate::tls_harness::{client_config, tls_connect, Handshake, TestCa, Verify};
 
 const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -55,10 +57,7 @@ impl ChallTestSrv {
     pub async fn start() -> ChallTestSrv {
         let bin = require("pebble-challtestsrv");
         start_on_picked_ports("pebble-challtestsrv", || async {
-            let dir = tempfile::Builder::new()
-                .prefix("tg-e2e-challtestsrv-")
-                .tempdir()
-                .expect("temp dir");
+            let dir = temp_dir("tg-e2e-challtestsrv-");
             let (dns_port, mgmt_port) = (free_port(), free_port());
             let mut cmd = Command::new(&bin);
             cmd.args(["-dns01", &format!("127.0.0.1:{dns_port}")])
@@ -138,10 +137,7 @@ impl PebbleTls {
     pub fn new() -> PebbleTls {
         let ca = TestCa::new();
         let leaf = ca.leaf(&["localhost", "127.0.0.1"], 0x5eb1, 2055);
-        let dir = tempfile::Builder::new()
-            .prefix("tg-e2e-pebble-tls-")
-            .tempdir()
-            .expect("temp dir");
+        let dir = temp_dir("tg-e2e-pebble-tls-");
         std::fs::write(dir.path().join("cert.pem"), &leaf.chain_pem).expect("pebble cert");
         std::fs::write(dir.path().join("key.pem"), &leaf.key_pem).expect("pebble key");
         PebbleTls { ca, dir }
@@ -213,10 +209,7 @@ impl Pebble {
     /// plain listener) and resolving names through `dns` (challtestsrv).
     pub async fn start(tls: &PebbleTls, ports: PebblePorts, http_port: u16, dns: &str) -> Pebble {
         require("pebble");
-        let dir = tempfile::Builder::new()
-            .prefix("tg-e2e-pebble-")
-            .tempdir()
-            .expect("temp dir");
+        let dir = temp_dir("tg-e2e-pebble-");
         let config = serde_json::json!({"pebble": {
             "listenAddress": format!("127.0.0.1:{}", ports.acme),
             "managementListenAddress": format!("127.0.0.1:{}", ports.mgmt),
@@ -362,7 +355,7 @@ pub async fn presented(addr: SocketAddr, sni: &str) -> Result<(Handshake, bool),
         .with_safe_default_protocol_versions()
         .expect("protocol versions")
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate::new(provider)))
+        .with_custom_certificate_verifier(Arc::new(LenientVerifier::any_certificate(provider)))
         .with_no_client_auth();
     let (mut stream, hs) = tls_connect(addr, Some(sni), config).await?;
     let self_signed = {

@@ -31,7 +31,7 @@ pub use gateway::Gateway;
 pub use metrics::{family_sum, find_sample};
 pub use poll::eventually;
 pub use proc_net::{connection_established_to, listens_on};
-pub use process::{start_on_picked_ports, Process};
+pub use process::{assert_success, start_on_picked_ports, Process};
 pub use raw_http::{raw_http, read_response, RawResponse};
 pub use redis::Redis;
 pub use redis_cluster::RedisCluster;
@@ -85,6 +85,14 @@ pub async fn accepts(addr: SocketAddr) -> bool {
         .await,
         Ok(Ok(_))
     )
+}
+
+/// A fresh temp dir named `<prefix>…`, removed on drop.
+pub fn temp_dir(prefix: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .expect("temp dir")
 }
 
 /// A reqwest client that never uses a proxy from the environment.

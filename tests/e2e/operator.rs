@@ -8,7 +8,9 @@ use std::time::Instant;
 
 use serde_json::Value;
 
-use crate::harness::{find_sample, Echo, Gateway, GatewayConfig, TenantToml, ADMIN_TOKEN};
+use crate::harness::{
+    assert_success, find_sample, Echo, Gateway, GatewayConfig, TenantToml, ADMIN_TOKEN,
+};
 
 mod console;
 
@@ -246,11 +248,5 @@ async fn scrape_has_process_metrics_and_build_info_and_promtool_accepts_it() {
         stdin.write_all(text.as_bytes()).expect("feed promtool");
     }
     let out = promtool.wait_with_output().expect("promtool output");
-    assert!(
-        out.status.success(),
-        "promtool check metrics: {}\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success("promtool check metrics", &out);
 }

@@ -153,18 +153,7 @@ async fn admits_exactly_the_limit(gateways: &[Gateway; 2]) {
                     .send()
                     .await
                     .unwrap_or_else(|e| panic!("request {i} to node {node}: {e}"));
-                let status = resp.status().as_u16();
-                let headers = resp.headers().clone();
-                let body = resp.text().await.expect("body");
-                out.push((
-                    node,
-                    Reply {
-                        status,
-                        headers,
-                        body,
-                        elapsed: started.elapsed(),
-                    },
-                ));
+                out.push((node, Reply::read(resp, started).await));
             }
             out
         }));

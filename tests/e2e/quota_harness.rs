@@ -135,22 +135,33 @@ consumes = { storage_bytes = "content-length" }
 /// `roll` (persecond), `tight` (small, overridden to 2 an hour), `open` and `closed` (small),
 /// `bill` (billed, messages overridden to 10 a month).
 pub fn tenants() -> Vec<TenantToml> {
-    vec![
-        TenantToml::new("acme").plan("exact"),
-        TenantToml::new("aon").plan("metered"),
-        TenantToml::new("uploads").plan("metered"),
-        TenantToml::new("roll").plan("persecond"),
-        TenantToml::new("tight")
-            .plan("small")
-            .line("[quotas]")
-            .line("requests = { limit = 2, period = \"hour\" }"),
-        TenantToml::new("open").plan("small"),
-        TenantToml::new("closed").plan("small"),
-        TenantToml::new("bill")
-            .plan("billed")
-            .line("[quotas]")
-            .line("messages = { limit = 10, period = \"month\" }"),
-    ]
+    const ON_PLAN: [(&str, &str); 6] = [
+        ("acme", "exact"),
+        ("aon", "metered"),
+        ("uploads", "metered"),
+        ("roll", "persecond"),
+        ("open", "small"),
+        ("closed", "small"),
+    ];
+    const OVERRIDDEN: [(&str, &str, &str); 2] = [
+        (
+            "tight",
+            "small",
+            "requests = { limit = 2, period = \"hour\" }",
+        ),
+        (
+            "bill",
+            "billed",
+            "messages = { limit = 10, period = \"month\" }",
+        ),
+    ];
+    let on_plan = ON_PLAN
+        .iter()
+        .map(|(id, plan)| TenantToml::new(id).plan(plan));
+    let overridden = OVERRIDDEN
+        .iter()
+        .map(|(id, plan, quota)| TenantToml::new(id).plan(plan).line("[quotas]").line(quota));
+    on_plan.chain(overridden).collect()
 }
 
 /// A gateway config with the quota plans, routes and tenants, in front of `echo`.
@@ -210,6 +221,19 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// Reads `resp` completely; `elapsed` counts from `started` (before the request was sent).
+    pub async fn read(resp: reqwest::Response, started: Instant) -> Reply {
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp.text().await.expect("response body");
+        Reply {
+            status,
+            headers,
+            body,
+            elapsed: started.elapsed(),
+        }
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
@@ -259,15 +283,7 @@ pub async fn send(
         .send()
         .await
         .unwrap_or_else(|e| panic!("{method} {path} as {tenant}: {e}"));
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    let body = resp.text().await.expect("response body");
-    Reply {
-        status,
-        headers,
-        body,
-        elapsed: started.elapsed(),
-    }
+    Reply::read(resp, started).await
 }
 
 /// `GET path` as `tenant`.

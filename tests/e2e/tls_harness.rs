@@ -14,14 +14,14 @@ use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyPair, KeyUsagePurpose,
     SerialNumber,
 };
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::RootCertStore;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
+use crate::harness::insecure_verifier::LenientVerifier;
 use crate::harness::raw_http::read_to_close;
 pub use crate::harness::write_file_atomic;
 use crate::harness::RawResponse;
@@ -167,54 +167,6 @@ pub enum Verify {
     ChainOnly,
 }
 
-/// Full verification, except that a name mismatch is accepted (the chain was already verified
-/// when webpki reports the name: it checks the path first).
-#[derive(Debug)]
-struct ChainOnlyVerifier(Arc<WebPkiServerVerifier>);
-
-impl ServerCertVerifier for ChainOnlyVerifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        match self
-            .0
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-        {
-            Err(rustls::Error::InvalidCertificate(
-                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-            )) => Ok(ServerCertVerified::assertion()),
-            other => other,
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
-    }
-}
-
 /// A client that trusts `roots` only and offers `alpn`.
 pub fn client_config(roots: RootCertStore, alpn: &[&str], verify: Verify) -> rustls::ClientConfig {
     let builder = rustls::ClientConfig::builder_with_provider(provider())
@@ -228,7 +180,10 @@ pub fn client_config(roots: RootCertStore, alpn: &[&str], verify: Verify) -> rus
                 .expect("webpki verifier");
             builder
                 .dangerous()
-                .with_custom_certificate_verifier(Arc::new(ChainOnlyVerifier(inner)))
+                .with_custom_certificate_verifier(Arc::new(LenientVerifier::any_name(
+                    provider(),
+                    inner,
+                )))
                 .with_no_client_auth()
         }
     };

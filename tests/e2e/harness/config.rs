@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use tempfile::TempDir;
 
-use super::{Echo, Gateway};
+use super::{temp_dir, Echo, Gateway};
 
 /// One `tenants/<id>.toml`.
 #[derive(Debug, Clone)]
@@ -135,10 +135,7 @@ pub struct GatewayConfig {
 impl GatewayConfig {
     /// A config whose `shared` pool is `shared_addrs`.
     pub fn new(shared_addrs: &[&str]) -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix("tg-e2e-")
-            .tempdir()
-            .expect("temp dir");
+        let dir = temp_dir("tg-e2e-");
         for sub in ["tenants", "logs", "run", "outside"] {
             std::fs::create_dir(dir.path().join(sub)).expect("create sub dir");
         }

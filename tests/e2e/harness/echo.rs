@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tempfile::TempDir;
 
-use super::{accepts, free_port, start_on_picked_ports, Process, BIN};
+use super::{accepts, free_port, start_on_picked_ports, temp_dir, Process, BIN};
 
 /// `tenant-gateway echo` on a free loopback port, killed on drop.
 pub struct Echo {
@@ -19,10 +19,7 @@ pub struct Echo {
 impl Echo {
     pub async fn start() -> Echo {
         start_on_picked_ports("echo upstream", || async {
-            let dir = tempfile::Builder::new()
-                .prefix("tg-e2e-echo-")
-                .tempdir()
-                .expect("temp dir");
+            let dir = temp_dir("tg-e2e-echo-");
             let port = free_port();
             let mut cmd = Command::new(BIN);
             cmd.args(["echo", "--listen", &format!("127.0.0.1:{port}")]);

@@ -1,40 +1,67 @@
-//! A rustls certificate verifier that accepts any certificate but still checks the handshake
-//! signature with it (so the server proves it holds the key), like `h2load` or `curl -k`: to
-//! look at what a server presents, or to load it without a trust store. Shared by the e2e
-//! harness and `benches/tls_handshake_load.rs` (included there by `#[path]`), so it stands
-//! alone: no imports from either.
+//! A lenient rustls certificate verifier that still checks the handshake signature with the
+//! presented certificate (so the server proves it holds the key): either any certificate at all
+//! (like `h2load` or `curl -k`, to look at what a server presents or to load it without a trust
+//! store), or a chain that must verify against the roots for any name (to look at a default
+//! certificate for a name it does not cover). Shared by the e2e harness and
+//! `benches/tls_handshake_load.rs` (included there by `#[path]`), so it stands alone.
 
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
+use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
 
-/// Accepts every certificate chain and name; verifies handshake signatures.
+/// Accepts any certificate, or any name on a verified chain; verifies handshake signatures.
 #[derive(Debug)]
-pub struct AcceptAnyCertificate(Arc<CryptoProvider>);
+pub struct LenientVerifier {
+    provider: Arc<CryptoProvider>,
+    /// `Some`: the chain must verify (a name mismatch is accepted).
+    chain: Option<Arc<WebPkiServerVerifier>>,
+}
 
-impl AcceptAnyCertificate {
-    pub fn new(provider: Arc<CryptoProvider>) -> Self {
-        Self(provider)
+impl LenientVerifier {
+    /// Every certificate chain and name.
+    pub fn any_certificate(provider: Arc<CryptoProvider>) -> Self {
+        Self {
+            provider,
+            chain: None,
+        }
+    }
+
+    /// Chains `chain` accepts, for any name (webpki checks the path before the name, so a name
+    /// error means the chain was fine).
+    pub fn any_name(provider: Arc<CryptoProvider>, chain: Arc<WebPkiServerVerifier>) -> Self {
+        Self {
+            provider,
+            chain: Some(chain),
+        }
     }
 
     fn algorithms(&self) -> &WebPkiSupportedAlgorithms {
-        &self.0.signature_verification_algorithms
+        &self.provider.signature_verification_algorithms
     }
 }
 
-impl ServerCertVerifier for AcceptAnyCertificate {
+impl ServerCertVerifier for LenientVerifier {
     fn verify_server_cert(
         &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
+        let Some(chain) = &self.chain else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        match chain.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
     }
 
     fn verify_tls12_signature(

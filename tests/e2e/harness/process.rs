@@ -198,3 +198,15 @@ where
     }
     panic!("{what} exited at start {ATTEMPTS} times");
 }
+
+/// Panics unless a finished command succeeded, with its status and output.
+#[track_caller]
+pub fn assert_success(what: &str, out: &std::process::Output) {
+    assert!(
+        out.status.success(),
+        "{what} failed ({}): {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

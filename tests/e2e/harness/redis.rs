@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use redis::FromRedisValue;
 use tempfile::TempDir;
 
-use super::{free_port, start_on_picked_ports, Process};
+use super::{free_port, start_on_picked_ports, temp_dir, Process};
 
 /// How long a Redis process may take to answer PING, and a cluster to become `ok`.
 pub const REDIS_START: Duration = Duration::from_secs(20);
@@ -49,10 +49,7 @@ impl Redis {
     /// A Redis on a free port with extra arguments (computed from its temp dir and port).
     pub async fn start_with(extra: impl Fn(&Path, u16) -> Vec<String>) -> Redis {
         start_on_picked_ports("redis-server", || async {
-            let dir = tempfile::Builder::new()
-                .prefix("tg-e2e-redis-")
-                .tempdir()
-                .expect("temp dir");
+            let dir = temp_dir("tg-e2e-redis-");
             let port = free_port();
             let mut node = Redis {
                 process: None,

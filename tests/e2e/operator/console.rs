@@ -3,18 +3,24 @@
 //! suspend, custom domains with ACME on, reloads; screenshots saved under `target/tmp/console/`.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
 
 use serde_json::Value;
 
 use super::{admin_json, operator_gateway, require_tool, target_tmp};
-use crate::harness::{free_port, Echo, Gateway, GatewayConfig, TenantToml, ADMIN_TOKEN};
+use crate::harness::{
+    accepts, free_port, start_on_picked_ports, temp_dir, Echo, Gateway, GatewayConfig, Process,
+    TenantToml, ADMIN_TOKEN,
+};
 
-/// `chromedriver` on a free loopback port, killed on drop.
+/// `chromedriver` on a picked loopback port (it cannot report a port 0 bind), killed on drop.
 struct ChromeDriver {
-    child: Child,
+    _process: Process,
     port: u16,
+    _dir: TempDir,
 }
 
 impl ChromeDriver {
@@ -22,28 +28,27 @@ impl ChromeDriver {
         let hint = "run `bash scripts/deps.sh test` (Debian packages chromium and chromium-driver)";
         require_tool(Path::new("chromedriver"), hint);
         require_tool(Path::new("chromium"), hint);
-        let port = free_port();
-        let child = Command::new("chromedriver")
-            .arg(format!("--port={port}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn chromedriver");
-        let mut driver = ChromeDriver { child, port };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_err()
-        {
-            assert!(
-                driver.child.try_wait().expect("try_wait").is_none(),
-                "chromedriver exited at start"
-            );
-            assert!(Instant::now() < deadline, "chromedriver did not listen");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        driver
+        start_on_picked_ports("chromedriver", || async {
+            let dir = temp_dir("tg-e2e-chromedriver-");
+            let port = free_port();
+            let mut cmd = Command::new("chromedriver");
+            cmd.arg(format!("--port={port}"));
+            let log = dir.path().join("chromedriver.log");
+            let mut process = Process::spawn("chromedriver", cmd, &log, hint);
+            let addr = ([127, 0, 0, 1], port).into();
+            process
+                .wait_ready(Duration::from_secs(20), || async {
+                    accepts(addr).await.then_some(())
+                })
+                .await
+                .ok()?;
+            Some(ChromeDriver {
+                _process: process,
+                port,
+                _dir: dir,
+            })
+        })
+        .await
     }
 
     /// A WebDriver session of headless Chromium with a fresh profile in `profile`.
@@ -68,13 +73,6 @@ impl ChromeDriver {
             .connect(&format!("http://127.0.0.1:{}", self.port))
             .await
             .expect("WebDriver session with headless Chromium")
-    }
-}
-
-impl Drop for ChromeDriver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
