@@ -7,12 +7,12 @@
 
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use redis::FromRedisValue;
 use tempfile::TempDir;
 
-use super::{free_port, start_on_picked_ports, temp_dir, Process};
+use super::{eventually, free_port, start_on_picked_ports, temp_dir, Process};
 
 /// How long a Redis process may take to answer PING, and a cluster to become `ok`.
 pub const REDIS_START: Duration = Duration::from_secs(20);
@@ -51,37 +51,16 @@ impl Redis {
         start_on_picked_ports("redis-server", || async {
             let dir = temp_dir("tg-e2e-redis-");
             let port = free_port();
-            let mut node = Redis {
-                process: None,
+            let extra_args = extra(dir.path(), port);
+            let process = spawn(port, dir.path(), &extra_args).await?;
+            Some(Redis {
+                process: Some(process),
                 port,
-                extra_args: extra(dir.path(), port),
+                extra_args,
                 dir,
-            };
-            node.spawn().await.then_some(node)
+            })
         })
         .await
-    }
-
-    /// Starts the process on `self.port`; false if it exited (port taken).
-    async fn spawn(&mut self) -> bool {
-        let mut cmd = Command::new("redis-server");
-        cmd.args(["--port", &self.port.to_string()])
-            .args(["--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(self.dir.path())
-            .args(&self.extra_args);
-        let log = self.dir.path().join(format!("redis-{}.log", self.port));
-        let mut process = Process::spawn("redis-server", cmd, &log, INSTALL);
-        let url = self.url();
-        let ready = process
-            .wait_ready(REDIS_START, || async { ping(&url).await.then_some(()) })
-            .await
-            .is_ok();
-        if ready {
-            self.process = Some(process);
-        }
-        ready
     }
 
     /// SIGKILL: connections drop, every counter is lost (no persistence).
@@ -92,16 +71,9 @@ impl Redis {
     /// Starts Redis again on the same port (retrying while the port is briefly unavailable).
     pub async fn restart(&mut self) {
         self.kill();
-        // Polled by hand: each attempt needs `&mut self`, which a probe closure cannot lend.
-        let deadline = Instant::now() + REDIS_START;
-        while !self.spawn().await {
-            assert!(
-                Instant::now() < deadline,
-                "redis-server could not bind its old port {} again",
-                self.port
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let (port, dir, args) = (self.port, self.dir.path(), &self.extra_args);
+        let what = format!("redis-server on its old port {port} again");
+        self.process = Some(eventually(REDIS_START, &what, || spawn(port, dir, args)).await);
     }
 
     /// Sends a signal by name (`STOP` freezes Redis: connections stay open, nothing answers;
@@ -135,6 +107,26 @@ impl Redis {
     pub async fn command<T: FromRedisValue>(&self, args: &[&str]) -> redis::RedisResult<T> {
         command(&self.url(), args).await
     }
+}
+
+/// A `redis-server` on `port` with its files in `dir`, once it answers PING; `None` if it
+/// exited (port taken).
+async fn spawn(port: u16, dir: &Path, extra_args: &[String]) -> Option<Process> {
+    let mut cmd = Command::new("redis-server");
+    cmd.args(["--port", &port.to_string()])
+        .args(["--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no"])
+        .arg("--dir")
+        .arg(dir)
+        .args(extra_args);
+    let log = dir.join(format!("redis-{port}.log"));
+    let mut process = Process::spawn("redis-server", cmd, &log, INSTALL);
+    let url = format!("redis://127.0.0.1:{port}");
+    process
+        .wait_ready(REDIS_START, || async { ping(&url).await.then_some(()) })
+        .await
+        .ok()?;
+    Some(process)
 }
 
 /// One command to the Redis at `url` on a fresh connection, within 2 s.
