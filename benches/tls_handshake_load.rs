@@ -16,7 +16,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rustls::client::Resumption;
-use rustls::crypto::CryptoProvider;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -25,6 +24,7 @@ use tokio_rustls::TlsConnector;
 // Accepts any certificate (like h2load), but checks the handshake signature with it, so the
 // server really proves possession of the key; the same verifier as the e2e harness's.
 #[path = "../tests/e2e/harness/insecure_verifier.rs"]
+#[allow(dead_code)] // The bench needs only `any_certificate`.
 mod insecure_verifier;
 use insecure_verifier::LenientVerifier;
 

@@ -121,25 +121,17 @@ fn assert_alive(gw: &Gateway, https_port: u16) {
 /// Waits until a fully verified handshake for `sni` succeeds (the CA-issued certificate is
 /// served) and returns the serial served.
 async fn wait_issued(addr: SocketAddr, sni: &str, roots: &RootCertStore) -> String {
-    let deadline = Instant::now() + ISSUE_WAIT;
-    loop {
-        match handshake(addr, sni, roots).await {
-            Ok(hs) => {
-                assert_eq!(
-                    hs.leaf.sans,
-                    vec![sni.to_string()],
-                    "SANs of the issued leaf"
-                );
-                return hs.leaf.serial;
-            }
-            Err(e) => assert!(
-                Instant::now() < deadline,
-                "no certificate trusted by Pebble's root for {sni} on {addr} within \
-                 {ISSUE_WAIT:?}: {e}"
-            ),
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let what = format!("a certificate trusted by Pebble's root for {sni} on {addr}");
+    let hs = eventually(ISSUE_WAIT, &what, || async {
+        handshake(addr, sni, roots).await.ok()
+    })
+    .await;
+    assert_eq!(
+        hs.leaf.sans,
+        vec![sni.to_string()],
+        "SANs of the issued leaf"
+    );
+    hs.leaf.serial
 }
 
 /// The gateway's access log shows an http-01 challenge answered with 200.
@@ -581,21 +573,14 @@ async fn renewal_forced_by_ratio_serves_a_new_serial() {
     let roots = pebble.roots().await;
 
     let first = wait_issued(https, "acme.localhost", &roots).await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let renewed = loop {
+    let what = format!("a serial other than {first} served");
+    let renewed = eventually(Duration::from_secs(20), &what, || async {
         let hs = handshake(https, "acme.localhost", &roots)
             .await
             .unwrap_or_else(|e| panic!("renewal broke TLS: {e}"));
-        if hs.leaf.serial != first {
-            break hs.leaf.serial;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "serial {first} still served after 20 s\n{}",
-            gw.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+        (hs.leaf.serial != first).then_some(hs.leaf.serial)
+    })
+    .await;
     assert_ne!(renewed, first);
     assert_eq!(gw.pid(), pid, "renewed without a restart");
     assert_alive(&gw, https_port);

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tempfile::TempDir;
 
@@ -12,8 +12,8 @@ use serde_json::Value;
 
 use super::{admin_json, operator_gateway, require_tool, target_tmp};
 use crate::harness::{
-    accepts, free_port, start_on_picked_ports, temp_dir, Echo, Gateway, GatewayConfig, Process,
-    TenantToml, ADMIN_TOKEN,
+    accepts, eventually, free_port, start_on_picked_ports, temp_dir, Echo, Gateway, GatewayConfig,
+    Process, TenantToml, ADMIN_TOKEN,
 };
 
 /// `chromedriver` on a picked loopback port (it cannot report a port 0 bind), killed on drop.
@@ -91,21 +91,15 @@ async fn text_of(browser: &fantoccini::Client, css: &str) -> String {
 
 /// Polls a script until it returns `true` (or panics with `what`).
 async fn wait_js(browser: &fantoccini::Client, script: &str, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    let what = format!("{what} ({script})");
+    eventually(Duration::from_secs(10), &what, || async {
         let v = browser
             .execute(script, vec![])
             .await
             .expect("execute script");
-        if v == Value::Bool(true) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what} ({script})"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        v == Value::Bool(true)
+    })
+    .await;
 }
 
 const HOSTILE_NAME: &str =
