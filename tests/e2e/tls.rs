@@ -203,26 +203,19 @@ async fn replaced_certificate_is_served_on_next_new_connection() {
     assert_ne!(renewed.facts.serial, t.certs.acme.facts.serial);
     install_leaf(&t.certs_dir(), "acme.localhost", &renewed);
 
-    let started = Instant::now();
-    let mut last = None;
-    while started.elapsed() < SWAP_WAIT {
-        let got = t.leaf("acme.localhost").await;
-        if got == renewed.facts {
-            // The other folders are untouched.
-            assert_eq!(t.leaf("globex.localhost").await, t.certs.wildcard.facts);
-            let gauge = "gateway_certificate_expiry_timestamp_seconds{name=\"acme.localhost\"}";
-            t.gw.wait_metric(gauge, renewed.facts.not_after as f64)
-                .await;
-            return;
-        }
-        last = Some(got);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!(
-        "renewed certificate (serial {}) not served within {SWAP_WAIT:?}; last served {last:?}\n{}",
-        renewed.facts.serial,
-        t.gw.logs()
+    let what = format!(
+        "renewed certificate (serial {}) served",
+        renewed.facts.serial
     );
+    eventually(SWAP_WAIT, &what, || async {
+        t.leaf("acme.localhost").await == renewed.facts
+    })
+    .await;
+    // The other folders are untouched.
+    assert_eq!(t.leaf("globex.localhost").await, t.certs.wildcard.facts);
+    let gauge = "gateway_certificate_expiry_timestamp_seconds{name=\"acme.localhost\"}";
+    t.gw.wait_metric(gauge, renewed.facts.not_after as f64)
+        .await;
 }
 
 /// Waits until the gateway logged one more rejected certificate than `before` (so the watcher
@@ -235,6 +228,7 @@ async fn assert_rejected_and_kept(t: &TlsGateway, before: usize, expected: &Cert
         || async { t.rejections() > before },
     )
     .await;
+    // A negative check: nothing may change for a while, so it samples for 2 s.
     let until = Instant::now() + Duration::from_secs(2);
     while Instant::now() < until {
         let got = t.leaf("acme.localhost").await;
