@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use rustls::RootCertStore;
 use serde_json::Value;
 
-use crate::acme_harness::{
+use crate::harness::acme::{
     domain_token, handshake, https_get, presented, txt_value, ChallTestSrv, Pebble, PebblePorts,
     PebbleTls,
 };
@@ -229,7 +229,7 @@ async fn subdomain_gets_a_pebble_certificate_over_http01() {
         .expect("a certificate in fullchain.pem")
         .expect("PEM");
     assert_eq!(
-        crate::tls_harness::CertFacts::of(leaf.as_ref()).serial,
+        crate::harness::tls::CertFacts::of(leaf.as_ref()).serial,
         serial,
         "fullchain.pem holds the served certificate"
     );

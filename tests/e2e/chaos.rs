@@ -10,9 +10,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::harness::redis::ping;
+use crate::harness::tls::{https_client, install_leaf, TestCa};
 use crate::harness::{eventually, listens_on, Echo, GatewayConfig, Redis, TenantToml};
 use crate::ops::{has_exited, wait_exit, Successor};
-use crate::tls_harness::{https_client, install_leaf, TestCa};
 
 /// Outcomes by status (0 = no response at all), and the first failures in full.
 #[derive(Default)]

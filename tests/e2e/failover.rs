@@ -16,9 +16,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::harness::quota::{backend_errors, clear_of_hour_boundary, used, QuotaSettings, Store};
 use crate::harness::redis::redis_cli;
 use crate::harness::{eventually, Echo, Gateway, GatewayConfig, Redis, RedisCluster, TenantToml};
-use crate::quota_harness::{backend_errors, clear_of_hour_boundary, used, QuotaSettings, Store};
 
 /// Requests an hour each tenant may make.
 const LIMIT: u64 = 300;

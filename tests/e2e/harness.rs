@@ -5,22 +5,28 @@
 //! - [`gateway`] / [`config`]: the gateway on port 0 (addresses from its `--ready-file`);
 //! - [`echo`], [`redis`] (standalone), [`redis_cluster`]: upstream and quota stores;
 //! - [`raw_http`] (httparse), [`metrics`], [`proc_net`], [`insecure_verifier`]: readers;
-//! - [`poll`]: [`eventually`], polling that returns what it waited for.
+//! - [`poll`]: [`eventually`], polling that returns what it waited for;
+//! - fixtures of some slices: [`tls`] (test CA, TLS clients and upstream), [`acme`] (Pebble and
+//!   challtestsrv), [`quota`] (quota config and request helpers), [`postgres`].
 
 // Not every helper is used by every test module.
 #![allow(dead_code)]
 
+pub mod acme;
 pub mod config;
 pub mod echo;
 pub mod gateway;
 pub mod insecure_verifier;
 pub mod metrics;
 pub mod poll;
+pub mod postgres;
 pub mod proc_net;
 pub mod process;
+pub mod quota;
 pub mod raw_http;
 pub mod redis;
 pub mod redis_cluster;
+pub mod tls;
 
 use std::net::{SocketAddr, TcpListener};
 use std::time::Duration;

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use reqwest::Method;
 use serde_json::{json, Value};
 
+use crate::harness::postgres::Postgres;
 use crate::harness::{Gateway, GatewayConfig, ADMIN_TOKEN};
-use crate::postgres_harness::Postgres;
 
 #[allow(dead_code)]
 #[path = "../../examples/tenant_backend.rs"]

@@ -9,12 +9,12 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::Value;
 
-use crate::harness::{
-    eventually, family_sum, find_sample, raw_http, Echo, Gateway, Redis, RedisCluster, TenantToml,
-};
-use crate::quota_harness::{
+use crate::harness::quota::{
     admin_json, billing, clear_of_hour_boundary, get, host, next_second, post, start_gateway,
     unix_now_f64, usage, used, QuotaSettings, Reply, Store,
+};
+use crate::harness::{
+    eventually, family_sum, find_sample, raw_http, Echo, Gateway, Redis, RedisCluster, TenantToml,
 };
 
 /// Limit of the `exact` plan (requests an hour) and how many requests the load sends.

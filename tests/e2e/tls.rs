@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::harness::{eventually, free_port, raw_http, Echo, Gateway, GatewayConfig, TenantToml};
-use crate::tls_harness::{
+use crate::harness::tls::{
     https_client, https_raw, install_leaf, served, write_file_atomic, CertFacts, Leaf, TestCa,
     TlsUpstream, Verify, TLS_UPSTREAM_BODY,
 };
+use crate::harness::{eventually, free_port, raw_http, Echo, Gateway, GatewayConfig, TenantToml};
 
 /// How long a replaced certificate may take to be served.
 const SWAP_WAIT: Duration = Duration::from_secs(10);
@@ -320,13 +320,13 @@ async fn http2_and_http1_over_tls() {
     let ca = &t.certs.ca;
 
     // ALPN as negotiated on the wire.
-    let config = crate::tls_harness::client_config(ca.roots(), &["h2", "http/1.1"], Verify::Full);
-    let (_s, h) = crate::tls_harness::tls_connect(addr, Some("acme.localhost"), config)
+    let config = crate::harness::tls::client_config(ca.roots(), &["h2", "http/1.1"], Verify::Full);
+    let (_s, h) = crate::harness::tls::tls_connect(addr, Some("acme.localhost"), config)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(h.alpn.as_deref(), Some("h2"), "h2 offered first");
-    let config = crate::tls_harness::client_config(ca.roots(), &["http/1.1"], Verify::Full);
-    let (_s, h) = crate::tls_harness::tls_connect(addr, Some("acme.localhost"), config)
+    let config = crate::harness::tls::client_config(ca.roots(), &["http/1.1"], Verify::Full);
+    let (_s, h) = crate::harness::tls::tls_connect(addr, Some("acme.localhost"), config)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(h.alpn.as_deref(), Some("http/1.1"), "only http/1.1 offered");

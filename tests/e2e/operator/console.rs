@@ -343,7 +343,7 @@ fn install_cert_expiring_in(certs_dir: &Path, name: &str, days: i64) {
 #[tokio::test]
 async fn console_custom_domains_show_the_txt_record_and_verify_now() {
     let driver = ChromeDriver::start().await;
-    let dns = crate::acme_harness::ChallTestSrv::start().await;
+    let dns = crate::harness::acme::ChallTestSrv::start().await;
     let echo = Echo::start().await;
     let cfg = GatewayConfig::with_echo(&echo)
         .extra(&format!(
@@ -366,7 +366,7 @@ async fn console_custom_domains_show_the_txt_record_and_verify_now() {
 async fn drive_domains(
     browser: &fantoccini::Client,
     gw: &Gateway,
-    dns: &crate::acme_harness::ChallTestSrv,
+    dns: &crate::harness::acme::ChallTestSrv,
 ) -> Result<(), fantoccini::error::CmdError> {
     use fantoccini::Locator::Css;
     browser

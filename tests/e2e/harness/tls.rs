@@ -2,9 +2,6 @@
 //! tokio-rustls client that trusts only that CA and reports what the server presented (leaf
 //! SANs, serial, notAfter, ALPN), an HTTPS reqwest client, and a TLS upstream server.
 
-// Not every helper is used by every test.
-#![allow(dead_code)]
-
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;

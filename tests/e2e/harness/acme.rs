@@ -4,9 +4,6 @@
 //!
 //! Missing binaries are a loud panic with the install hint, never a skip.
 
-// Not every helper is used by every test.
-#![allow(dead_code)]
-
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -19,10 +16,10 @@ use tokio::io::AsyncWriteExt;
 
 use crate::harness::insecure_verifier::LenientVerifier;
 use crate::harness::raw_http::read_to_close;
+use crate::harness::tls::{client_config, tls_connect, Handshake, TestCa, Verify};
 use crate::harness::{
     accepts, free_port, start_on_picked_ports, temp_dir, Process, RawResponse, BIN,
 };
-use crate::tls_harness::{client_config, tls_connect, Handshake, TestCa, Verify};
 
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 

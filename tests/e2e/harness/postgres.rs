@@ -1,5 +1,5 @@
 //! A throwaway PostgreSQL cluster for the isolation tests: Debian's `postgresql` binaries
-//! (`/usr/lib/postgresql/<version>/bin/initdb` and `pg_ctl`), a data dir in a temp dir, TCP on
+//! (`/usr/lib/postgresql/<version>/bin/initdb` and `postgres`), a data dir in a temp dir, TCP on
 //! a picked loopback port, no Unix socket, trust authentication; the server is a
 //! [`Process`] child, killed on drop. PostgreSQL refuses to run as root, so under root it runs
 //! as the `postgres` system user.
