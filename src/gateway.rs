@@ -99,6 +99,14 @@ pub fn run(config_path: &Path, opts: RunOptions) -> Result<(), StartError> {
         )
     });
     let run_dir = runtime_dir(config_path);
+    if let Some(path) = &opts.ready_file {
+        // A ready file left by an earlier run must not announce this one before it is ready.
+        if let Err(e) = std::fs::remove_file(path) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(file = %path.display(), error = %e, "cannot remove the old ready file");
+            }
+        }
+    }
     let record = ListenerAddrs::record_path(&run_dir);
     let inherited = opts.upgrade.then(|| ListenerAddrs::read(&record)).flatten();
     let (bound, mut sockets) = ListenerAddrs::bind(
