@@ -134,6 +134,16 @@ async fn wait_issued(addr: SocketAddr, sni: &str, roots: &RootCertStore) -> Stri
     hs.leaf.serial
 }
 
+/// Waits until `gw` counted at least `n` successful orders: the counter moves after the
+/// certificate is installed and published, so a handshake may see the certificate first.
+async fn wait_orders(gw: &Gateway, n: f64) {
+    let what = format!("{n} successful orders counted");
+    eventually(Duration::from_secs(5), &what, || async {
+        gw.metric(SUCCESS).await >= n
+    })
+    .await;
+}
+
 /// The gateway's access log shows an http-01 challenge answered with 200.
 fn answered_challenge(gw: &Gateway) -> bool {
     gw.logs().lines().any(|l| {
@@ -241,7 +251,7 @@ async fn subdomain_gets_a_pebble_certificate_over_http01() {
     .expect("account.json is JSON");
     assert_eq!(account["directory_url"], ports.directory_url());
 
-    assert!(gw.metric(SUCCESS).await >= 1.0, "{}", gw.metrics().await);
+    wait_orders(&gw, 1.0).await;
     // The CA really validated over http-01 (no shortcut such as PEBBLE_VA_ALWAYS_VALID), and
     // the gateway's plain listener answered.
     assert!(
@@ -345,7 +355,7 @@ async fn custom_domain_pending_verified_active_failed() {
             .is_some_and(|s| s.starts_with("20")),
         "{rec}"
     );
-    assert!(gw.metric(SUCCESS).await >= 1.0);
+    wait_orders(&gw, 1.0).await;
 
     // The record disappears: failed at the next recheck, routing through the grace period,
     // then 404 again.
@@ -415,6 +425,7 @@ async fn two_nodes_share_tokens_lock_and_certificates_through_redis() {
     let roots = pebble.roots().await;
 
     let serial = wait_issued(https_addr(https_b), "acme.localhost", &roots).await;
+    wait_orders(&b, 1.0).await;
     assert_eq!(b.metric(SUCCESS).await, 1.0, "B ordered once");
     assert_eq!(a.metric(SUCCESS).await, 0.0, "A ordered nothing");
     assert_eq!(b.metric(FAILURE).await, 0.0, "B's order never failed");
@@ -543,7 +554,7 @@ async fn ca_down_backs_off_keeps_default_cert_then_recovers() {
     wait_issued(https, "acme.localhost", &roots).await;
     assert_eq!(gw.pid(), pid);
     assert_alive(&gw, https_port);
-    assert!(gw.metric(SUCCESS).await >= 1.0);
+    wait_orders(&gw, 1.0).await;
     let (hs, self_signed) = presented(https, "acme.localhost")
         .await
         .unwrap_or_else(|e| panic!("{e}"));
@@ -584,7 +595,7 @@ async fn renewal_forced_by_ratio_serves_a_new_serial() {
     assert_ne!(renewed, first);
     assert_eq!(gw.pid(), pid, "renewed without a restart");
     assert_alive(&gw, https_port);
-    assert!(gw.metric(SUCCESS).await >= 2.0);
+    wait_orders(&gw, 2.0).await;
     let (_, resp) = https_get(https, "acme.localhost", &roots, "/")
         .await
         .unwrap_or_else(|e| panic!("{e}"));
