@@ -15,14 +15,18 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::Resumption;
-use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
+use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
+
+// Accepts any certificate (like h2load), but checks the handshake signature with it, so the
+// server really proves possession of the key; the same verifier as the e2e harness's.
+#[path = "../tests/e2e/harness/insecure_verifier.rs"]
+#[allow(dead_code)] // The bench needs only `any_certificate`.
+mod insecure_verifier;
+use insecure_verifier::LenientVerifier;
 
 struct Args {
     connect: SocketAddr,
@@ -76,56 +80,6 @@ fn parse_args() -> Result<Option<Args>, String> {
         concurrency: concurrency.max(1),
         path,
     }))
-}
-
-/// Accepts any certificate (like h2load), but checks the handshake signature with it, so the
-/// server really proves possession of the key.
-#[derive(Debug)]
-struct NoChainCheck(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for NoChainCheck {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
 }
 
 /// What the first connection negotiated.
@@ -236,7 +190,7 @@ async fn run(args: Args) -> i32 {
     };
     let mut config = config
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(NoChainCheck(provider)))
+        .with_custom_certificate_verifier(Arc::new(LenientVerifier::any_certificate(provider)))
         .with_no_client_auth();
     config.resumption = Resumption::disabled();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];

@@ -33,6 +33,8 @@ pub struct AdminApp {
     pub reloader: Arc<Reloader>,
     /// Set once the config is loaded and the proxy listeners accept connections.
     pub ready: Arc<AtomicBool>,
+    /// The bound address of every listener, shown by `/readyz`.
+    pub listeners: Arc<crate::gateway::ListenerAddrs>,
     /// Bearer token for `/admin/v1/*`; `None` (env var unset or empty) disables those endpoints.
     pub token: Option<String>,
     pub quota: Arc<QuotaEngine>,
@@ -599,7 +601,10 @@ impl ServeHttp for AdminApp {
             (&Method::GET, "/healthz") => json_response(StatusCode::OK, &json!({"status": "ok"})),
             (&Method::GET, "/readyz") => {
                 if self.ready.load(Ordering::Acquire) {
-                    json_response(StatusCode::OK, &json!({"status": "ready"}))
+                    json_response(
+                        StatusCode::OK,
+                        &json!({"status": "ready", "listeners": *self.listeners}),
+                    )
                 } else {
                     json_response(
                         StatusCode::SERVICE_UNAVAILABLE,

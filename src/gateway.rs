@@ -1,7 +1,11 @@
 //! Assembles the running gateway from a config file: pingora server, proxy listeners, admin
 //! listener and background services. `main.rs` only parses the command line and calls [`run`].
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+mod listeners;
+
+pub use listeners::{BindError, ListenerAddrs};
+
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -37,6 +41,8 @@ pub enum StartError {
     Metrics(#[from] prometheus::Error),
     #[error("tls: {0}")]
     Tls(String),
+    #[error("{0}")]
+    Listen(#[from] BindError),
 }
 
 /// Options of `run` that are not part of the config file.
@@ -44,6 +50,8 @@ pub enum StartError {
 pub struct RunOptions {
     /// Take over the listening sockets of a running instance (zero-downtime upgrade).
     pub upgrade: bool,
+    /// Where to write the bound listener addresses (JSON) once the gateway is ready.
+    pub ready_file: Option<PathBuf>,
 }
 
 /// Loads, validates and compiles the config, then serves until shutdown. Never returns on
@@ -91,6 +99,33 @@ pub fn run(config_path: &Path, opts: RunOptions) -> Result<(), StartError> {
         )
     });
     let run_dir = runtime_dir(config_path);
+    if let Some(path) = &opts.ready_file {
+        // A ready file left by an earlier run must not announce this one before it is ready.
+        if let Err(e) = std::fs::remove_file(path) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(file = %path.display(), error = %e, "cannot remove the old ready file");
+            }
+        }
+    }
+    let record = ListenerAddrs::record_path(&run_dir);
+    let inherited = opts.upgrade.then(|| ListenerAddrs::read(&record)).flatten();
+    let (bound, mut sockets) = ListenerAddrs::bind(
+        &server_cfg.http_listen,
+        &server_cfg.https_listen,
+        &server_cfg.admin_listen,
+        inherited.as_ref(),
+    )?;
+    if ListenerAddrs::any_port_zero(
+        &server_cfg.http_listen,
+        &server_cfg.https_listen,
+        &server_cfg.admin_listen,
+    ) {
+        // An upgrading successor reads which ports the port-0 listeners got.
+        if let Err(e) = bound.write(&record) {
+            tracing::warn!(file = %record.display(), error = %e, "cannot record the bound listener addresses; an upgrade will bind new ports");
+        }
+    }
+    let bound = Arc::new(bound);
     let conf = ServerConf {
         threads: server_cfg.threads,
         pid_file: run_dir
@@ -148,10 +183,10 @@ pub fn run(config_path: &Path, opts: RunOptions) -> Result<(), StartError> {
         "tenant proxy".to_string(),
         ConnectionGuard::new(http_proxy, limits, connections, limit_metrics),
     );
-    for addr in &server_cfg.http_listen {
+    for addr in &bound.http {
         proxy.add_tcp(addr);
     }
-    for addr in &server_cfg.https_listen {
+    for addr in &bound.https {
         let mut tls = TlsSettings::with_callbacks(Box::new(SniCapture {
             metrics: metrics.clone(),
         }))
@@ -171,27 +206,23 @@ pub fn run(config_path: &Path, opts: RunOptions) -> Result<(), StartError> {
             metrics: metrics.clone(),
             reloader: reloader.clone(),
             ready: ready.clone(),
+            listeners: bound.clone(),
             token: admin_token,
             quota: quota.clone(),
             acme: acme.clone(),
         }),
     );
-    admin.add_tcp(&server_cfg.admin_listen);
+    admin.add_tcp(&bound.admin);
     admin.threads = Some(1);
 
-    let listen_addrs = |list: &[String]| -> Vec<SocketAddr> {
-        list.iter()
-            .filter_map(|a| a.parse::<SocketAddr>().ok())
-            .map(loopback_for)
-            .collect()
-    };
-    let probe_addrs = listen_addrs(&server_cfg.http_listen);
-    let probe_tls_addrs = listen_addrs(&server_cfg.https_listen);
     let readiness = background_service(
         "readiness",
         ReadinessProbe {
-            addrs: probe_addrs,
-            tls_addrs: probe_tls_addrs,
+            addrs: bound.http_socket_addrs(),
+            tls_addrs: bound.https_socket_addrs(),
+            admin_addr: bound.admin_socket_addr(),
+            listeners: bound.clone(),
+            ready_file: opts.ready_file.clone(),
             ready,
         },
     );
@@ -204,8 +235,13 @@ pub fn run(config_path: &Path, opts: RunOptions) -> Result<(), StartError> {
         },
     );
 
-    server.add_service(proxy);
-    server.add_service(admin);
+    let proxy_sockets = sockets.take(&[bound.http.clone(), bound.https.clone()].concat());
+    server.add_service(proxy_sockets.serve_with(proxy));
+    server.add_service(
+        sockets
+            .take(std::slice::from_ref(&bound.admin))
+            .serve_with(admin),
+    );
     server.add_service(readiness);
     server.add_service(reload);
     server.add_service(background_service(
@@ -228,9 +264,9 @@ pub fn run(config_path: &Path, opts: RunOptions) -> Result<(), StartError> {
     }
     tracing::info!(
         config = %config_path.display(),
-        http = ?server_cfg.http_listen,
-        https = ?server_cfg.https_listen,
-        admin = %server_cfg.admin_listen,
+        http = ?bound.http,
+        https = ?bound.https,
+        admin = %bound.admin,
         threads = server_cfg.threads,
         "tenant-gateway starting"
     );
@@ -280,18 +316,6 @@ fn runtime_dir(config_path: &Path) -> PathBuf {
     dir
 }
 
-fn loopback_for(a: SocketAddr) -> SocketAddr {
-    match a.ip() {
-        IpAddr::V4(ip) if ip.is_unspecified() => {
-            SocketAddr::new(Ipv4Addr::LOCALHOST.into(), a.port())
-        }
-        IpAddr::V6(ip) if ip.is_unspecified() => {
-            SocketAddr::new(Ipv6Addr::LOCALHOST.into(), a.port())
-        }
-        _ => a,
-    }
-}
-
 /// The Redis client's health probe and the quota write-back, until shutdown.
 struct QuotaConnector {
     quota: Arc<QuotaEngine>,
@@ -308,7 +332,8 @@ impl BackgroundService for QuotaConnector {
     }
 }
 
-/// Marks the gateway ready once every proxy listener accepts connections.
+/// Marks the gateway ready once every proxy listener accepts connections and the admin
+/// listener is bound, then writes the `--ready-file`.
 ///
 /// A plain listener counts only when it answers a request with this process's nonce echoed in
 /// `X-Request-Id` — so another process holding the port (pingora retries a busy bind for a
@@ -316,6 +341,9 @@ impl BackgroundService for QuotaConnector {
 struct ReadinessProbe {
     addrs: Vec<SocketAddr>,
     tls_addrs: Vec<SocketAddr>,
+    admin_addr: Option<SocketAddr>,
+    listeners: Arc<ListenerAddrs>,
+    ready_file: Option<PathBuf>,
     ready: Arc<AtomicBool>,
 }
 
@@ -358,7 +386,8 @@ impl BackgroundService for ReadinessProbe {
             .addrs
             .iter()
             .map(|a| (a, true))
-            .chain(tls_only.iter().map(|a| (a, false)));
+            .chain(tls_only.iter().map(|a| (a, false)))
+            .chain(self.admin_addr.iter().map(|a| (a, false)));
         for (addr, plain) in checks {
             loop {
                 let ok = if plain {
@@ -376,7 +405,12 @@ impl BackgroundService for ReadinessProbe {
             }
         }
         self.ready.store(true, Ordering::Release);
-        tracing::info!("ready");
+        if let Some(path) = &self.ready_file {
+            if let Err(e) = self.listeners.write(path) {
+                tracing::error!(file = %path.display(), error = %e, "cannot write the ready file");
+            }
+        }
+        tracing::info!(listeners = ?self.listeners, "ready");
     }
 }
 

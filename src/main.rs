@@ -29,6 +29,11 @@ enum Command {
         /// Take over the listening sockets of the running instance (zero-downtime upgrade).
         #[arg(long, short)]
         upgrade: bool,
+        /// Once every listener is bound and the gateway is ready, write the bound addresses
+        /// here as JSON (`{"http": [..], "https": [..], "admin": ".."}`); with port 0 in the
+        /// config this is how to learn the ports.
+        #[arg(long, value_name = "PATH")]
+        ready_file: Option<PathBuf>,
     },
     /// Validate the whole config; print every error with file and key.
     Check {
@@ -145,8 +150,15 @@ enum ApikeyCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run { config, upgrade } => {
-            let opts = tenant_gateway::gateway::RunOptions { upgrade };
+        Command::Run {
+            config,
+            upgrade,
+            ready_file,
+        } => {
+            let opts = tenant_gateway::gateway::RunOptions {
+                upgrade,
+                ready_file,
+            };
             match tenant_gateway::gateway::run(&config, opts) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

@@ -395,7 +395,7 @@ async fn an_anonymous_flood_does_not_spend_the_tenants_plan() {
 #[tokio::test]
 async fn tls_connections_that_never_send_a_request_are_closed() {
     use crate::harness::free_port;
-    use crate::tls_harness::{client_config, install_leaf, tls_connect, TestCa, Verify};
+    use crate::harness::tls::{client_config, install_leaf, tls_connect, TestCa, Verify};
     let echo = Echo::start().await;
     let https_port = free_port();
     let ca = TestCa::new();

@@ -12,16 +12,16 @@ use std::time::{Duration, Instant};
 use rustls::RootCertStore;
 use serde_json::Value;
 
-use crate::acme_harness::{
+use crate::admin_call::admin;
+use crate::harness::acme::{
     domain_token, handshake, https_get, presented, txt_value, ChallTestSrv, Pebble, PebblePorts,
     PebbleTls,
 };
-use crate::admin_call::admin;
+use crate::harness::quota::unix_now_f64;
 use crate::harness::{
     eventually, find_sample, free_port, listens_on, Echo, Gateway, GatewayConfig, Redis,
     TenantToml, ADMIN_TOKEN,
 };
-use crate::quota_harness::unix_now_f64;
 
 /// The verification secret of every gateway here (`GATEWAY_DOMAIN_SECRET`).
 const SECRET: &str = "e2e-domain-verification-secret";
@@ -168,25 +168,27 @@ fn assert_alive(gw: &Gateway, https_port: u16) {
 /// Waits until a fully verified handshake for `sni` succeeds (the CA-issued certificate is
 /// served) and returns the serial served.
 async fn wait_issued(addr: SocketAddr, sni: &str, roots: &RootCertStore) -> String {
-    let deadline = Instant::now() + ISSUE_WAIT;
-    loop {
-        match handshake(addr, sni, roots).await {
-            Ok(hs) => {
-                assert_eq!(
-                    hs.leaf.sans,
-                    vec![sni.to_string()],
-                    "SANs of the issued leaf"
-                );
-                return hs.leaf.serial;
-            }
-            Err(e) => assert!(
-                Instant::now() < deadline,
-                "no certificate trusted by Pebble's root for {sni} on {addr} within \
-                 {ISSUE_WAIT:?}: {e}"
-            ),
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let what = format!("a certificate trusted by Pebble's root for {sni} on {addr}");
+    let hs = eventually(ISSUE_WAIT, &what, || async {
+        handshake(addr, sni, roots).await.ok()
+    })
+    .await;
+    assert_eq!(
+        hs.leaf.sans,
+        vec![sni.to_string()],
+        "SANs of the issued leaf"
+    );
+    hs.leaf.serial
+}
+
+/// Waits until `gw` counted at least `n` successful orders: the counter moves after the
+/// certificate is installed and published, so a handshake may see the certificate first.
+async fn wait_orders(gw: &Gateway, n: f64) {
+    let what = format!("{n} successful orders counted");
+    eventually(Duration::from_secs(5), &what, || async {
+        gw.metric(SUCCESS).await >= n
+    })
+    .await;
 }
 
 /// The gateway's access log shows an http-01 challenge answered with 200.
@@ -269,7 +271,7 @@ async fn subdomain_gets_a_pebble_certificate_over_http01() {
         .expect("a certificate in fullchain.pem")
         .expect("PEM");
     assert_eq!(
-        crate::tls_harness::CertFacts::of(leaf.as_ref()).serial,
+        crate::harness::tls::CertFacts::of(leaf.as_ref()).serial,
         serial,
         "fullchain.pem holds the served certificate"
     );
@@ -281,7 +283,7 @@ async fn subdomain_gets_a_pebble_certificate_over_http01() {
     .expect("account.json is JSON");
     assert_eq!(account["directory_url"], ca.ports.directory_url());
 
-    assert!(gw.metric(SUCCESS).await >= 1.0, "{}", gw.metrics().await);
+    wait_orders(&gw, 1.0).await;
     // The CA really validated over http-01 (no shortcut such as PEBBLE_VA_ALWAYS_VALID), and
     // the gateway's plain listener answered.
     assert!(
@@ -384,7 +386,7 @@ async fn custom_domain_pending_verified_active_failed() {
             .is_some_and(|s| s.starts_with("20")),
         "{rec}"
     );
-    assert!(gw.metric(SUCCESS).await >= 1.0);
+    wait_orders(&gw, 1.0).await;
 
     // The record disappears: failed at the next recheck, routing through the grace period,
     // then 404 again.
@@ -449,6 +451,7 @@ async fn two_nodes_share_tokens_lock_and_certificates_through_redis() {
     let roots = pebble.roots().await;
 
     let serial = wait_issued(https_addr(https_b), "acme.localhost", &roots).await;
+    wait_orders(&b, 1.0).await;
     assert_eq!(b.metric(SUCCESS).await, 1.0, "B ordered once");
     assert_eq!(a.metric(SUCCESS).await, 0.0, "A ordered nothing");
     assert_eq!(b.metric(FAILURE).await, 0.0, "B's order never failed");
@@ -572,7 +575,7 @@ async fn ca_down_backs_off_keeps_default_cert_then_recovers() {
     wait_issued(https, "acme.localhost", &roots).await;
     assert_eq!(gw.pid(), pid);
     assert_alive(&gw, https_port);
-    assert!(gw.metric(SUCCESS).await >= 1.0);
+    wait_orders(&gw, 1.0).await;
     let (hs, self_signed) = presented(https, "acme.localhost")
         .await
         .unwrap_or_else(|e| panic!("{e}"));
@@ -596,25 +599,18 @@ async fn renewal_forced_by_ratio_serves_a_new_serial() {
     let roots = pebble.roots().await;
 
     let first = wait_issued(https, "acme.localhost", &roots).await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let renewed = loop {
+    let what = format!("a serial other than {first} served");
+    let renewed = eventually(Duration::from_secs(20), &what, || async {
         let hs = handshake(https, "acme.localhost", &roots)
             .await
             .unwrap_or_else(|e| panic!("renewal broke TLS: {e}"));
-        if hs.leaf.serial != first {
-            break hs.leaf.serial;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "serial {first} still served after 20 s\n{}",
-            gw.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+        (hs.leaf.serial != first).then_some(hs.leaf.serial)
+    })
+    .await;
     assert_ne!(renewed, first);
     assert_eq!(gw.pid(), pid, "renewed without a restart");
     assert_alive(&gw, https_port);
-    assert!(gw.metric(SUCCESS).await >= 2.0);
+    wait_orders(&gw, 2.0).await;
     let (_, resp) = https_get(https, "acme.localhost", &roots, "/")
         .await
         .unwrap_or_else(|e| panic!("{e}"));

@@ -13,8 +13,8 @@ use serde_json::{json, Value};
 
 use crate::echo_reply::{echo_ok, received};
 use crate::fixtures::{sha256_hex, with_api_key};
+use crate::harness::quota::unix_now_f64;
 use crate::harness::{eventually, raw_http, Echo, Gateway, GatewayConfig, TenantToml, BIN};
-use crate::quota_harness::unix_now_f64;
 
 const SECRET: &str = "e2e-jwt-secret-do-not-use-elsewhere";
 const ISSUER: &str = "https://auth.e2e.test";

@@ -5,103 +5,14 @@
 //! Every request must be answered, and every non-2xx must be one the policy explains.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::harness::{free_port, listens_on, redis_command, Echo, GatewayConfig, TenantToml, BIN};
+use crate::harness::redis::ping;
+use crate::harness::tls::{https_client, install_leaf, TestCa};
+use crate::harness::{eventually, listens_on, Echo, GatewayConfig, Redis, TenantToml};
 use crate::ops::{has_exited, wait_exit, Successor};
-use crate::tls_harness::{https_client, install_leaf, TestCa};
-
-/// A child process on a fixed port, so it can be killed and started again on the same port.
-struct Restartable {
-    child: Option<Child>,
-    spawn: Box<dyn Fn() -> Child + Send>,
-    ready: SocketAddr,
-}
-
-impl Restartable {
-    async fn start(ready: SocketAddr, spawn: Box<dyn Fn() -> Child + Send>) -> Restartable {
-        let mut r = Restartable {
-            child: None,
-            spawn,
-            ready,
-        };
-        r.restart().await;
-        r
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    async fn restart(&mut self) {
-        self.kill();
-        self.child = Some((self.spawn)());
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while tokio::net::TcpStream::connect(self.ready).await.is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "{} did not come back",
-                self.ready
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    fn signal(&self, sig: &str) {
-        if let Some(c) = &self.child {
-            let _ = Command::new("kill")
-                .args([&format!("-{sig}"), &c.id().to_string()])
-                .status();
-        }
-    }
-}
-
-impl Drop for Restartable {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn echo_on(port: u16) -> Box<dyn Fn() -> Child + Send> {
-    Box::new(move || {
-        Command::new(BIN)
-            .args(["echo", "--listen", &format!("127.0.0.1:{port}")])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn echo")
-    })
-}
-
-fn redis_on(port: u16, dir: &Path) -> Box<dyn Fn() -> Child + Send> {
-    let dir = dir.to_path_buf();
-    Box::new(move || {
-        match Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(&dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-        {
-            Ok(c) => c,
-            Err(e) => panic!(
-                "redis-server not found ({e}): install redis-server: apt-get install redis-server"
-            ),
-        }
-    })
-}
 
 /// Outcomes by status (0 = no response at all), and the first failures in full.
 #[derive(Default)]
@@ -167,21 +78,16 @@ async fn client_loop(
 async fn chaos_soak_every_request_answered() {
     let started = Instant::now();
     let echo_a = Echo::start().await;
-    let b_port = free_port();
-    let b_addr: SocketAddr = ([127, 0, 0, 1], b_port).into();
-    let mut echo_b = Restartable::start(b_addr, echo_on(b_port)).await;
-    let redis_dir = tempfile::tempdir().expect("redis dir");
-    let redis_port = free_port();
-    let redis_addr: SocketAddr = ([127, 0, 0, 1], redis_port).into();
-    let mut redis = Restartable::start(redis_addr, redis_on(redis_port, redis_dir.path())).await;
+    let mut echo_b = Echo::start().await;
+    let mut redis = Redis::start().await;
 
-    let https_port = free_port();
     let ca = TestCa::new();
-    let cfg = GatewayConfig::new(&[&echo_a.addr(), &b_addr.to_string()])
-        .server(&format!("https_listen = [\"127.0.0.1:{https_port}\"]"))
+    let cfg = GatewayConfig::new(&[&echo_a.addr(), &echo_b.addr()])
+        .server("https_listen = [\"127.0.0.1:0\"]")
         .server("grace_period = \"2s\"")
         .extra(&format!(
-            "[tls]\ncerts_dir = \"certs\"\n\n[quota]\nbackend = \"redis\"\nredis_url = \"redis://127.0.0.1:{redis_port}\"\non_backend_error = \"allow\"\ntimeout = \"50ms\"\n\n[plans.metered]\nfeatures = [\"chat\"]\nquotas.requests = {{ limit = 1000000, period = \"minute\" }}\n"
+            "[tls]\ncerts_dir = \"certs\"\n\n[quota]\nbackend = \"redis\"\nredis_url = \"{}\"\non_backend_error = \"allow\"\ntimeout = \"50ms\"\n\n[plans.metered]\nfeatures = [\"chat\"]\nquotas.requests = {{ limit = 1000000, period = \"minute\" }}\n",
+            redis.url()
         ))
         .tenant(TenantToml::new("acme").plan("metered"));
     let certs = cfg.dir().join("certs");
@@ -191,7 +97,8 @@ async fn chaos_soak_every_request_answered() {
         &ca.leaf(&["acme.localhost"], 0x100, 2031),
     );
     let gw = cfg.start().await;
-    let https_addr: SocketAddr = ([127, 0, 0, 1], https_port).into();
+    let https_addr = gw.https_addr().expect("an https listener");
+    let https_port = https_addr.port();
 
     let stop = Arc::new(AtomicBool::new(false));
     let tally = Arc::new(Tally::default());
@@ -226,11 +133,10 @@ async fn chaos_soak_every_request_answered() {
         .into_iter()
         .map(|(c, url, host)| tokio::spawn(client_loop(c, url, host, stop.clone(), tally.clone())))
         .collect();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while tally.total.load(Ordering::Relaxed) < 50 {
-        assert!(Instant::now() < deadline, "traffic did not get going");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually(Duration::from_secs(10), "traffic getting going", || async {
+        tally.total.load(Ordering::Relaxed) >= 50
+    })
+    .await;
 
     let mut reloads = 0;
     let mut cert_swaps = 0;
@@ -262,39 +168,46 @@ async fn chaos_soak_every_request_answered() {
         reloads += 1;
         tokio::time::sleep(Duration::from_millis(400)).await;
     }
-    assert_eq!(
-        redis_command(redis_addr, &["PING"]).await.as_deref(),
-        Some("+PONG")
+    assert!(
+        ping(&redis.url()).await,
+        "redis answers PING after the reloads"
     );
 
     // One zero-downtime upgrade under the same traffic.
     let http_port = gw.http_addr().port();
     let old_pid = gw.pid();
     let successor = Successor::spawn(gw.dir());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while successor.upgrade_socket().is_none() {
-        assert!(!has_exited(successor.pid()), "{}", successor.logs());
-        assert!(Instant::now() < deadline, "{}", successor.logs());
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually(
+        Duration::from_secs(20),
+        "the successor's upgrade socket",
+        || async {
+            assert!(!has_exited(successor.pid()), "{}", successor.logs());
+            successor.upgrade_socket()
+        },
+    )
+    .await;
     gw.signal("QUIT");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !(listens_on(successor.pid(), http_port) && listens_on(successor.pid(), https_port)) {
-        assert!(!has_exited(successor.pid()), "{}", successor.logs());
-        assert!(Instant::now() < deadline, "{}", successor.logs());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(
+        Duration::from_secs(20),
+        "the successor on both ports",
+        || async {
+            assert!(!has_exited(successor.pid()), "{}", successor.logs());
+            listens_on(successor.pid(), http_port) && listens_on(successor.pid(), https_port)
+        },
+    )
+    .await;
     assert!(
         wait_exit(old_pid, Duration::from_secs(30)).await.is_some(),
         "old gateway did not exit\n{}",
         gw.logs()
     );
     let after_upgrade = tally.total.load(Ordering::Relaxed);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while tally.total.load(Ordering::Relaxed) < after_upgrade + 100 {
-        assert!(Instant::now() < deadline, "no traffic after the upgrade");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually(
+        Duration::from_secs(10),
+        "traffic after the upgrade",
+        || async { tally.total.load(Ordering::Relaxed) >= after_upgrade + 100 },
+    )
+    .await;
     stop.store(true, Ordering::Release);
     for l in loops {
         l.await.expect("client loop");

@@ -16,11 +16,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::harness::{eventually, Echo, Gateway, GatewayConfig, TenantToml};
-use crate::quota_harness::{
-    backend_errors, clear_of_hour_boundary, redis_cli, used, QuotaSettings, RedisCluster,
-    RedisNode, Store,
-};
+use crate::harness::quota::{backend_errors, clear_of_hour_boundary, used, QuotaSettings, Store};
+use crate::harness::redis::redis_cli;
+use crate::harness::{eventually, Echo, Gateway, GatewayConfig, Redis, RedisCluster, TenantToml};
 
 /// Requests an hour each tenant may make.
 const LIMIT: u64 = 300;
@@ -162,7 +160,7 @@ enum Failure {
         victim: usize,
     },
     /// SIGKILL, 2 s down, restart on the same port from the append-only file.
-    Standalone(RedisNode),
+    Standalone(Redis),
 }
 
 /// `gateway_redis_up` and `gateway_quota_breaker_state` of `gw` (0 = closed), as sampled now.
@@ -485,7 +483,7 @@ async fn cluster_master_killed_under_load() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn standalone_redis_killed_and_restarted_under_load() {
-    let node = RedisNode::start_durable().await;
+    let node = Redis::start_durable().await;
     run(Failure::Standalone(node), "standalone restart").await;
 }
 
@@ -495,7 +493,7 @@ async fn standalone_redis_killed_and_restarted_under_load() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_or_dead_redis_never_hangs_the_challenge_path_and_recovery_counts() {
     let echo = Echo::start().await;
-    let mut redis = RedisNode::start().await;
+    let mut redis = Redis::start().await;
     let store = Store::Redis(redis.url());
     let gw = GatewayConfig::with_echo(&echo)
         .extra(&settings(&store, "deny").to_toml())

@@ -33,7 +33,8 @@ if [ "$TENANT_EVENT" = update ] && [ -e "$dir/fail-update" ]; then
 fi
 env | grep -E '^TENANT_' | LC_ALL=C sort > "$dir/$TENANT_EVENT-$TENANT_ID.env"
 if [ "$TENANT_EVENT" = delete ]; then
-  port="$(sed -n 's/^http_listen = \["127.0.0.1:\([0-9]*\)"\]/\1/p' gateway.toml)"
+  # The harness's gateway listens on port 0: the bound port is in its ready file (http first).
+  port="$(grep -m1 -o '127\.0\.0\.1:[0-9]*' run/ready.json | cut -d: -f2)"
   ( exec 3<>"/dev/tcp/127.0.0.1/$port" &&
     printf 'GET / HTTP/1.1\r\nHost: %s.localhost\r\nConnection: close\r\n\r\n' "$TENANT_ID" >&3 &&
     head -n 1 <&3 | tr -d '\r' ) > "$dir/routing-at-delete-$TENANT_ID" 2>/dev/null ||

@@ -12,8 +12,8 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::admin_call::{admin, create_tenant};
+use crate::harness::postgres::Postgres;
 use crate::harness::{Gateway, GatewayConfig};
-use crate::postgres_harness::Postgres;
 use tokio_postgres::GenericClient;
 
 #[allow(dead_code)]
@@ -34,7 +34,7 @@ struct Stack {
 /// PostgreSQL, the backend for `model` (as the application role) and a gateway whose hooks
 /// are the model's script.
 async fn stack(model: Model, script: &str) -> Stack {
-    let pg = Postgres::start();
+    let pg = Postgres::start().await;
     let shared_db = "postgres";
     let backend = Arc::new(Backend::new(model, pg.config(APP_ROLE, shared_db)));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

@@ -9,7 +9,9 @@ use std::time::Instant;
 use serde_json::Value;
 
 use crate::admin_call::admin;
-use crate::harness::{find_sample, Echo, Gateway, GatewayConfig, TenantToml, ADMIN_TOKEN};
+use crate::harness::{
+    assert_success, find_sample, Echo, Gateway, GatewayConfig, TenantToml, ADMIN_TOKEN,
+};
 
 mod console;
 
@@ -237,11 +239,5 @@ async fn scrape_has_process_metrics_and_build_info_and_promtool_accepts_it() {
         stdin.write_all(text.as_bytes()).expect("feed promtool");
     }
     let out = promtool.wait_with_output().expect("promtool output");
-    assert!(
-        out.status.success(),
-        "promtool check metrics: {}\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success("promtool check metrics", &out);
 }

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -14,7 +14,8 @@ use serde_json::Value;
 
 use crate::fixtures::{acme_config, acme_gateway, acme_gateway_with_server};
 use crate::harness::{
-    dead_addr, eventually, free_port, listens_on, Echo, GatewayConfig, TenantToml, ADMIN_TOKEN, BIN,
+    connection_established_to, dead_addr, eventually, free_port, listens_on, Echo, GatewayConfig,
+    Process, TenantToml, ADMIN_TOKEN, BIN,
 };
 
 /// Every metric family the gateway exports (the contract of the dashboard and the alerts).
@@ -423,23 +424,29 @@ async fn dashboard_and_alerts_use_only_exported_metrics() {
         .expect("HTTPS request");
     assert_eq!(resp.status(), 200);
 
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let text = gw.metrics().await;
-        let present = help_families(&text);
-        let missing: Vec<&str> = EXPORTED
+    let missing = |text: &str| -> Vec<&str> {
+        let present = help_families(text);
+        EXPORTED
             .iter()
             .copied()
             .filter(|n| !EXPORTED_ON_FEATURE_USE.contains(n) && !present.contains(*n))
-            .collect();
-        if missing.is_empty() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "families missing from /metrics: {missing:?}\n{text}"
+            .collect()
+    };
+    let all_there = tokio::time::timeout(
+        Duration::from_secs(5),
+        eventually(
+            Duration::from_secs(6),
+            "every family on /metrics",
+            || async { missing(&gw.metrics().await).is_empty() },
+        ),
+    )
+    .await;
+    if all_there.is_err() {
+        let text = gw.metrics().await;
+        panic!(
+            "families missing from /metrics: {:?}\n{text}",
+            missing(&text)
         );
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -505,26 +512,13 @@ pub(crate) fn has_exited(pid: u32) -> bool {
 /// Waits until `pid` exits; the time it took, or `None` after `limit`.
 pub(crate) async fn wait_exit(pid: u32, limit: Duration) -> Option<Duration> {
     let start = Instant::now();
-    while start.elapsed() < limit {
-        if has_exited(pid) {
-            return Some(start.elapsed());
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    None
-}
-
-/// Whether some connection to local port `port` is established (from /proc/net/tcp): the echo
-/// upstream has a request of the gateway in hand.
-fn connection_established_to(port: u16) -> bool {
-    let Ok(table) = std::fs::read_to_string("/proc/net/tcp") else {
-        return false;
-    };
-    let local = format!("0100007F:{port:04X}");
-    table.lines().skip(1).any(|l| {
-        let cols: Vec<&str> = l.split_whitespace().collect();
-        cols.len() > 3 && cols[1] == local && cols[3] == "01"
-    })
+    let exited = eventually(limit + Duration::from_secs(1), "exit", || async {
+        has_exited(pid)
+    });
+    tokio::time::timeout(limit, exited)
+        .await
+        .ok()
+        .map(|()| start.elapsed())
 }
 
 #[tokio::test]
@@ -547,7 +541,7 @@ async fn sigterm_drains_an_in_flight_request() {
     // SIGTERM once the gateway has the request in flight (its upstream connection is open).
     eventually(
         Duration::from_secs(10),
-        "the slow request to reach the upstream",
+        "the slow request reaching the upstream",
         || async { connection_established_to(echo.port()) },
     )
     .await;
@@ -557,7 +551,7 @@ async fn sigterm_drains_an_in_flight_request() {
     // the request already in flight goes on.
     eventually(
         Duration::from_secs(1),
-        "the proxy listener to stop accepting after SIGTERM",
+        "the proxy listener closing after SIGTERM",
         || async {
             tokio::net::TcpStream::connect(gw.http_addr())
                 .await
@@ -599,47 +593,41 @@ async fn sigterm_drains_an_in_flight_request() {
 
 /// A second `tenant-gateway run --upgrade` on the same config, killed on drop.
 pub(crate) struct Successor {
-    child: Child,
+    process: Process,
     dir: PathBuf,
 }
 
 impl Successor {
     /// Starts it with the environment of the harness's gateway (same TMPDIR: the upgrade socket
-    /// lives in the runtime dir under it).
+    /// lives in the runtime dir under it; the port-0 listeners' addresses too).
     pub(crate) fn spawn(dir: &Path) -> Successor {
         let logs = dir.join("logs");
-        let stdout = std::fs::File::create(logs.join("upgrade-stdout.log")).expect("log");
-        let stderr = std::fs::File::create(logs.join("upgrade-stderr.log")).expect("log");
-        let child = Command::new(BIN)
-            .arg("run")
+        let mut cmd = Command::new(BIN);
+        cmd.arg("run")
             .arg("--config")
             .arg(dir.join("gateway.toml"))
             .arg("--upgrade")
             .env("GATEWAY_ADMIN_TOKEN", ADMIN_TOKEN)
-            .env("TMPDIR", dir.join("run"))
-            .stdin(Stdio::null())
-            .stdout(stdout)
-            .stderr(stderr)
-            .spawn()
-            .expect("spawn tenant-gateway run --upgrade");
+            .env("TMPDIR", dir.join("run"));
+        let process = Process::spawn_split(
+            "successor",
+            cmd,
+            &logs.join("upgrade-stdout.log"),
+            &logs.join("upgrade-stderr.log"),
+            "build it with cargo build",
+        );
         Successor {
-            child,
+            process,
             dir: dir.to_path_buf(),
         }
     }
 
     pub(crate) fn pid(&self) -> u32 {
-        self.child.id()
+        self.process.pid()
     }
 
     pub(crate) fn logs(&self) -> String {
-        let read =
-            |n: &str| std::fs::read_to_string(self.dir.join("logs").join(n)).unwrap_or_default();
-        format!(
-            "--- successor stdout ---\n{}--- successor stderr ---\n{}--- end ---",
-            read("upgrade-stdout.log"),
-            read("upgrade-stderr.log")
-        )
+        self.process.logs()
     }
 
     /// The upgrade socket the successor waits on for the listening sockets.
@@ -649,16 +637,6 @@ impl Successor {
             .filter_map(Result::ok)
             .map(|e| e.path().join("upgrade.sock"))
             .find(|p| p.exists())
-    }
-}
-
-impl Drop for Successor {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            eprintln!("{}", self.logs());
-        }
     }
 }
 
@@ -734,12 +712,7 @@ async fn upgrade_hands_over_sockets_without_dropping_requests() {
     let gw = acme_gateway_with_server(&echo, "grace_period = \"2s\"").await;
     let old_pid = gw.pid();
     let http_port = gw.http_addr().port();
-    let admin_port: u16 = gw
-        .admin_url()
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .expect("admin port");
+    let admin_port = gw.admin_addr().port();
 
     let stop = Arc::new(AtomicBool::new(false));
     let handed_over = Arc::new(AtomicBool::new(false));
@@ -759,7 +732,7 @@ async fn upgrade_hands_over_sockets_without_dropping_requests() {
     // Traffic flows before anything happens.
     eventually(
         Duration::from_secs(10),
-        "the client loops to get going (50 answers)",
+        "client loops getting going",
         || async { stats.ok.load(Ordering::Relaxed) >= 50 },
     )
     .await;
@@ -769,39 +742,33 @@ async fn upgrade_hands_over_sockets_without_dropping_requests() {
     // send its listening sockets to that socket, keep serving for pingora's 5 s close timeout,
     // then drain and exit.
     let successor = Successor::spawn(gw.dir());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while successor.upgrade_socket().is_none() {
-        assert!(
-            !has_exited(successor.pid()),
-            "successor exited before binding the upgrade socket\n{}",
-            successor.logs()
-        );
-        assert!(
-            Instant::now() < deadline,
-            "successor never bound its upgrade socket\n{}",
-            successor.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually(
+        Duration::from_secs(20),
+        "the successor's upgrade socket",
+        || async {
+            assert!(
+                !has_exited(successor.pid()),
+                "successor exited before binding the upgrade socket\n{}",
+                successor.logs()
+            );
+            successor.upgrade_socket()
+        },
+    )
+    .await;
     gw.signal("QUIT");
 
     // The successor takes over both listeners (proxy and admin) …
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !(listens_on(successor.pid(), http_port) && listens_on(successor.pid(), admin_port)) {
+    let what = "the successor receiving the listening sockets";
+    eventually(Duration::from_secs(20), what, || async {
         assert!(
             !has_exited(successor.pid()),
             "successor exited during the hand-over\n{}\n{}",
             successor.logs(),
             gw.logs()
         );
-        assert!(
-            Instant::now() < deadline,
-            "successor never received the listening sockets\n{}\n{}",
-            successor.logs(),
-            gw.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        listens_on(successor.pid(), http_port) && listens_on(successor.pid(), admin_port)
+    })
+    .await;
     // … and the old process leaves: close timeout (5 s) + drain.
     let Some(_) = wait_exit(old_pid, Duration::from_secs(30)).await else {
         panic!("old gateway did not exit after SIGQUIT\n{}", gw.logs());
@@ -810,7 +777,7 @@ async fn upgrade_hands_over_sockets_without_dropping_requests() {
     let before = stats.ok.load(Ordering::Relaxed);
     eventually(
         Duration::from_secs(10),
-        "100 answers after the hand-over",
+        "100 requests after the hand-over",
         || async { stats.ok_after_handover.load(Ordering::Relaxed) >= 100 },
     )
     .await;

@@ -10,11 +10,11 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::echo_reply::received;
-use crate::harness::{eventually, free_port, raw_http, Echo, Gateway, GatewayConfig, TenantToml};
-use crate::tls_harness::{
+use crate::harness::tls::{
     https_client, https_raw, install_leaf, served, write_file_atomic, CertFacts, Leaf, TestCa,
     TlsUpstream, Verify, TLS_UPSTREAM_BODY,
 };
+use crate::harness::{eventually, free_port, raw_http, Echo, Gateway, GatewayConfig, TenantToml};
 
 /// How long a replaced certificate may take to be served.
 const SWAP_WAIT: Duration = Duration::from_secs(10);
@@ -193,26 +193,19 @@ async fn replaced_certificate_is_served_on_next_new_connection() {
     assert_ne!(renewed.facts.serial, t.certs.acme.facts.serial);
     install_leaf(&t.certs_dir(), "acme.localhost", &renewed);
 
-    let started = Instant::now();
-    let mut last = None;
-    while started.elapsed() < SWAP_WAIT {
-        let got = t.leaf("acme.localhost").await;
-        if got == renewed.facts {
-            // The other folders are untouched.
-            assert_eq!(t.leaf("globex.localhost").await, t.certs.wildcard.facts);
-            let gauge = "gateway_certificate_expiry_timestamp_seconds{name=\"acme.localhost\"}";
-            t.gw.wait_metric(gauge, renewed.facts.not_after as f64)
-                .await;
-            return;
-        }
-        last = Some(got);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!(
-        "renewed certificate (serial {}) not served within {SWAP_WAIT:?}; last served {last:?}\n{}",
-        renewed.facts.serial,
-        t.gw.logs()
+    let what = format!(
+        "renewed certificate (serial {}) served",
+        renewed.facts.serial
     );
+    eventually(SWAP_WAIT, &what, || async {
+        t.leaf("acme.localhost").await == renewed.facts
+    })
+    .await;
+    // The other folders are untouched.
+    assert_eq!(t.leaf("globex.localhost").await, t.certs.wildcard.facts);
+    let gauge = "gateway_certificate_expiry_timestamp_seconds{name=\"acme.localhost\"}";
+    t.gw.wait_metric(gauge, renewed.facts.not_after as f64)
+        .await;
 }
 
 /// Waits until the gateway logged one more rejected certificate than `before` (so the watcher
@@ -225,6 +218,7 @@ async fn assert_rejected_and_kept(t: &TlsGateway, before: usize, expected: &Cert
         || async { t.rejections() > before },
     )
     .await;
+    // A negative check: nothing may change for a while, so it samples for 2 s.
     let until = Instant::now() + Duration::from_secs(2);
     while Instant::now() < until {
         let got = t.leaf("acme.localhost").await;
@@ -316,13 +310,13 @@ async fn http2_and_http1_over_tls() {
     let ca = &t.certs.ca;
 
     // ALPN as negotiated on the wire.
-    let config = crate::tls_harness::client_config(ca.roots(), &["h2", "http/1.1"], Verify::Full);
-    let (_s, h) = crate::tls_harness::tls_connect(addr, Some("acme.localhost"), config)
+    let config = crate::harness::tls::client_config(ca.roots(), &["h2", "http/1.1"], Verify::Full);
+    let (_s, h) = crate::harness::tls::tls_connect(addr, Some("acme.localhost"), config)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(h.alpn.as_deref(), Some("h2"), "h2 offered first");
-    let config = crate::tls_harness::client_config(ca.roots(), &["http/1.1"], Verify::Full);
-    let (_s, h) = crate::tls_harness::tls_connect(addr, Some("acme.localhost"), config)
+    let config = crate::harness::tls::client_config(ca.roots(), &["http/1.1"], Verify::Full);
+    let (_s, h) = crate::harness::tls::tls_connect(addr, Some("acme.localhost"), config)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(h.alpn.as_deref(), Some("http/1.1"), "only http/1.1 offered");

@@ -3,8 +3,10 @@
 //! suspend, custom domains with ACME on, reloads; screenshots saved under `target/tmp/console/`.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
+
+use tempfile::TempDir;
 
 use fantoccini::error::CmdError;
 use fantoccini::Client;
@@ -12,17 +14,21 @@ use fantoccini::Locator::Css;
 use serde_json::Value;
 
 use super::{operator_gateway, require_tool, target_tmp};
-use crate::acme_harness::ChallTestSrv;
 use crate::admin_call::admin;
-use crate::harness::{free_port, Echo, Gateway, GatewayConfig, TenantToml, ADMIN_TOKEN};
+use crate::harness::acme::ChallTestSrv;
+use crate::harness::{
+    accepts, eventually, free_port, start_on_picked_ports, temp_dir, Echo, Gateway, GatewayConfig,
+    Process, TenantToml, ADMIN_TOKEN,
+};
 
 /// What a walk-through of the console in a browser ends with.
 type Walk = Result<(), CmdError>;
 
-/// `chromedriver` on a free loopback port, killed on drop.
+/// `chromedriver` on a picked loopback port (it cannot report a port 0 bind), killed on drop.
 struct ChromeDriver {
-    child: Child,
+    _process: Process,
     port: u16,
+    _dir: TempDir,
 }
 
 impl ChromeDriver {
@@ -30,28 +36,27 @@ impl ChromeDriver {
         let hint = "run `bash scripts/deps.sh test` (Debian packages chromium and chromium-driver)";
         require_tool(Path::new("chromedriver"), hint);
         require_tool(Path::new("chromium"), hint);
-        let port = free_port();
-        let child = Command::new("chromedriver")
-            .arg(format!("--port={port}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn chromedriver");
-        let mut driver = ChromeDriver { child, port };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_err()
-        {
-            assert!(
-                driver.child.try_wait().expect("try_wait").is_none(),
-                "chromedriver exited at start"
-            );
-            assert!(Instant::now() < deadline, "chromedriver did not listen");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        driver
+        start_on_picked_ports("chromedriver", || async {
+            let dir = temp_dir("tg-e2e-chromedriver-");
+            let port = free_port();
+            let mut cmd = Command::new("chromedriver");
+            cmd.arg(format!("--port={port}"));
+            let log = dir.path().join("chromedriver.log");
+            let mut process = Process::spawn("chromedriver", cmd, &log, hint);
+            let addr = ([127, 0, 0, 1], port).into();
+            process
+                .wait_ready(Duration::from_secs(20), || async {
+                    accepts(addr).await.then_some(())
+                })
+                .await
+                .ok()?;
+            Some(ChromeDriver {
+                _process: process,
+                port,
+                _dir: dir,
+            })
+        })
+        .await
     }
 
     /// A headless Chromium session with a fresh profile of its own.
@@ -115,13 +120,6 @@ async fn log_in(browser: &Client, token: &str) -> Walk {
     Ok(())
 }
 
-impl Drop for ChromeDriver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Waits for `css` and returns its text.
 /// Clicks `css` (once it is on the page), then waits until `script` returns true.
 async fn click_then(browser: &Client, css: &str, script: &str, what: &str) -> Walk {
@@ -149,21 +147,15 @@ async fn text_of(browser: &Client, css: &str) -> String {
 
 /// Polls a script until it returns `true` (or panics with `what`).
 async fn wait_js(browser: &Client, script: &str, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    let what = format!("{what} ({script})");
+    eventually(Duration::from_secs(10), &what, || async {
         let v = browser
             .execute(script, vec![])
             .await
             .expect("execute script");
-        if v == Value::Bool(true) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what} ({script})"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        v == Value::Bool(true)
+    })
+    .await;
 }
 
 const HOSTILE_NAME: &str =

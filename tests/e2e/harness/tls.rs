@@ -2,9 +2,6 @@
 //! tokio-rustls client that trusts only that CA and reports what the server presented (leaf
 //! SANs, serial, notAfter, ALPN), an HTTPS reqwest client, and a TLS upstream server.
 
-// Not every helper is used by every test.
-#![allow(dead_code)]
-
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -14,14 +11,16 @@ use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyPair, KeyUsagePurpose,
     SerialNumber,
 };
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::RootCertStore;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
+use crate::harness::insecure_verifier::LenientVerifier;
+use crate::harness::raw_http::read_to_close;
+pub use crate::harness::write_file_atomic;
 use crate::harness::RawResponse;
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
@@ -139,24 +138,6 @@ impl TestCa {
     }
 }
 
-/// Writes `path` atomically: a hidden temp file in the same directory with `mode`, then rename.
-pub fn write_file_atomic(path: &Path, contents: &str, mode: u32) {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let name = path.file_name().expect("file name").to_string_lossy();
-    let tmp = path.with_file_name(format!(".{name}.tmp"));
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&tmp)
-        .expect("create temp file");
-    f.write_all(contents.as_bytes()).expect("write temp file");
-    f.sync_all().expect("sync temp file");
-    std::fs::rename(&tmp, path).expect("rename into place");
-}
-
 /// Writes `<certs_dir>/<folder>/{key.pem (0600), fullchain.pem}`, each atomically, key first.
 pub fn write_cert_folder(certs_dir: &Path, folder: &str, chain_pem: &str, key_pem: &str) {
     let dir = certs_dir.join(folder);
@@ -183,54 +164,6 @@ pub enum Verify {
     ChainOnly,
 }
 
-/// Full verification, except that a name mismatch is accepted (the chain was already verified
-/// when webpki reports the name: it checks the path first).
-#[derive(Debug)]
-struct ChainOnlyVerifier(Arc<WebPkiServerVerifier>);
-
-impl ServerCertVerifier for ChainOnlyVerifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        match self
-            .0
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-        {
-            Err(rustls::Error::InvalidCertificate(
-                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-            )) => Ok(ServerCertVerified::assertion()),
-            other => other,
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
-    }
-}
-
 /// A client that trusts `roots` only and offers `alpn`.
 pub fn client_config(roots: RootCertStore, alpn: &[&str], verify: Verify) -> rustls::ClientConfig {
     let builder = rustls::ClientConfig::builder_with_provider(provider())
@@ -244,7 +177,10 @@ pub fn client_config(roots: RootCertStore, alpn: &[&str], verify: Verify) -> rus
                 .expect("webpki verifier");
             builder
                 .dangerous()
-                .with_custom_certificate_verifier(Arc::new(ChainOnlyVerifier(inner)))
+                .with_custom_certificate_verifier(Arc::new(LenientVerifier::any_name(
+                    provider(),
+                    inner,
+                )))
                 .with_no_client_auth()
         }
     };
@@ -330,78 +266,10 @@ pub async fn https_raw(
         .await
         .expect("write request");
     stream.flush().await.expect("flush request");
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 16 * 1024];
-    let read_all = async {
-        loop {
-            match stream.read(&mut chunk).await {
-                Ok(0) => break,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                // A peer that closes without close_notify: keep what was read.
-                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
-                Err(e) => panic!("read response: {e}"),
-            }
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(20), read_all)
+    let response = read_to_close(&mut stream)
         .await
-        .expect("response within 20 s");
-    (handshake, parse_response(&buf))
-}
-
-/// Parses one HTTP/1.1 response (Content-Length, chunked, or to EOF).
-pub fn parse_response(buf: &[u8]) -> RawResponse {
-    let split = buf
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("no header end in {:?}", String::from_utf8_lossy(buf)));
-    let head = String::from_utf8_lossy(&buf[..split]);
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|s| s.parse().ok())
-        .expect("status line");
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    let rest = &buf[split + 4..];
-    let chunked = headers
-        .iter()
-        .any(|(n, v)| n == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"));
-    let body = if chunked {
-        dechunk(rest)
-    } else if let Some(len) = headers
-        .iter()
-        .find(|(n, _)| n == "content-length")
-        .and_then(|(_, v)| v.parse::<usize>().ok())
-    {
-        rest[..len.min(rest.len())].to_vec()
-    } else {
-        rest.to_vec()
-    };
-    RawResponse {
-        status,
-        headers,
-        body,
-    }
-}
-
-fn dechunk(mut data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(eol) = data.windows(2).position(|w| w == b"\r\n") {
-        let line = String::from_utf8_lossy(&data[..eol]);
-        let size =
-            usize::from_str_radix(line.split(';').next().unwrap_or("0").trim(), 16).unwrap_or(0);
-        data = &data[eol + 2..];
-        if size == 0 || data.len() < size {
-            break;
-        }
-        out.extend_from_slice(&data[..size]);
-        data = &data[(size + 2).min(data.len())..];
-    }
-    out
+        .unwrap_or_else(|e| panic!("{e}"));
+    (handshake, response)
 }
 
 /// A reqwest client that trusts only the test CA and sends `name` to `addr` (so SNI and Host

@@ -4,23 +4,22 @@
 //!
 //! Missing binaries are a loud panic with the install hint, never a skip.
 
-// Not every helper is used by every test.
-#![allow(dead_code)]
-
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::RootCertStore;
 use tempfile::TempDir;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
-use crate::harness::{free_port, RawResponse, BIN};
-use crate::tls_harness::{client_config, parse_response, tls_connect, Handshake, TestCa, Verify};
+use crate::harness::insecure_verifier::LenientVerifier;
+use crate::harness::raw_http::read_to_close;
+use crate::harness::tls::{client_config, tls_connect, Handshake, TestCa, Verify};
+use crate::harness::{
+    accepts, free_port, start_on_picked_ports, temp_dir, Process, RawResponse, BIN,
+};
 
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -32,31 +31,11 @@ fn require(binary: &str) -> PathBuf {
             return p;
         }
     }
-    panic!(
-        "{binary} not found: the ACME tests run a real ACME CA. Install it with \
-         `bash scripts/deps.sh test` (Debian package `pebble`: apt-get install pebble)"
-    );
+    panic!("{binary} not found: {PEBBLE_INSTALL}");
 }
 
-fn kill_child(child: &mut Child) {
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
-async fn accepts(addr: SocketAddr) -> bool {
-    matches!(
-        tokio::time::timeout(
-            Duration::from_millis(500),
-            tokio::net::TcpStream::connect(addr)
-        )
-        .await,
-        Ok(Ok(_))
-    )
-}
-
-fn read(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_default()
-}
+const PEBBLE_INSTALL: &str = "the ACME tests run a real ACME CA. Install it with \
+    `bash scripts/deps.sh test` (Debian package `pebble`: apt-get install pebble)";
 
 // ---------------------------------------------------------------------------------------------
 // pebble-challtestsrv
@@ -64,62 +43,44 @@ fn read(path: &Path) -> String {
 /// `pebble-challtestsrv` serving only mock DNS (every A query → 127.0.0.1, TXT records as set
 /// through its management API), killed on drop.
 pub struct ChallTestSrv {
-    child: Child,
+    process: Process,
     dns_port: u16,
     mgmt_port: u16,
     _dir: TempDir,
-    log: PathBuf,
     client: reqwest::Client,
 }
 
 impl ChallTestSrv {
     pub async fn start() -> ChallTestSrv {
         let bin = require("pebble-challtestsrv");
-        let client = crate::harness::client();
-        for _attempt in 0..5 {
-            let dir = tempfile::Builder::new()
-                .prefix("tg-e2e-challtestsrv-")
-                .tempdir()
-                .expect("temp dir");
-            let log = dir.path().join("challtestsrv.log");
-            let out = std::fs::File::create(&log).expect("challtestsrv log");
+        start_on_picked_ports("pebble-challtestsrv", || async {
+            let dir = temp_dir("tg-e2e-challtestsrv-");
             let (dns_port, mgmt_port) = (free_port(), free_port());
-            let mut child = Command::new(&bin)
-                .args(["-dns01", &format!("127.0.0.1:{dns_port}")])
+            let mut cmd = Command::new(&bin);
+            cmd.args(["-dns01", &format!("127.0.0.1:{dns_port}")])
                 .args(["-http01", "", "-https01", "", "-tlsalpn01", ""])
                 .args(["-management", &format!("127.0.0.1:{mgmt_port}")])
-                .args(["-defaultIPv4", "127.0.0.1", "-defaultIPv6", ""])
-                .stdin(Stdio::null())
-                .stdout(out.try_clone().expect("clone log"))
-                .stderr(out)
-                .spawn()
-                .expect("spawn pebble-challtestsrv");
+                .args(["-defaultIPv4", "127.0.0.1", "-defaultIPv6", ""]);
+            let log = dir.path().join("challtestsrv.log");
+            let mut process = Process::spawn("pebble-challtestsrv", cmd, &log, PEBBLE_INSTALL);
             let mgmt: SocketAddr = ([127, 0, 0, 1], mgmt_port).into();
             let dns: SocketAddr = ([127, 0, 0, 1], dns_port).into();
-            let deadline = Instant::now() + START_TIMEOUT;
-            loop {
-                // The DNS server (TCP side) and the management API both accept: ready.
-                if accepts(mgmt).await && accepts(dns).await {
-                    return ChallTestSrv {
-                        child,
-                        dns_port,
-                        mgmt_port,
-                        _dir: dir,
-                        log,
-                        client,
-                    };
-                }
-                if child.try_wait().expect("try_wait challtestsrv").is_some() {
-                    break; // a port was taken in between: retry with others
-                }
-                if Instant::now() > deadline {
-                    kill_child(&mut child);
-                    panic!("pebble-challtestsrv did not start\n{}", read(&log));
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-        panic!("pebble-challtestsrv exited at start 5 times");
+            // The DNS server (TCP side) and the management API both accept: ready.
+            process
+                .wait_ready(START_TIMEOUT, || async {
+                    (accepts(mgmt).await && accepts(dns).await).then_some(())
+                })
+                .await
+                .ok()?;
+            Some(ChallTestSrv {
+                process,
+                dns_port,
+                mgmt_port,
+                _dir: dir,
+                client: crate::harness::client(),
+            })
+        })
+        .await
     }
 
     /// `127.0.0.1:<dns port>`, for `acme.dns_servers` and `pebble -dnsserver`.
@@ -159,18 +120,6 @@ impl ChallTestSrv {
     }
 }
 
-impl Drop for ChallTestSrv {
-    fn drop(&mut self) {
-        kill_child(&mut self.child);
-        if std::thread::panicking() {
-            eprintln!(
-                "--- pebble-challtestsrv log ---\n{}--- end ---",
-                read(&self.log)
-            );
-        }
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Pebble
 
@@ -185,10 +134,7 @@ impl PebbleTls {
     pub fn new() -> PebbleTls {
         let ca = TestCa::new();
         let leaf = ca.leaf(&["localhost", "127.0.0.1"], 0x5eb1, 2055);
-        let dir = tempfile::Builder::new()
-            .prefix("tg-e2e-pebble-tls-")
-            .tempdir()
-            .expect("temp dir");
+        let dir = temp_dir("tg-e2e-pebble-tls-");
         std::fs::write(dir.path().join("cert.pem"), &leaf.chain_pem).expect("pebble cert");
         std::fs::write(dir.path().join("key.pem"), &leaf.key_pem).expect("pebble key");
         PebbleTls { ca, dir }
@@ -247,7 +193,7 @@ impl PebblePorts {
 /// A running Pebble, killed on drop. Each start makes a new issuing hierarchy (and forgets
 /// every account), so fetch the root again after a restart.
 pub struct Pebble {
-    child: Option<Child>,
+    process: Option<Process>,
     ports: PebblePorts,
     http_port: u16,
     dns: String,
@@ -260,10 +206,7 @@ impl Pebble {
     /// plain listener) and resolving names through `dns` (challtestsrv).
     pub async fn start(tls: &PebbleTls, ports: PebblePorts, http_port: u16, dns: &str) -> Pebble {
         require("pebble");
-        let dir = tempfile::Builder::new()
-            .prefix("tg-e2e-pebble-")
-            .tempdir()
-            .expect("temp dir");
+        let dir = temp_dir("tg-e2e-pebble-");
         let config = serde_json::json!({"pebble": {
             "listenAddress": format!("127.0.0.1:{}", ports.acme),
             "managementListenAddress": format!("127.0.0.1:{}", ports.mgmt),
@@ -281,7 +224,7 @@ impl Pebble {
         )
         .expect("write pebble config");
         let mut pebble = Pebble {
-            child: None,
+            process: None,
             ports,
             http_port,
             dns: dns.to_string(),
@@ -293,59 +236,38 @@ impl Pebble {
     }
 
     async fn spawn(&mut self) {
-        assert!(self.child.is_none(), "pebble is already running");
-        let log_path = self.dir.path().join("pebble.log");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .expect("pebble log");
-        let mut child = Command::new(require("pebble"))
-            .arg("-config")
+        assert!(self.process.is_none(), "pebble is already running");
+        let mut cmd = Command::new(require("pebble"));
+        cmd.arg("-config")
             .arg(self.dir.path().join("pebble-config.json"))
             .args(["-dnsserver", &self.dns])
             // Validate at once, never reject a nonce at random (instant-acme would retry, but
             // the tests count orders), and never pretend a challenge is valid.
             .env("PEBBLE_VA_NOSLEEP", "1")
             .env("PEBBLE_WFE_NONCEREJECT", "0")
-            .env_remove("PEBBLE_VA_ALWAYS_VALID")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("clone log"))
-            .stderr(log)
-            .spawn()
-            .expect("spawn pebble");
-        let url = format!("https://127.0.0.1:{}/dir", self.ports.acme);
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            if let Ok(resp) = self.client.get(&url).send().await {
-                if resp.status() == 200 {
-                    self.child = Some(child);
-                    return;
-                }
-            }
-            if let Some(status) = child.try_wait().expect("try_wait pebble") {
-                panic!(
-                    "pebble exited at start ({status}; its ports {:?} may have been taken)\n{}",
-                    self.ports,
-                    read(&log_path)
-                );
-            }
-            if Instant::now() > deadline {
-                kill_child(&mut child);
-                panic!(
-                    "pebble did not answer {url} within {START_TIMEOUT:?}\n{}",
-                    read(&log_path)
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+            .env_remove("PEBBLE_VA_ALWAYS_VALID");
+        let log = self.dir.path().join("pebble.log");
+        let mut process = Process::spawn("pebble", cmd, &log, PEBBLE_INSTALL);
+        let url = self.ports.directory_url();
+        let client = &self.client;
+        let ready = process
+            .wait_ready(START_TIMEOUT, || async {
+                let resp = client.get(&url).send().await.ok()?;
+                (resp.status() == 200).then_some(())
+            })
+            .await;
+        assert!(
+            ready.is_ok(),
+            "pebble exited at start (its ports {:?} may have been taken)\n{}",
+            self.ports,
+            process.logs()
+        );
+        self.process = Some(process);
     }
 
     /// Kills Pebble (its state is gone; [`restart`](Self::restart) makes a new CA).
     pub fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            kill_child(&mut c);
-        }
+        self.process = None;
     }
 
     /// Starts Pebble again on the same ports.
@@ -377,16 +299,7 @@ impl Pebble {
     }
 
     pub fn logs(&self) -> String {
-        read(&self.dir.path().join("pebble.log"))
-    }
-}
-
-impl Drop for Pebble {
-    fn drop(&mut self) {
-        self.stop();
-        if std::thread::panicking() {
-            eprintln!("--- pebble log ---\n{}--- end ---", self.logs());
-        }
+        std::fs::read_to_string(self.dir.path().join("pebble.log")).unwrap_or_default()
     }
 }
 
@@ -429,71 +342,7 @@ pub async fn https_get(
         .write_all(head.as_bytes())
         .await
         .map_err(|e| format!("write: {e}"))?;
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 16 * 1024];
-    let read_all = async {
-        loop {
-            match stream.read(&mut chunk).await {
-                Ok(0) => return Ok(()),
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
-                Err(e) => return Err(format!("read: {e}")),
-            }
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(20), read_all)
-        .await
-        .map_err(|_| "no response within 20 s".to_string())??;
-    Ok((hs, parse_response(&buf)))
-}
-
-/// Accepts any certificate: to look at what a server presents (e.g. a self-signed default).
-#[derive(Debug)]
-struct AcceptAnything(Arc<rustls::crypto::CryptoProvider>);
-
-impl ServerCertVerifier for AcceptAnything {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
+    Ok((hs, read_to_close(&mut stream).await?))
 }
 
 /// What the server presents for `sni`, unverified: (facts of the leaf, leaf is self-signed).
@@ -503,7 +352,7 @@ pub async fn presented(addr: SocketAddr, sni: &str) -> Result<(Handshake, bool),
         .with_safe_default_protocol_versions()
         .expect("protocol versions")
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AcceptAnything(provider)))
+        .with_custom_certificate_verifier(Arc::new(LenientVerifier::any_certificate(provider)))
         .with_no_client_auth();
     let (mut stream, hs) = tls_connect(addr, Some(sni), config).await?;
     let self_signed = {

@@ -1,202 +1,14 @@
-//! Quota fixtures: a Redis that can be killed and restarted on the same port (the cluster is in
-//! `redis_cluster_harness`), the quota config (plans, routes, tenants) every quota test shares, and small
-//! request/usage helpers. Builds on `harness`, which it does not change.
+//! Quota fixtures: the quota config (plans, routes, tenants) every quota test shares, and small
+//! request/usage helpers. Redis itself is in `harness::redis`.
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::harness::{
+    eventually, family_sum, Echo, Gateway, GatewayConfig, TenantToml, ADMIN_TOKEN,
+};
 use reqwest::header::HeaderMap;
 use reqwest::Method;
 use serde_json::Value;
-use tempfile::TempDir;
-
-use crate::harness::{
-    eventually, free_port, redis_command, Echo, Gateway, GatewayConfig, TenantToml, ADMIN_TOKEN,
-};
-
-/// How long a Redis process may take to answer PING, and a cluster to become `ok`.
-pub(crate) const REDIS_START: Duration = Duration::from_secs(20);
-
-/// Kills (SIGKILL) and reaps a child; errors mean it is already gone.
-fn kill_child(child: &mut Child) {
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
-fn missing_redis(binary: &str) -> ! {
-    panic!("{binary} not found: the quota tests need a real Redis: apt-get install redis-server")
-}
-
-// ---------------------------------------------------------------------------------------------
-// Redis processes
-
-/// One `redis-server` on a fixed port, no persistence; can be killed and started again on the
-/// same port (a Redis outage as a gateway sees it). Killed on drop.
-pub struct RedisNode {
-    child: Option<Child>,
-    port: u16,
-    extra_args: Vec<String>,
-    dir: TempDir,
-}
-
-impl RedisNode {
-    /// A standalone Redis on a free port.
-    pub async fn start() -> RedisNode {
-        Self::start_with(|_dir, _port| vec![]).await
-    }
-
-    /// A standalone Redis that writes every command to its append-only file before answering,
-    /// so a SIGKILL and restart keep the counters (a durable production Redis).
-    pub async fn start_durable() -> RedisNode {
-        Self::start_with(|_dir, _port| {
-            ["--appendonly", "yes", "--appendfsync", "always"]
-                .map(String::from)
-                .to_vec()
-        })
-        .await
-    }
-
-    /// A Redis on a free port with extra arguments (computed from its temp dir and port).
-    pub(crate) async fn start_with(extra: impl Fn(&Path, u16) -> Vec<String>) -> RedisNode {
-        for _attempt in 0..5 {
-            let dir = tempfile::Builder::new()
-                .prefix("tg-e2e-quota-redis-")
-                .tempdir()
-                .expect("temp dir");
-            let port = free_port();
-            let mut node = RedisNode {
-                child: None,
-                port,
-                extra_args: extra(dir.path(), port),
-                dir,
-            };
-            if node.spawn().await {
-                return node;
-            }
-            // Someone took the port between free_port() and bind: try another.
-        }
-        panic!("redis-server exited at start 5 times");
-    }
-
-    /// Starts the process on `self.port`; false if it exited (port taken).
-    async fn spawn(&mut self) -> bool {
-        let log_path = self.dir.path().join(format!("redis-{}.log", self.port));
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .expect("redis log");
-        let spawned = Command::new("redis-server")
-            .args(["--port", &self.port.to_string()])
-            .args(["--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(self.dir.path())
-            .args(&self.extra_args)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("clone log"))
-            .stderr(log)
-            .spawn();
-        let mut child = match spawned {
-            Ok(c) => c,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => missing_redis("redis-server"),
-            Err(e) => panic!("cannot spawn redis-server: {e}"),
-        };
-        let deadline = Instant::now() + REDIS_START;
-        loop {
-            if redis_command(self.addr(), &["PING"]).await.as_deref() == Some("+PONG") {
-                self.child = Some(child);
-                return true;
-            }
-            if child.try_wait().expect("try_wait redis").is_some() {
-                return false;
-            }
-            if Instant::now() > deadline {
-                kill_child(&mut child);
-                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-                panic!("redis-server did not answer PING on {}\n{log}", self.addr());
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// SIGKILL: connections drop, every counter is lost (no persistence).
-    pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            kill_child(&mut c);
-        }
-    }
-
-    /// Starts Redis again on the same port (retrying while the port is briefly unavailable).
-    pub async fn restart(&mut self) {
-        self.kill();
-        let deadline = Instant::now() + REDIS_START;
-        while !self.spawn().await {
-            assert!(
-                Instant::now() < deadline,
-                "redis-server could not bind its old port {} again",
-                self.port
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    /// Sends a signal by name (`STOP` freezes Redis: connections stay open, nothing answers;
-    /// `CONT` resumes it) with kill(1), as the crate forbids `unsafe`.
-    pub fn signal(&self, name: &str) {
-        let pid = self.child.as_ref().expect("redis is running").id();
-        let status = Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(pid.to_string())
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -{name} {pid} failed");
-    }
-
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    pub fn addr(&self) -> std::net::SocketAddr {
-        ([127, 0, 0, 1], self.port).into()
-    }
-
-    /// `redis://127.0.0.1:<port>`
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-}
-
-impl RedisNode {
-    /// Whether the process is running (not killed).
-    pub fn is_running(&self) -> bool {
-        self.child.is_some()
-    }
-}
-
-impl Drop for RedisNode {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// Runs `redis-cli` with these arguments; (success, stdout + stderr).
-pub async fn redis_cli(args: &[&str]) -> (bool, String) {
-    let out = match tokio::process::Command::new("redis-cli")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .await
-    {
-        Ok(o) => o,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => missing_redis("redis-cli"),
-        Err(e) => panic!("cannot run redis-cli: {e}"),
-    };
-    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
-    text.push_str(&String::from_utf8_lossy(&out.stderr));
-    (out.status.success(), text)
-}
 
 // ---------------------------------------------------------------------------------------------
 // Gateway config
@@ -323,22 +135,33 @@ consumes = { storage_bytes = "content-length" }
 /// `roll` (persecond), `tight` (small, overridden to 2 an hour), `open` and `closed` (small),
 /// `bill` (billed, messages overridden to 10 a month).
 pub fn tenants() -> Vec<TenantToml> {
-    vec![
-        TenantToml::new("acme").plan("exact"),
-        TenantToml::new("aon").plan("metered"),
-        TenantToml::new("uploads").plan("metered"),
-        TenantToml::new("roll").plan("persecond"),
-        TenantToml::new("tight")
-            .plan("small")
-            .line("[quotas]")
-            .line("requests = { limit = 2, period = \"hour\" }"),
-        TenantToml::new("open").plan("small"),
-        TenantToml::new("closed").plan("small"),
-        TenantToml::new("bill")
-            .plan("billed")
-            .line("[quotas]")
-            .line("messages = { limit = 10, period = \"month\" }"),
-    ]
+    const ON_PLAN: [(&str, &str); 6] = [
+        ("acme", "exact"),
+        ("aon", "metered"),
+        ("uploads", "metered"),
+        ("roll", "persecond"),
+        ("open", "small"),
+        ("closed", "small"),
+    ];
+    const OVERRIDDEN: [(&str, &str, &str); 2] = [
+        (
+            "tight",
+            "small",
+            "requests = { limit = 2, period = \"hour\" }",
+        ),
+        (
+            "bill",
+            "billed",
+            "messages = { limit = 10, period = \"month\" }",
+        ),
+    ];
+    let on_plan = ON_PLAN
+        .iter()
+        .map(|(id, plan)| TenantToml::new(id).plan(plan));
+    let overridden = OVERRIDDEN
+        .iter()
+        .map(|(id, plan, quota)| TenantToml::new(id).plan(plan).line("[quotas]").line(quota));
+    on_plan.chain(overridden).collect()
 }
 
 /// A gateway config with the quota plans, routes and tenants, in front of `echo`.
@@ -378,18 +201,6 @@ pub async fn wait_backend_connected(gw: &Gateway) {
 // ---------------------------------------------------------------------------------------------
 // Requests
 
-/// Sum of every sample of a metric family (all label values).
-pub fn family_sum(text: &str, family: &str) -> f64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter(|l| {
-            l.strip_prefix(family)
-                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
-        })
-        .filter_map(|l| l.rsplit_once(' ')?.1.trim().parse::<f64>().ok())
-        .sum()
-}
-
 /// `gateway_quota_backend_errors_total`, all kinds.
 pub async fn backend_errors(gw: &Gateway) -> f64 {
     family_sum(&gw.metrics().await, "gateway_quota_backend_errors_total")
@@ -410,6 +221,19 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// Reads `resp` completely; `elapsed` counts from `started` (before the request was sent).
+    pub async fn read(resp: reqwest::Response, started: Instant) -> Reply {
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp.text().await.expect("response body");
+        Reply {
+            status,
+            headers,
+            body,
+            elapsed: started.elapsed(),
+        }
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
@@ -459,15 +283,7 @@ pub async fn send(
         .send()
         .await
         .unwrap_or_else(|e| panic!("{method} {path} as {tenant}: {e}"));
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    let body = resp.text().await.expect("response body");
-    Reply {
-        status,
-        headers,
-        body,
-        elapsed: started.elapsed(),
-    }
+    Reply::read(resp, started).await
 }
 
 /// `GET path` as `tenant`.
@@ -549,5 +365,3 @@ pub async fn next_second() {
     let frac = unix_now_f64().fract();
     tokio::time::sleep(Duration::from_secs_f64(1.0 - frac + 0.02)).await;
 }
-
-pub use crate::redis_cluster_harness::RedisCluster;

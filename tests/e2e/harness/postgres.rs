@@ -1,14 +1,16 @@
 //! A throwaway PostgreSQL cluster for the isolation tests: Debian's `postgresql` binaries
-//! (`/usr/lib/postgresql/<version>/bin/initdb` and `pg_ctl`), a data dir in a temp dir, TCP on
-//! a free loopback port, no Unix socket, trust authentication; stopped on drop. PostgreSQL
-//! refuses to run as root, so under root it runs as the `postgres` system user.
+//! (`/usr/lib/postgresql/<version>/bin/initdb` and `postgres`), a data dir in a temp dir, TCP on
+//! a picked loopback port, no Unix socket, trust authentication; the server is a
+//! [`Process`] child, killed on drop. PostgreSQL refuses to run as root, so under root it runs
+//! as the `postgres` system user.
 
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use tempfile::TempDir;
 
-use crate::harness::free_port;
+use crate::harness::{assert_success, free_port, start_on_picked_ports, temp_dir, Process};
 
 const INSTALL_HINT: &str =
     "PostgreSQL server binaries not found under /usr/lib/postgresql/*/bin: run `bash scripts/deps.sh test` (installs the Debian package postgresql)";
@@ -51,21 +53,18 @@ fn run_as() -> Option<(u32, u32)> {
 }
 
 pub struct Postgres {
-    dir: TempDir,
-    bin: PathBuf,
-    user: Option<(u32, u32)>,
+    _process: Process,
+    _dir: TempDir,
     pub port: u16,
 }
 
 impl Postgres {
-    /// initdb + pg_ctl start -w; panics with the server log when it does not come up.
-    pub fn start() -> Postgres {
+    /// initdb, then `postgres` on a picked port (it cannot report a port 0 bind); ready when a
+    /// connection succeeds. A start whose port was taken exits and is retried on another.
+    pub async fn start() -> Postgres {
         let bin = bin_dir();
         let user = run_as();
-        let dir = tempfile::Builder::new()
-            .prefix("tg-pg-")
-            .tempdir()
-            .expect("temp dir");
+        let dir = temp_dir("tg-pg-");
         if let Some((uid, gid)) = user {
             std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).expect("chown pg dir");
         }
@@ -95,39 +94,41 @@ impl Postgres {
             .output()
             .expect("run initdb");
         assert_success("initdb", &out);
-        for attempt in 0..4 {
+        let log = dir.path().join("server.log");
+        let (process, port) = start_on_picked_ports("postgres", || async {
             let port = free_port();
-            let options = format!(
-                "-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories='' -c fsync=off -c max_connections=50"
-            );
-            let log = dir.path().join("server.log");
-            let out = pg("pg_ctl")
-                .arg("-D")
-                .arg(&data)
-                .args(["-w", "-t", "30", "-o", &options, "-l"])
-                .arg(&log)
-                .arg("start")
-                .output()
-                .expect("run pg_ctl start");
-            if out.status.success() {
-                return Postgres {
-                    dir,
-                    bin,
-                    user,
-                    port,
-                };
+            let mut cmd = pg("postgres");
+            cmd.arg("-D").arg(&data);
+            for setting in [
+                "listen_addresses=127.0.0.1".to_string(),
+                format!("port={port}"),
+                "unix_socket_directories=".to_string(),
+                "fsync=off".to_string(),
+                "max_connections=50".to_string(),
+            ] {
+                cmd.args(["-c", &setting]);
             }
-            let log_text = std::fs::read_to_string(&log).unwrap_or_default();
-            if attempt < 3 && log_text.contains("Address already in use") {
-                continue;
-            }
-            panic!(
-                "pg_ctl start failed: {}\n{}\n{log_text}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
+            let mut process = Process::spawn("postgres", cmd, &log, INSTALL_HINT);
+            let mut probe = tokio_postgres::Config::new();
+            probe
+                .host("127.0.0.1")
+                .port(port)
+                .user("postgres")
+                .dbname("postgres");
+            process
+                .wait_ready(Duration::from_secs(30), || async {
+                    probe.connect(tokio_postgres::NoTls).await.ok().map(|_| ())
+                })
+                .await
+                .ok()?;
+            Some((process, port))
+        })
+        .await;
+        Postgres {
+            _process: process,
+            _dir: dir,
+            port,
         }
-        unreachable!("pg_ctl start loop returns or panics")
     }
 
     /// The libpq variables of the superuser `postgres` on this cluster (for hooks and psql).
@@ -158,32 +159,5 @@ impl Postgres {
             let _ = conn.await;
         });
         client
-    }
-}
-
-fn assert_success(what: &str, out: &Output) {
-    assert!(
-        out.status.success(),
-        "{what} failed ({}): {}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-impl Drop for Postgres {
-    fn drop(&mut self) {
-        use std::os::unix::process::CommandExt;
-        let mut cmd = Command::new(self.bin.join("pg_ctl"));
-        cmd.arg("-D")
-            .arg(self.dir.path().join("data"))
-            .args(["-m", "immediate", "-w", "stop"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        if let Some((uid, gid)) = self.user {
-            cmd.uid(uid).gid(gid);
-        }
-        let _ = cmd.status();
     }
 }

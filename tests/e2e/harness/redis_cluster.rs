@@ -1,14 +1,15 @@
-//! A Redis Cluster for the e2e tests: 3 masters (optionally with replicas, synced before use),
-//! formed with `redis-cli --cluster create`, plus the lookups failover tests need (which master
-//! serves a key, cluster health).
+//! A Redis Cluster for the e2e tests: 3 masters (optionally with replicas, synced before use)
+//! of [`Redis`] nodes, formed with `redis-cli --cluster create`, plus the lookups failover
+//! tests need (which master serves a key, cluster health), asked with the `redis` crate.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::quota_harness::{redis_cli, RedisNode, REDIS_START};
+use super::redis::{command, redis_cli, REDIS_START};
+use super::{eventually, Redis};
 
-/// Three cluster-enabled masters joined with `redis-cli --cluster create`, no replicas.
+/// Three cluster-enabled masters joined with `redis-cli --cluster create`.
 pub struct RedisCluster {
-    pub nodes: Vec<RedisNode>,
+    pub nodes: Vec<Redis>,
 }
 
 impl RedisCluster {
@@ -25,7 +26,7 @@ impl RedisCluster {
         let mut nodes = Vec::with_capacity(count);
         for _ in 0..count {
             nodes.push(
-                RedisNode::start_with(|dir, port| {
+                Redis::start_with(|dir, port| {
                     vec![
                         "--cluster-enabled".into(),
                         "yes".into(),
@@ -49,47 +50,28 @@ impl RedisCluster {
         assert!(ok, "redis-cli --cluster create failed:\n{out}");
         let cluster = RedisCluster { nodes };
         // Replicas must have synced with their masters, or a failover cannot promote them.
-        let deadline = Instant::now() + REDIS_START;
-        loop {
+        let what = format!("{} replicas synced with their masters", 3 * replicas);
+        eventually(REDIS_START, &what, || async {
             let mut synced = 0;
             for node in &cluster.nodes {
-                let port = node.port().to_string();
-                let (_, info) = redis_cli(&["-p", &port, "info", "replication"]).await;
+                let info: String = node
+                    .command(&["INFO", "replication"])
+                    .await
+                    .unwrap_or_default();
                 if info.contains("role:slave") && info.contains("master_link_status:up") {
                     synced += 1;
                 }
             }
-            if synced == 3 * replicas {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "only {synced} of {} replicas synced within {REDIS_START:?}",
-                3 * replicas
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        for node in &cluster.nodes {
-            let port = node.port().to_string();
-            let deadline = Instant::now() + REDIS_START;
-            loop {
-                let (_, info) = redis_cli(&["-p", &port, "cluster", "info"]).await;
-                if info.contains("cluster_state:ok") {
-                    break;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "cluster node {port} not ok within {REDIS_START:?}:\n{info}"
-                );
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
+            synced == 3 * replicas
+        })
+        .await;
+        cluster.wait_ok(REDIS_START).await;
         cluster
     }
 
     /// `redis://127.0.0.1:<port>` of every node (the gateway's `redis_cluster_urls`).
     pub fn urls(&self) -> Vec<String> {
-        self.nodes.iter().map(RedisNode::url).collect()
+        self.nodes.iter().map(Redis::url).collect()
     }
 
     /// Index (into `nodes`) of the master that serves `key` now, per `CLUSTER NODES` of a
@@ -97,11 +79,9 @@ impl RedisCluster {
     pub async fn master_of(&self, key: &str) -> usize {
         let slot = self.keyslot(key).await;
         for node in self.nodes.iter().filter(|n| n.is_running()) {
-            let port = node.port().to_string();
-            let (ok, out) = redis_cli(&["-p", &port, "cluster", "nodes"]).await;
-            if !ok {
+            let Ok(out) = node.command::<String>(&["CLUSTER", "NODES"]).await else {
                 continue;
-            }
+            };
             for line in out.lines() {
                 let fields: Vec<&str> = line.split_whitespace().collect();
                 if fields.len() < 9 {
@@ -130,46 +110,41 @@ impl RedisCluster {
         panic!("no live node knows a healthy master of slot {slot} ({key})");
     }
 
-    /// Waits until every live node reports `cluster_state:ok` (after a failover).
+    /// Waits until every live node reports `cluster_state:ok` (after forming, a failover).
     pub async fn wait_ok(&self, within: Duration) {
-        let deadline = Instant::now() + within;
         for node in self.nodes.iter().filter(|n| n.is_running()) {
-            let port = node.port().to_string();
-            loop {
-                let (_, info) = redis_cli(&["-p", &port, "cluster", "info"]).await;
-                if info.contains("cluster_state:ok") {
-                    break;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "cluster node {port} not ok within {within:?}:\n{info}"
-                );
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+            let what = format!("cluster node {} reports cluster_state:ok", node.port());
+            eventually(within, &what, || async {
+                node.command::<String>(&["CLUSTER", "INFO"])
+                    .await
+                    .is_ok_and(|info| info.contains("cluster_state:ok"))
+            })
+            .await;
         }
     }
 
-    /// `GET key` through the cluster (`redis-cli -c` follows MOVED).
+    /// `GET key` through the cluster (the cluster client follows MOVED); empty when unset.
     pub async fn get(&self, key: &str) -> String {
-        let port = self.nodes[0].port().to_string();
-        let (ok, out) = redis_cli(&["-c", "-p", &port, "GET", key]).await;
-        assert!(ok, "redis-cli GET {key}: {out}");
-        out.trim().to_string()
+        let client = redis::cluster::ClusterClient::new(self.urls()).expect("cluster client");
+        let mut conn = client
+            .get_async_connection()
+            .await
+            .expect("cluster connection");
+        let value: Option<String> = redis::cmd("GET")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("GET {key} through the cluster: {e}"));
+        value.unwrap_or_default()
     }
 
-    /// Every key of one node (`--scan`), with that node's port.
+    /// Every key of each node, with that node's port.
     pub async fn keys_by_node(&self) -> Vec<(u16, Vec<String>)> {
         let mut all = Vec::new();
         for node in &self.nodes {
-            let port = node.port().to_string();
-            let (ok, out) = redis_cli(&["-p", &port, "--scan"]).await;
-            assert!(ok, "redis-cli --scan on {port}: {out}");
-            let keys = out
-                .lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty())
-                .map(str::to_string)
-                .collect();
+            let keys: Vec<String> = command(&node.url(), &["KEYS", "*"])
+                .await
+                .unwrap_or_else(|e| panic!("KEYS on {}: {e}", node.port()));
             all.push((node.port(), keys));
         }
         all
@@ -177,11 +152,9 @@ impl RedisCluster {
 
     /// `CLUSTER KEYSLOT key`.
     pub async fn keyslot(&self, key: &str) -> u16 {
-        let port = self.nodes[0].port().to_string();
-        let (ok, out) = redis_cli(&["-p", &port, "cluster", "keyslot", key]).await;
-        assert!(ok, "cluster keyslot {key}: {out}");
-        out.trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("keyslot of {key}: {out}"))
+        self.nodes[0]
+            .command(&["CLUSTER", "KEYSLOT", key])
+            .await
+            .unwrap_or_else(|e| panic!("cluster keyslot {key}: {e}"))
     }
 }
