@@ -1,12 +1,12 @@
-//! Wire format of the TOML configuration: serde types, file loading and validation.
+//! The TOML configuration: serde wire types, file loading, and the one validation pass that
+//! turns a [`RawConfig`] into a typed [`ValidConfig`].
 //!
-//! These types mirror the files one to one and are never used on the request path; `snapshot`
-//! compiles a validated [`RawConfig`] into the typed, immutable model the proxy reads.
+//! The wire types mirror the files one to one and are never used on the request path;
+//! `snapshot` compiles a [`ValidConfig`] into the immutable model the proxy reads.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::hash::{Hash, Hasher};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -14,10 +14,19 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 mod limits;
+pub mod names;
 pub mod schema;
+mod secrets;
+pub mod startup;
+mod valid;
 mod validate;
 pub use limits::{LimitsConfig, PerClientConfig};
-pub use validate::validate;
+pub use secrets::Secrets;
+pub use startup::StartupConfig;
+pub use valid::{
+    Consume, TenantHeaders, ValidApiKey, ValidConfig, ValidJwt, ValidPlan, ValidRoute, ValidServer,
+    ValidTenant, ValidTenantUpstream, ValidUpstream,
+};
 
 /// One problem found in the configuration, located by file and key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -322,13 +331,6 @@ impl Default for AcmeConfig {
     }
 }
 
-impl AcmeConfig {
-    /// http-01 is answered on the plain listener, so ACME without one cannot work.
-    fn http_listener_needed_but_missing(&self, server: &ServerConfig) -> bool {
-        self.enabled && server.http_listen.is_empty()
-    }
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum QuotaBackendKind {
@@ -592,14 +594,23 @@ pub struct RawConfig {
     pub content_hash: u64,
 }
 
-impl RawConfig {
-    pub fn certs_dir(&self) -> PathBuf {
-        self.dir.join(&self.gateway.tls.certs_dir)
-    }
+/// Reads `gateway.toml` and every `*.toml` in its tenants dir, then validates the whole.
+pub fn load(path: &Path) -> Result<ValidConfig, ConfigErrors> {
+    let (raw, earlier) = read_all(path)?;
+    raw.validate_after(earlier)
 }
 
-/// Reads `gateway.toml` and every `*.toml` in its tenants dir, then validates the whole.
-pub fn load(path: &Path) -> Result<RawConfig, ConfigErrors> {
+/// Reads and validates like [`load`] but returns the wire form, for a caller that edits it
+/// and validates the edit (provisioning).
+pub fn read_validated(path: &Path) -> Result<RawConfig, ConfigErrors> {
+    let (raw, earlier) = read_all(path)?;
+    raw.clone().validate_after(earlier)?;
+    Ok(raw)
+}
+
+/// Reads every file of a config; the files that cannot be read or parsed are returned as
+/// errors next to the rest (a missing or broken `gateway.toml` is the only fatal one).
+fn read_all(path: &Path) -> Result<(RawConfig, Vec<ConfigError>), ConfigErrors> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -663,12 +674,7 @@ pub fn load(path: &Path) -> Result<RawConfig, ConfigErrors> {
         tenants,
         content_hash: hasher.finish(),
     };
-    errors.extend(validate(&raw));
-    if errors.is_empty() {
-        Ok(raw)
-    } else {
-        Err(ConfigErrors(errors))
-    }
+    Ok((raw, errors))
 }
 
 /// `*.toml` files of the tenants dir in name order; hidden files and sub-directories (such as
@@ -710,14 +716,4 @@ pub fn parse_toml<T: serde::de::DeserializeOwned>(
         };
         ConfigError::new(file, key, message)
     })
-}
-
-/// Parses a listen or upstream address (`host:port`, `[v6]:port`).
-pub fn parse_socket_addr(s: &str) -> Option<SocketAddr> {
-    use std::net::ToSocketAddrs;
-    if let Ok(a) = s.parse() {
-        return Some(a);
-    }
-    // Names such as `localhost:3000` resolve once at compile time.
-    s.to_socket_addrs().ok()?.next()
 }

@@ -158,16 +158,15 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Check { config } => match tenant_gateway::config::load(&config)
-            .and_then(|raw| tenant_gateway::snapshot::Snapshot::compile(&raw).map(|s| (raw, s)))
-        {
-            Ok((raw, snapshot)) => {
+        Command::Check { config } => match tenant_gateway::config::load(&config) {
+            Ok(valid) => {
+                let snapshot = tenant_gateway::snapshot::Snapshot::compile(valid);
                 println!(
                     "{}: ok ({} tenants, {} plans, {} routes)",
                     config.display(),
                     snapshot.hosts.len(),
-                    raw.gateway.plans.len(),
-                    raw.gateway.routes.len()
+                    snapshot.plans.len(),
+                    snapshot.routes.len()
                 );
                 ExitCode::SUCCESS
             }
@@ -244,20 +243,20 @@ fn main() -> ExitCode {
                     domain,
                 },
         } => {
-            let raw = match tenant_gateway::config::load(&config) {
-                Ok(raw) => raw,
+            let valid = match tenant_gateway::config::load(&config) {
+                Ok(valid) => valid,
                 Err(errors) => {
                     eprintln!("{errors}");
                     return ExitCode::FAILURE;
                 }
             };
-            let env = &raw.gateway.acme.verification_secret_env;
-            let Some(secret) = std::env::var(env).ok().filter(|s| !s.is_empty()) else {
+            let env = &valid.startup.acme.verification_secret_env;
+            let Some(secret) = &valid.secrets.domain_verification else {
                 eprintln!("domain token: set ${env} to the verification secret the gateway uses");
                 return ExitCode::FAILURE;
             };
             let domain = domain.trim_end_matches('.').to_ascii_lowercase();
-            if !raw.tenants.iter().any(|t| t.tenant.id == tenant) {
+            if !valid.tenants.iter().any(|t| t.id == tenant) {
                 eprintln!(
                     "domain token: warning: no tenant {tenant:?} in {}",
                     config.display()
@@ -266,7 +265,7 @@ fn main() -> ExitCode {
             println!("# Create this DNS record, then POST /admin/v1/domains/{domain}/verify:");
             println!(
                 "{}",
-                tenant_gateway::acme::domains::txt_record_line(secret.as_bytes(), &tenant, &domain)
+                tenant_gateway::acme::domains::txt_record_line(secret, &tenant, &domain)
             );
             ExitCode::SUCCESS
         }

@@ -29,12 +29,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Deserialize;
 
+use crate::config::names::is_valid_label;
 use crate::config::{
     self, BrandingConfig, ConfigError, ConfigErrors, GatewayConfig, Period, ProvisioningConfig,
     QuotaLimitConfig, RawConfig, TenantConfig, TenantFile, TenantStatus,
 };
-use crate::snapshot::Snapshot;
-use crate::tenant::is_valid_label;
 
 mod atomic_write;
 pub mod hooks;
@@ -239,7 +238,7 @@ pub fn create(config_path: &Path, t: NewTenant) -> Result<PathBuf, ProvisionErro
         });
     }
 
-    let mut raw = config::load(config_path)?;
+    let mut raw = config::read_validated(config_path)?;
     let key = config_key(&raw.dir);
     if let Some(other) = raw
         .tenants
@@ -357,7 +356,7 @@ fn prepare_update(
     patch: &TenantPatch,
     pending: &[Pending],
 ) -> Result<PreparedUpdate, ProvisionError> {
-    let mut raw = config::load(config_path)?;
+    let mut raw = config::read_validated(config_path)?;
     let Some(index) = raw.tenants.iter().position(|tf| tf.tenant.id == id) else {
         return Err(ProvisionError::NotFound { id: id.into() });
     };
@@ -556,13 +555,10 @@ fn default_pool(g: &GatewayConfig, rel: &str) -> Result<String, ProvisionError> 
     }
 }
 
-/// What `tenant-gateway check` runs: cross-file validation, then compilation.
+/// What `tenant-gateway check` runs: the whole config's validation (compiling a validated
+/// config cannot fail).
 fn validate_whole(raw: &RawConfig) -> Result<(), ProvisionError> {
-    let errors = config::validate(raw);
-    if !errors.is_empty() {
-        return Err(ProvisionError::Invalid(errors));
-    }
-    Snapshot::compile(raw)?;
+    raw.clone().validate()?;
     Ok(())
 }
 

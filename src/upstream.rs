@@ -5,14 +5,12 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use std::path::Path;
 use std::sync::Arc;
 
 use pingora::protocols::tls::CaType;
 use pingora::upstreams::peer::HttpPeer;
-use pingora::utils::tls::{parse_x509, WrappedX509};
 
-use crate::config::{parse_socket_addr, UpstreamConfig};
+use crate::config::ValidUpstream;
 
 /// A compiled upstream pool. Named pools are shared by their tenants within one snapshot;
 /// a tenant with an inline `[upstream]` table has a pool of its own.
@@ -33,47 +31,30 @@ pub struct UpstreamPool {
 }
 
 impl UpstreamPool {
-    /// Builds a pool from validated config. Errors name the failing key (relative to the pool).
-    pub fn compile(
-        name: &str,
-        cfg: &UpstreamConfig,
-        base_dir: &Path,
-    ) -> Result<Self, (&'static str, String)> {
-        let UpstreamConfig {
+    /// The pool of a validated upstream (addresses already resolved, CA bundle loaded).
+    pub fn new(name: &str, cfg: ValidUpstream) -> Self {
+        let ValidUpstream {
             addrs,
             tls,
             sni,
-            ca_file,
+            ca,
             connect_timeout,
             read_timeout,
             write_timeout,
             idle_timeout,
         } = cfg;
-        let parsed: Option<Vec<SocketAddr>> = addrs.iter().map(|a| parse_socket_addr(a)).collect();
-        let parsed = parsed.ok_or(("addrs", "address does not resolve".to_string()))?;
-        let ca = match ca_file {
-            Some(f) => Some(load_ca(&base_dir.join(f)).map_err(|e| ("ca_file", e))?),
-            None => None,
-        };
-        let default_sni = addrs
-            .first()
-            .and_then(|a| {
-                a.rsplit_once(':')
-                    .map(|(h, _)| h.trim_matches(['[', ']']).to_string())
-            })
-            .unwrap_or_default();
-        Ok(Self {
+        Self {
             name: name.into(),
-            addrs: parsed,
-            tls: *tls,
-            sni: sni.clone().unwrap_or(default_sni),
+            addrs,
+            tls,
+            sni,
             ca,
-            connect_timeout: *connect_timeout,
-            read_timeout: *read_timeout,
-            write_timeout: *write_timeout,
-            idle_timeout: *idle_timeout,
+            connect_timeout,
+            read_timeout,
+            write_timeout,
+            idle_timeout,
             next: AtomicUsize::new(0),
-        })
+        }
     }
 
     /// Index of the address for a first attempt (round robin across requests).
@@ -106,20 +87,4 @@ impl UpstreamPool {
         }
         peer
     }
-}
-
-/// Reads a PEM bundle of CA certificates.
-fn load_ca(path: &Path) -> Result<Arc<CaType>, String> {
-    let pem = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut roots = Vec::new();
-    for der in rustls_pemfile::certs(&mut &pem[..]) {
-        let der = der.map_err(|e| format!("{}: {e}", path.display()))?;
-        // pingora's parser panics on malformed DER, so check first.
-        crate::tls::leaf_info(der.as_ref()).map_err(|e| format!("{}: {e}", path.display()))?;
-        roots.push(WrappedX509::new(der.to_vec(), parse_x509));
-    }
-    if roots.is_empty() {
-        return Err(format!("{}: no certificate", path.display()));
-    }
-    Ok(Arc::from(roots))
 }

@@ -28,14 +28,7 @@ pub fn tenant_json(t: &Tenant, snapshot: &Snapshot, metrics: &Metrics) -> Value 
         .iter()
         .map(|(r, q)| (r.to_string(), json!({"limit": q.limit, "period": q.period})))
         .collect();
-    let mut hosts: Vec<String> = snapshot
-        .config
-        .server
-        .base_domains
-        .iter()
-        .map(|b| format!("{}.{}", t.subdomain, b))
-        .collect();
-    hosts.extend(t.custom_domains.iter().map(|d| d.to_string()));
+    let hosts: Vec<String> = snapshot.hosts.hosts_of(t).collect();
     json!({
         "id": &*t.id,
         "organization_id": &*t.organization_id,

@@ -1,7 +1,7 @@
 //! Unit tests of validation, compilation, route matching and tenant resolution.
 
 use super::*;
-use crate::config::{load, parse_toml, validate};
+use crate::config::{load, parse_toml, GatewayConfig, RawConfig};
 use crate::tenant::{resolve, ResolveError, ResolveInput, TenantSource};
 
 pub(crate) const GATEWAY: &str = r#"
@@ -51,8 +51,7 @@ fn errors_of(tenants: &[(&str, String)]) -> Vec<String> {
 
 fn compiled(tenants: &[(&str, String)]) -> Snapshot {
     let dir = write_config(tenants);
-    let raw = load(&dir.path().join("gateway.toml")).unwrap();
-    Snapshot::compile(&raw).unwrap()
+    Snapshot::compile(load(&dir.path().join("gateway.toml")).unwrap())
 }
 
 #[test]
@@ -159,7 +158,7 @@ fn rejects_unknown_keys_and_bad_values_naming_the_key() {
         tenants: vec![],
         content_hash: 0,
     };
-    let errs = validate(&raw);
+    let errs = raw.validate().unwrap_err().0;
     assert!(
         errs.iter().any(|e| e.key == "server.http_listen[0]"),
         "{errs:?}"
