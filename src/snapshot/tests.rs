@@ -200,66 +200,89 @@ fn resolution_order() {
         ),
         ("globex.toml", tenant("globex", "")),
     ]);
-    let r = |host: Option<&str>, header: Option<&str>, query: Option<&str>| {
-        resolve(
-            &s.hosts,
-            &ResolveInput {
-                host,
-                trusted_header: header,
-                token_tenant: None,
-                dev_query: query,
-            },
-        )
-        .map(|(t, src)| (t.id.to_string(), src))
-    };
-    assert_eq!(
-        r(Some("acme.localhost:8080"), None, None),
-        Ok(("acme".into(), TenantSource::Host))
+    type Want = Result<(&'static str, TenantSource), ResolveError>;
+    /// Host, trusted `X-Tenant-Id`, dev query, and the outcome.
+    type Row<'a> = (Option<&'a str>, Option<&'a str>, Option<&'a str>, Want);
+    let host = |t| Ok((t, TenantSource::Host));
+    // (Host, trusted X-Tenant-Id, dev query) → the tenant and where it came from.
+    let table: &[Row<'_>] = &[
+        (Some("acme.localhost:8080"), None, None, host("acme")),
+        (Some("ACME.gw.example.com."), None, None, host("acme")),
+        (Some("support.acme.com"), None, None, host("acme")),
+        // Host wins over the header.
+        (Some("globex.localhost"), Some("acme"), None, host("globex")),
+        (
+            Some("localhost"),
+            Some("acme"),
+            None,
+            Ok(("acme", TenantSource::Header)),
+        ),
+        (
+            Some("www.localhost"),
+            None,
+            Some("tenant=globex"),
+            Ok(("globex", TenantSource::Query)),
+        ),
+        (Some("localhost"), None, None, Err(ResolveError::Required)),
+        (
+            Some("127.0.0.1:8080"),
+            None,
+            None,
+            Err(ResolveError::Required),
+        ),
+        (Some("[::1]:8080"), None, None, Err(ResolveError::Required)),
+        (None, None, None, Err(ResolveError::Required)),
+        (
+            Some("nobody.localhost"),
+            None,
+            None,
+            Err(ResolveError::NotFound),
+        ),
+        (
+            Some("a.acme.localhost"),
+            None,
+            None,
+            Err(ResolveError::NotFound),
+        ),
+        (
+            Some("localhost"),
+            Some("nobody"),
+            None,
+            Err(ResolveError::NotFound),
+        ),
+    ];
+    for (host, header, query, want) in table {
+        let input = ResolveInput {
+            host: *host,
+            trusted_header: *header,
+            token_tenant: None,
+            dev_query: *query,
+        };
+        let got = resolve(&s.hosts, &input).map(|(t, src)| (t.id.to_string(), src));
+        let want = want.map(|(id, src)| (id.to_string(), src));
+        assert_eq!(got, want, "{host:?} {header:?} {query:?}");
+    }
+}
+
+#[test]
+fn hosts_of_is_every_name_a_tenant_answers_on() {
+    let s = crate::test_support::snapshot(
+        GATEWAY,
+        &[(
+            "acme.toml",
+            &tenant("acme", "custom_domains = [\"Support.Acme.com\"]"),
+        )],
     );
+    let acme = s.hosts.by_id("acme").unwrap();
+    let hosts: Vec<String> = s.hosts.hosts_of(acme).collect();
     assert_eq!(
-        r(Some("ACME.gw.example.com."), None, None),
-        Ok(("acme".into(), TenantSource::Host))
+        hosts,
+        ["acme.localhost", "acme.gw.example.com", "support.acme.com"]
     );
-    assert_eq!(
-        r(Some("support.acme.com"), None, None),
-        Ok(("acme".into(), TenantSource::Host))
-    );
-    // Host wins over the header.
-    assert_eq!(
-        r(Some("globex.localhost"), Some("acme"), None),
-        Ok(("globex".into(), TenantSource::Host))
-    );
-    assert_eq!(
-        r(Some("localhost"), Some("acme"), None),
-        Ok(("acme".into(), TenantSource::Header))
-    );
-    assert_eq!(
-        r(Some("www.localhost"), None, Some("tenant=globex")),
-        Ok(("globex".into(), TenantSource::Query))
-    );
-    assert_eq!(
-        r(Some("localhost"), None, None),
-        Err(ResolveError::Required)
-    );
-    assert_eq!(
-        r(Some("127.0.0.1:8080"), None, None),
-        Err(ResolveError::Required)
-    );
-    assert_eq!(
-        r(Some("[::1]:8080"), None, None),
-        Err(ResolveError::Required)
-    );
-    assert_eq!(r(None, None, None), Err(ResolveError::Required));
-    assert_eq!(
-        r(Some("nobody.localhost"), None, None),
-        Err(ResolveError::NotFound)
-    );
-    assert_eq!(
-        r(Some("a.acme.localhost"), None, None),
-        Err(ResolveError::NotFound)
-    );
-    assert_eq!(
-        r(Some("localhost"), Some("nobody"), None),
-        Err(ResolveError::NotFound)
-    );
+    for h in &hosts {
+        assert!(
+            matches!(s.hosts.lookup(h), crate::tenant::HostMatch::Tenant(t) if t.id == acme.id)
+        );
+    }
+    assert_eq!(s.settings.https_port, None);
 }
