@@ -79,6 +79,15 @@ pub struct ConfigErrors(pub Vec<ConfigError>);
 
 impl fmt::Display for ConfigErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        ErrorList(&self.0).fmt(f)
+    }
+}
+
+/// Errors one per line, as `check` prints them.
+pub struct ErrorList<'a>(pub &'a [ConfigError]);
+
+impl fmt::Display for ErrorList<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (i, e) in self.0.iter().enumerate() {
             if i > 0 {
                 writeln!(f)?;

@@ -187,6 +187,10 @@ fn main() -> ExitCode {
                 .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
                 .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
                 .try_init();
+            let set_status = |config: &std::path::Path, id: &str, status, done: &str| {
+                provision::set_status(config, id, status)
+                    .map(|p| format!("{done} ({})", p.display()))
+            };
             let result = match command {
                 TenantCommand::New {
                     config,
@@ -210,12 +214,10 @@ fn main() -> ExitCode {
                 )
                 .map(|p| format!("created {}", p.display())),
                 TenantCommand::Suspend { config, id } => {
-                    provision::set_status(&config, &id, TenantStatus::Suspended)
-                        .map(|p| format!("suspended ({})", p.display()))
+                    set_status(&config, &id, TenantStatus::Suspended, "suspended")
                 }
                 TenantCommand::Activate { config, id } => {
-                    provision::set_status(&config, &id, TenantStatus::Active)
-                        .map(|p| format!("activated ({})", p.display()))
+                    set_status(&config, &id, TenantStatus::Active, "activated")
                 }
                 TenantCommand::Delete { config, id } => {
                     provision::delete(&config, &id).and_then(|p| {

@@ -191,7 +191,7 @@ fn compile_plan(name: &str, p: ValidPlan) -> Plan {
     } = p;
     Plan {
         name: name.into(),
-        features: features.into_iter().map(String::into_boxed_str).collect(),
+        features: boxed(features),
         quotas: quotas
             .into_iter()
             .map(|(r, q)| {
@@ -207,28 +207,26 @@ fn compile_plan(name: &str, p: ValidPlan) -> Plan {
 }
 
 fn compile_route(r: ValidRoute) -> Route {
-    let ValidRoute {
-        path_prefix,
-        methods,
-        consumes,
-        require_feature,
-        require_auth,
-        case_sensitive,
-        require_role,
-    } = r;
+    let require_role = r
+        .require_role
+        .map(|names| RoleRequirement::any_of(names.iter().map(String::as_str)));
     Route {
-        path_prefix: path_prefix.into_boxed_str(),
-        methods,
-        consumes: consumes
+        path_prefix: r.path_prefix.into_boxed_str(),
+        methods: r.methods,
+        consumes: r
+            .consumes
             .into_iter()
             .map(|(res, c)| (res.into_boxed_str(), c))
             .collect(),
-        require_feature: require_feature.map(String::into_boxed_str),
-        require_auth,
-        case_sensitive,
-        require_role: require_role
-            .map(|names| RoleRequirement::any_of(names.iter().map(String::as_str))),
+        require_feature: r.require_feature.map(String::into_boxed_str),
+        require_auth: r.require_auth,
+        case_sensitive: r.case_sensitive,
+        require_role,
     }
+}
+
+fn boxed(list: Vec<String>) -> Vec<Box<str>> {
+    list.into_iter().map(String::into_boxed_str).collect()
 }
 
 /// The compiled tenant; its plan and named pool exist (validation checked both).
@@ -237,45 +235,28 @@ fn compile_tenant(
     plans: &BTreeMap<String, Plan>,
     pools: &BTreeMap<String, Arc<UpstreamPool>>,
 ) -> Tenant {
-    // Exhaustive on purpose: a new ValidTenant field must be handled here.
-    let ValidTenant {
-        file,
-        id,
-        organization_id,
-        name,
-        plan,
-        status,
-        subdomain,
-        custom_domains,
-        features,
-        schema,
-        upstream,
-        quotas,
-        branding,
-        api_keys,
-        headers,
-    } = t;
     let mut effective = plans
-        .get(&plan)
+        .get(&t.plan)
         .map(|p| p.quotas.clone())
         .unwrap_or_default();
-    for (r, q) in quotas {
+    for (r, q) in t.quotas {
         let limit = QuotaLimit {
             limit: q.limit,
             period: q.period,
         };
         effective.insert(r, limit);
     }
-    let upstream = match upstream {
+    let upstream = match t.upstream {
         ValidTenantUpstream::Named(n) => match pools.get(&n) {
             Some(pool) => pool.clone(),
             None => unreachable!("validation checked that upstream pool {n:?} exists"),
         },
         ValidTenantUpstream::Dedicated(u) => {
-            Arc::new(UpstreamPool::new(&format!("tenant:{id}"), u))
+            Arc::new(UpstreamPool::new(&format!("tenant:{}", t.id), u))
         }
     };
-    let api_keys = api_keys
+    let api_keys = t
+        .api_keys
         .into_iter()
         .map(|k| {
             let roles = Arc::new(Roles::new(k.roles.iter().map(String::as_str)));
@@ -283,27 +264,24 @@ fn compile_tenant(
         })
         .collect();
     Tenant {
-        id: id.into_boxed_str(),
-        organization_id: organization_id.into_boxed_str(),
-        name: name.into_boxed_str(),
-        plan: plan.into_boxed_str(),
-        status,
-        subdomain: subdomain.into_boxed_str(),
-        custom_domains: custom_domains
-            .into_iter()
-            .map(String::into_boxed_str)
-            .collect(),
-        features: features.into_iter().map(String::into_boxed_str).collect(),
-        schema: schema.map(String::into_boxed_str),
+        id: t.id.into_boxed_str(),
+        organization_id: t.organization_id.into_boxed_str(),
+        name: t.name.into_boxed_str(),
+        plan: t.plan.into_boxed_str(),
+        status: t.status,
+        subdomain: t.subdomain.into_boxed_str(),
+        custom_domains: boxed(t.custom_domains),
+        features: boxed(t.features),
+        schema: t.schema.map(String::into_boxed_str),
         upstream,
         quotas: effective
             .into_iter()
             .map(|(r, q)| (r.into_boxed_str(), q))
             .collect(),
-        branding: Branding::from(branding),
+        branding: Branding::from(t.branding),
         api_keys,
-        headers,
-        file: file.into_boxed_str(),
+        headers: t.headers,
+        file: t.file.into_boxed_str(),
         metrics: OnceLock::new(),
     }
 }

@@ -41,7 +41,7 @@ pub fn tenant_json(t: &Tenant, snapshot: &Snapshot, metrics: &Metrics) -> Value 
         "features": t.features.iter().map(|f| &**f).collect::<Vec<_>>(),
         "quotas": quotas,
         "schema": t.schema.as_deref(),
-        "upstream": {"name": &*t.upstream.name, "addrs": t.upstream.addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>()},
+        "upstream": {"name": &*t.upstream.name, "addrs": t.upstream.addrs().iter().map(|a| a.to_string()).collect::<Vec<_>>()},
         "file": &*t.file,
         "branding": &t.branding,
         "api_keys": t.api_keys.iter().map(|(_, name, _)| &**name).collect::<Vec<_>>(),
