@@ -165,30 +165,32 @@ fn rejects_unknown_keys_and_bad_values_naming_the_key() {
     );
 }
 
+/// Rules of a tenant file, through the loader (file on disk → error line `file: key: message`).
 #[test]
-fn rejects_reserved_subdomain_bad_colour_and_bad_key_hash() {
-    let errs = errors_of(&[(
-            "a.toml",
-            tenant("acme", "subdomain = \"www\"\n[branding]\nprimary_color = \"red;}\"\n[[api_keys]]\nsha256 = \"xyz\"\nname = \"ci\""),
-        )]);
-    let joined = errs.join("\n");
-    assert!(
-        joined.contains("subdomain: subdomain \"www\" is reserved"),
-        "{joined}"
-    );
-    assert!(joined.contains("branding.primary_color"), "{joined}");
-    assert!(joined.contains("api_keys[0].sha256"), "{joined}");
-}
-
-#[test]
-fn rejects_custom_domain_under_base_and_unknown_quota_resource() {
-    let errs = errors_of(&[(
-            "a.toml",
-            tenant("acme", "custom_domains = [\"x.localhost\"]\n[quotas]\nwidgets = { limit = 1, period = \"day\" }"),
-        )]);
-    let joined = errs.join("\n");
-    assert!(joined.contains("custom_domains[0]"), "{joined}");
-    assert!(joined.contains("quotas.widgets"), "{joined}");
+fn tenant_file_errors_read_from_disk_name_file_key_and_message() {
+    let table: &[(&str, &[&str])] = &[
+        (
+            "subdomain = \"www\"\n[branding]\nprimary_color = \"red;}\"\n[[api_keys]]\nsha256 = \"xyz\"\nname = \"ci\"",
+            &[
+                "tenants/a.toml: subdomain: subdomain \"www\" is reserved",
+                "tenants/a.toml: branding.primary_color: ",
+                "tenants/a.toml: api_keys[0].sha256: ",
+            ],
+        ),
+        (
+            "custom_domains = [\"x.localhost\"]\n[quotas]\nwidgets = { limit = 1, period = \"day\" }",
+            &[
+                "tenants/a.toml: custom_domains[0]: ",
+                "tenants/a.toml: quotas.widgets: ",
+            ],
+        ),
+    ];
+    for (extra, wants) in table {
+        let joined = errors_of(&[("a.toml", tenant("acme", extra))]).join("\n");
+        for want in *wants {
+            assert!(joined.contains(want), "{want:?} not in {joined}");
+        }
+    }
 }
 
 #[test]
