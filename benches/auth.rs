@@ -12,7 +12,7 @@ use criterion::{BatchSize, Criterion};
 use http::{HeaderMap, HeaderValue};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use tenant_gateway::auth::{authenticate, key_hash, ApiKeyIndex, Credential, JwtVerifier};
-use tenant_gateway::config::JwtConfig;
+use tenant_gateway::config::{AuthConfig, GatewayConfig, JwtConfig, RawConfig};
 
 const SECRET_ENV: &str = "TG_BENCH_JWT_SECRET";
 const SECRET: &str = "bench-secret-0123456789abcdef";
@@ -45,14 +45,25 @@ fn api_keys() -> (ApiKeyIndex, String) {
 fn verifier(dir: &Path, es_public_pem: &str) -> JwtVerifier {
     std::env::set_var(SECRET_ENV, SECRET);
     std::fs::write(dir.join("es256.pem"), es_public_pem).expect("write es256.pem");
-    let cfg = JwtConfig {
+    let jwt = JwtConfig {
         hs256_secret_env: SECRET_ENV.into(),
         public_key_files: vec!["es256.pem".into()],
         issuer: ISSUER.into(),
         audience: AUDIENCE.into(),
         ..JwtConfig::default()
     };
-    JwtVerifier::compile(&cfg, dir, "gateway.toml").expect("compile verifier")
+    let raw = RawConfig {
+        dir: dir.to_path_buf(),
+        main_file: "gateway.toml".into(),
+        gateway: GatewayConfig {
+            auth: AuthConfig { jwt: Some(jwt) },
+            ..GatewayConfig::default()
+        },
+        tenants: vec![],
+        content_hash: 0,
+    };
+    let jwt = raw.validate().expect("valid [auth.jwt]").jwt;
+    JwtVerifier::compile(jwt.expect("[auth.jwt] is set"))
 }
 
 /// Realistic claims; `jti` makes each token unique.

@@ -83,7 +83,8 @@ fn report() {
     for n in [10usize, 10_000, 100_000] {
         let raw = raw_config(n);
         let region = Region::new(GLOBAL);
-        let snapshot = Snapshot::compile(&raw).expect("compile");
+        // What a reload does: validate (the clone is dropped inside the region), then compile.
+        let snapshot = Snapshot::compile(raw.clone().validate().expect("valid"));
         let stats = region.change();
         let live = stats.bytes_allocated as i64 - stats.bytes_deallocated as i64
             + stats.bytes_reallocated as i64;
@@ -149,7 +150,7 @@ fn report() {
 fn bench_resolve(c: &mut Criterion) {
     let mut group = c.benchmark_group("resolve");
     for n in [10usize, 10_000, 100_000] {
-        let snapshot = Snapshot::compile(&raw_config(n)).expect("compile");
+        let snapshot = Snapshot::compile(raw_config(n).validate().expect("valid"));
         let hosts = hosts(n);
         let mut i = 0usize;
         group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
@@ -172,7 +173,11 @@ fn bench_compile(c: &mut Criterion) {
     for n in [10_000usize, 100_000] {
         let raw = raw_config(n);
         group.bench_with_input(BenchmarkId::from_parameter(n), &raw, |b, raw| {
-            b.iter(|| black_box(Snapshot::compile(raw).expect("compile").hosts.len()))
+            // Validation and compilation, as on a reload (plus the clone validation consumes).
+            b.iter(|| {
+                let valid = raw.clone().validate().expect("valid");
+                black_box(Snapshot::compile(valid).hosts.len())
+            })
         });
     }
     group.finish();

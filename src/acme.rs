@@ -105,16 +105,14 @@ const LOCK_LEASE_MS: u64 = 90_000;
 impl AcmeManager {
     pub fn new(
         cfg: AcmeConfig,
+        verification_secret: Option<Vec<u8>>,
         config_dir: PathBuf,
         snapshots: Arc<SnapshotHolder>,
         certs: Arc<CertStore>,
         redis: Option<Arc<RedisClient>>,
         metrics: Metrics,
     ) -> Arc<Self> {
-        let secret = std::env::var(&cfg.verification_secret_env)
-            .ok()
-            .filter(|s| !s.is_empty())
-            .map(String::into_bytes);
+        let secret = verification_secret;
         if secret.is_none() && cfg.enabled {
             tracing::warn!(env = %cfg.verification_secret_env, "domain verification secret not set; custom domains stay pending");
         }
@@ -193,9 +191,7 @@ impl AcmeManager {
         let mut names = Vec::new();
         if self.cfg.issue_for_subdomains {
             for t in snap.hosts.tenants() {
-                for base in &snap.config.server.base_domains {
-                    names.push(format!("{}.{}", t.subdomain, base));
-                }
+                names.extend(snap.hosts.subdomain_hosts_of(t));
             }
         }
         names.extend(self.domains.certifiable());

@@ -7,16 +7,14 @@
 //! another tenant).
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use http::HeaderMap;
-use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use sha2::{Digest, Sha256};
 
-use crate::config::{ConfigError, JwtConfig};
+use crate::config::ValidJwt;
 use crate::roles::Roles;
 
 /// What the request's credential established.
@@ -151,78 +149,8 @@ impl std::fmt::Debug for JwtVerifier {
 }
 
 impl JwtVerifier {
-    /// Builds the verifier from `[auth.jwt]`; paths are relative to the config dir.
-    pub fn compile(cfg: &JwtConfig, dir: &Path, file: &str) -> Result<Self, Vec<ConfigError>> {
-        let mut errors = Vec::new();
-        let mut keys = Vec::new();
-        if let Ok(secret) = std::env::var(&cfg.hs256_secret_env) {
-            if !secret.is_empty() {
-                keys.push((
-                    Algorithm::HS256,
-                    None,
-                    DecodingKey::from_secret(secret.as_bytes()),
-                ));
-            }
-        }
-        for (i, f) in cfg.public_key_files.iter().enumerate() {
-            let key = format!("auth.jwt.public_key_files[{i}]");
-            match std::fs::read(dir.join(f)) {
-                Ok(pem) => {
-                    if let Ok(k) = DecodingKey::from_rsa_pem(&pem) {
-                        keys.push((Algorithm::RS256, None, k));
-                    } else if let Ok(k) = DecodingKey::from_ec_pem(&pem) {
-                        keys.push((Algorithm::ES256, None, k));
-                    } else {
-                        errors.push(ConfigError::new(
-                            file,
-                            key,
-                            format!("{f}: not an RSA or EC public key (PEM)"),
-                        ));
-                    }
-                }
-                Err(e) => errors.push(ConfigError::new(file, key, format!("{f}: {e}"))),
-            }
-        }
-        if !cfg.jwks_file.is_empty() {
-            let key = "auth.jwt.jwks_file";
-            match std::fs::read(dir.join(&cfg.jwks_file))
-                .map_err(|e| e.to_string())
-                .and_then(|b| serde_json::from_slice::<JwkSet>(&b).map_err(|e| e.to_string()))
-            {
-                Ok(set) => {
-                    for jwk in &set.keys {
-                        let alg = match jwk.common.key_algorithm {
-                            Some(jsonwebtoken::jwk::KeyAlgorithm::RS256) => Algorithm::RS256,
-                            Some(jsonwebtoken::jwk::KeyAlgorithm::ES256) => Algorithm::ES256,
-                            None => match &jwk.algorithm {
-                                jsonwebtoken::jwk::AlgorithmParameters::RSA(_) => Algorithm::RS256,
-                                jsonwebtoken::jwk::AlgorithmParameters::EllipticCurve(_) => {
-                                    Algorithm::ES256
-                                }
-                                _ => continue,
-                            },
-                            _ => continue,
-                        };
-                        match DecodingKey::from_jwk(jwk) {
-                            Ok(k) => keys.push((alg, jwk.common.key_id.clone(), k)),
-                            Err(e) => errors.push(ConfigError::new(
-                                file,
-                                key,
-                                format!("{}: {e}", cfg.jwks_file),
-                            )),
-                        }
-                    }
-                }
-                Err(e) => errors.push(ConfigError::new(
-                    file,
-                    key,
-                    format!("{}: {e}", cfg.jwks_file),
-                )),
-            }
-        }
-        if !errors.is_empty() {
-            return Err(errors);
-        }
+    /// Builds the verifier from validated `[auth.jwt]` (its keys were loaded by validation).
+    pub fn compile(cfg: ValidJwt) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = cfg.leeway.as_secs();
         validation.validate_nbf = true;
@@ -238,17 +166,17 @@ impl JwtVerifier {
             validation.set_audience(&[&cfg.audience]);
             validation.required_spec_claims.insert("aud".into());
         }
-        Ok(Self {
-            keys,
+        Self {
+            keys: cfg.keys,
             validation_base: validation,
-            tenant_claim: cfg.tenant_claim.clone(),
+            tenant_claim: cfg.tenant_claim,
             forward: cfg.forward,
-            roles_claim: cfg.roles_claim.clone(),
+            roles_claim: cfg.roles_claim,
             cache: moka::sync::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(Duration::from_secs(3600))
                 .build(),
-        })
+        }
     }
 
     /// Verifies a compact JWT (cached by its hash, never past `exp`).
@@ -475,13 +403,13 @@ mod tests {
     fn verifier(secret: &str, aud: &str) -> JwtVerifier {
         let env = format!("TG_TEST_SECRET_{}", secret.len() * 31 + aud.len());
         std::env::set_var(&env, secret);
-        let cfg = JwtConfig {
+        let cfg = crate::config::JwtConfig {
             hs256_secret_env: env,
             audience: aud.into(),
             issuer: "https://auth.test".into(),
-            ..JwtConfig::default()
+            ..crate::config::JwtConfig::default()
         };
-        JwtVerifier::compile(&cfg, Path::new("."), "gateway.toml").unwrap()
+        JwtVerifier::compile(crate::test_support::valid_jwt(cfg))
     }
 
     fn token(secret: &str, claims: serde_json::Value) -> String {

@@ -57,41 +57,44 @@ pub struct RunOptions {
 /// Loads, validates and compiles the config, then serves until shutdown. Never returns on
 /// success (pingora exits the process).
 pub fn run(config_path: &Path, opts: RunOptions) -> Result<(), StartError> {
-    let raw = config::load(config_path)?;
-    let snapshot = Snapshot::compile(&raw)?;
-    init_logging(&raw.gateway.log.level);
+    let valid = config::load(config_path)?;
+    init_logging(&valid.startup.log.level);
     raise_fd_limit();
 
     let registry = prometheus::Registry::new();
     let metrics = Metrics::register(&registry)?;
-    let server_cfg = raw.gateway.server.clone();
-    let admin_token = std::env::var(&raw.gateway.admin.token_env)
-        .ok()
-        .filter(|t| !t.is_empty());
+    // The start-only keys: every component below that starts once reads them from here.
+    let startup = valid.startup.clone();
+    let secrets = valid.secrets.clone();
+    let config_dir = valid.dir.clone();
+    let trust_tenant_header = valid.server.trust_tenant_header;
+    let admin_token = secrets.admin_token.clone();
     if admin_token.is_none() {
-        tracing::warn!(env = %raw.gateway.admin.token_env, "admin token not set; /admin/v1/* answers 401");
+        tracing::warn!(env = %startup.admin.token_env, "admin token not set; /admin/v1/* answers 401");
     }
 
     let certs = CertStore::open(
-        raw.certs_dir(),
-        &raw.gateway.server.base_domains,
+        valid.certs_dir(),
+        &valid.server.base_domains,
         metrics.clone(),
     )
     .map_err(StartError::Tls)?;
-    let holder = Arc::new(SnapshotHolder::new(snapshot));
+    let holder = Arc::new(SnapshotHolder::new(Snapshot::compile(valid)));
     let reloader = Arc::new(Reloader::new(
         config_path.to_path_buf(),
         holder.clone(),
         metrics.clone(),
         Some(certs.clone()),
+        startup.clone(),
     ));
     reloader.record_initial();
 
-    let quota = QuotaEngine::new(&raw.gateway.quota, metrics.clone());
-    let acme = raw.gateway.acme.enabled.then(|| {
+    let quota = QuotaEngine::new(&startup.quota, metrics.clone());
+    let acme = startup.acme.enabled.then(|| {
         AcmeManager::new(
-            raw.gateway.acme.clone(),
-            raw.dir.clone(),
+            startup.acme.clone(),
+            secrets.domain_verification.clone(),
+            config_dir.clone(),
             holder.clone(),
             certs.clone(),
             quota.redis_client(),
@@ -107,19 +110,20 @@ pub fn run(config_path: &Path, opts: RunOptions) -> Result<(), StartError> {
             }
         }
     }
+    let listen_strings =
+        |list: &[SocketAddr]| list.iter().map(ToString::to_string).collect::<Vec<_>>();
+    let http_listen = listen_strings(&startup.server.http_listen);
+    let https_listen = listen_strings(&startup.server.https_listen);
+    let admin_listen = startup.server.admin_listen.to_string();
     let record = ListenerAddrs::record_path(&run_dir);
     let inherited = opts.upgrade.then(|| ListenerAddrs::read(&record)).flatten();
     let (bound, mut sockets) = ListenerAddrs::bind(
-        &server_cfg.http_listen,
-        &server_cfg.https_listen,
-        &server_cfg.admin_listen,
+        &http_listen,
+        &https_listen,
+        &admin_listen,
         inherited.as_ref(),
     )?;
-    if ListenerAddrs::any_port_zero(
-        &server_cfg.http_listen,
-        &server_cfg.https_listen,
-        &server_cfg.admin_listen,
-    ) {
+    if ListenerAddrs::any_port_zero(&http_listen, &https_listen, &admin_listen) {
         // An upgrading successor reads which ports the port-0 listeners got.
         if let Err(e) = bound.write(&record) {
             tracing::warn!(file = %record.display(), error = %e, "cannot record the bound listener addresses; an upgrade will bind new ports");
@@ -127,7 +131,7 @@ pub fn run(config_path: &Path, opts: RunOptions) -> Result<(), StartError> {
     }
     let bound = Arc::new(bound);
     let conf = ServerConf {
-        threads: server_cfg.threads,
+        threads: startup.server.threads,
         pid_file: run_dir
             .join("tenant-gateway.pid")
             .to_string_lossy()
@@ -135,7 +139,7 @@ pub fn run(config_path: &Path, opts: RunOptions) -> Result<(), StartError> {
         upgrade_sock: run_dir.join("upgrade.sock").to_string_lossy().into_owned(),
         // pingora keeps in-flight requests running for the grace period after SIGTERM/SIGQUIT,
         // then gives runtimes one more second to stop.
-        grace_period_seconds: Some(server_cfg.grace_period.as_secs()),
+        grace_period_seconds: Some(startup.server.grace_period.as_secs()),
         graceful_shutdown_timeout_seconds: Some(1),
         // Every peer/downstream timeout on tokio's timer instead of pingora's fast-timeout
         // wheel: fewer instructions and allocations per request (issue 12, measured with
@@ -151,15 +155,15 @@ pub fn run(config_path: &Path, opts: RunOptions) -> Result<(), StartError> {
     server.bootstrap();
     let draining = Arc::new(AtomicBool::new(false));
 
-    let limits = Arc::new(Limits::compile(&raw.gateway.limits));
+    let limits = Arc::new(Limits::compile(&startup.limits));
     let limit_metrics = LimitMetrics::register(&registry)?;
     let connections = Arc::new(ConnRegistry::default());
     let request_limits = Arc::new(RequestLimits {
         limits: limits.clone(),
         connections: connections.clone(),
         per_client: ClientLimiter::new(
-            &raw.gateway.limits.per_client,
-            raw.gateway.server.trust_tenant_header,
+            &startup.limits.per_client,
+            trust_tenant_header,
             limit_metrics.clone(),
         ),
         metrics: limit_metrics.clone(),
@@ -195,7 +199,7 @@ pub fn run(config_path: &Path, opts: RunOptions) -> Result<(), StartError> {
             store: certs.clone(),
         }));
         tls.enable_h2();
-        proxy.add_tls_with_settings(addr, None, tls);
+        proxy.add_tls_with_settings(&addr.to_string(), None, tls);
     }
 
     let ready = Arc::new(AtomicBool::new(false));
@@ -267,7 +271,7 @@ pub fn run(config_path: &Path, opts: RunOptions) -> Result<(), StartError> {
         http = ?bound.http,
         https = ?bound.https,
         admin = %bound.admin,
-        threads = server_cfg.threads,
+        threads = startup.server.threads,
         "tenant-gateway starting"
     );
     watch_for_drain(&server, draining);

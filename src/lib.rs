@@ -28,3 +28,6 @@ pub mod snapshot;
 pub mod tenant;
 pub mod tls;
 pub mod upstream;
+
+#[cfg(test)]
+mod test_support;

@@ -170,16 +170,15 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Check { config } => match tenant_gateway::config::load(&config)
-            .and_then(|raw| tenant_gateway::snapshot::Snapshot::compile(&raw).map(|s| (raw, s)))
-        {
-            Ok((raw, snapshot)) => {
+        Command::Check { config } => match tenant_gateway::config::load(&config) {
+            Ok(valid) => {
+                let snapshot = tenant_gateway::snapshot::Snapshot::compile(valid);
                 println!(
                     "{}: ok ({} tenants, {} plans, {} routes)",
                     config.display(),
                     snapshot.hosts.len(),
-                    raw.gateway.plans.len(),
-                    raw.gateway.routes.len()
+                    snapshot.plans.len(),
+                    snapshot.routes.len()
                 );
                 ExitCode::SUCCESS
             }
@@ -200,6 +199,10 @@ fn main() -> ExitCode {
                 .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
                 .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
                 .try_init();
+            let set_status = |config: &std::path::Path, id: &str, status, done: &str| {
+                provision::set_status(config, id, status)
+                    .map(|p| format!("{done} ({})", p.display()))
+            };
             let result = match command {
                 TenantCommand::New {
                     config,
@@ -223,12 +226,10 @@ fn main() -> ExitCode {
                 )
                 .map(|p| format!("created {}", p.display())),
                 TenantCommand::Suspend { config, id } => {
-                    provision::set_status(&config, &id, TenantStatus::Suspended)
-                        .map(|p| format!("suspended ({})", p.display()))
+                    set_status(&config, &id, TenantStatus::Suspended, "suspended")
                 }
                 TenantCommand::Activate { config, id } => {
-                    provision::set_status(&config, &id, TenantStatus::Active)
-                        .map(|p| format!("activated ({})", p.display()))
+                    set_status(&config, &id, TenantStatus::Active, "activated")
                 }
                 TenantCommand::Delete { config, id } => {
                     provision::delete(&config, &id).and_then(|p| {
@@ -256,20 +257,20 @@ fn main() -> ExitCode {
                     domain,
                 },
         } => {
-            let raw = match tenant_gateway::config::load(&config) {
-                Ok(raw) => raw,
+            let valid = match tenant_gateway::config::load(&config) {
+                Ok(valid) => valid,
                 Err(errors) => {
                     eprintln!("{errors}");
                     return ExitCode::FAILURE;
                 }
             };
-            let env = &raw.gateway.acme.verification_secret_env;
-            let Some(secret) = std::env::var(env).ok().filter(|s| !s.is_empty()) else {
+            let env = &valid.startup.acme.verification_secret_env;
+            let Some(secret) = &valid.secrets.domain_verification else {
                 eprintln!("domain token: set ${env} to the verification secret the gateway uses");
                 return ExitCode::FAILURE;
             };
             let domain = domain.trim_end_matches('.').to_ascii_lowercase();
-            if !raw.tenants.iter().any(|t| t.tenant.id == tenant) {
+            if !valid.tenants.iter().any(|t| t.id == tenant) {
                 eprintln!(
                     "domain token: warning: no tenant {tenant:?} in {}",
                     config.display()
@@ -278,7 +279,7 @@ fn main() -> ExitCode {
             println!("# Create this DNS record, then POST /admin/v1/domains/{domain}/verify:");
             println!(
                 "{}",
-                tenant_gateway::acme::domains::txt_record_line(secret.as_bytes(), &tenant, &domain)
+                tenant_gateway::acme::domains::txt_record_line(secret, &tenant, &domain)
             );
             ExitCode::SUCCESS
         }

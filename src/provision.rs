@@ -22,19 +22,17 @@
 //! the config and keeps the old one serving.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Deserialize;
 
+use crate::config::names::is_valid_label;
 use crate::config::{
     self, BrandingConfig, ConfigError, ConfigErrors, GatewayConfig, Period, ProvisioningConfig,
     QuotaLimitConfig, RawConfig, TenantConfig, TenantFile, TenantStatus,
 };
-use crate::snapshot::Snapshot;
-use crate::tenant::is_valid_label;
 
 mod atomic_write;
 pub mod hooks;
@@ -173,7 +171,7 @@ pub enum ProvisionError {
     Exists { id: String, file: String },
     /// The change would make the config invalid (or it is invalid already); every error names
     /// file and key, like `tenants/x.toml: plan: unknown plan "gold"`.
-    #[error("{}", InvalidList(.0))]
+    #[error("{}", config::ErrorList(.0))]
     Invalid(Vec<ConfigError>),
     /// A `[provisioning]` hook failed; nothing was changed (for `on_delete`: the tenant is
     /// already gone from the config, see [`run_delete_hook`]).
@@ -196,20 +194,6 @@ impl From<ConfigErrors> for ProvisionError {
 impl From<ConfigError> for ProvisionError {
     fn from(e: ConfigError) -> Self {
         ProvisionError::Invalid(vec![e])
-    }
-}
-
-struct InvalidList<'a>(&'a [ConfigError]);
-
-impl fmt::Display for InvalidList<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, e) in self.0.iter().enumerate() {
-            if i > 0 {
-                writeln!(f)?;
-            }
-            write!(f, "{e}")?;
-        }
-        Ok(())
     }
 }
 
@@ -239,7 +223,7 @@ pub fn create(config_path: &Path, t: NewTenant) -> Result<PathBuf, ProvisionErro
         });
     }
 
-    let mut raw = config::load(config_path)?;
+    let mut raw = config::read_validated(config_path)?;
     let key = config_key(&raw.dir);
     if let Some(other) = raw
         .tenants
@@ -357,7 +341,7 @@ fn prepare_update(
     patch: &TenantPatch,
     pending: &[Pending],
 ) -> Result<PreparedUpdate, ProvisionError> {
-    let mut raw = config::load(config_path)?;
+    let mut raw = config::read_validated(config_path)?;
     let Some(index) = raw.tenants.iter().position(|tf| tf.tenant.id == id) else {
         return Err(ProvisionError::NotFound { id: id.into() });
     };
@@ -556,13 +540,10 @@ fn default_pool(g: &GatewayConfig, rel: &str) -> Result<String, ProvisionError> 
     }
 }
 
-/// What `tenant-gateway check` runs: cross-file validation, then compilation.
+/// What `tenant-gateway check` runs: the whole config's validation (compiling a validated
+/// config cannot fail).
 fn validate_whole(raw: &RawConfig) -> Result<(), ProvisionError> {
-    let errors = config::validate(raw);
-    if !errors.is_empty() {
-        return Err(ProvisionError::Invalid(errors));
-    }
-    Snapshot::compile(raw)?;
+    raw.clone().validate()?;
     Ok(())
 }
 

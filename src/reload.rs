@@ -10,7 +10,7 @@ use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use tokio::sync::mpsc;
 
-use crate::config::{self, ConfigErrors};
+use crate::config::{self, ConfigErrors, StartupConfig};
 use crate::metrics::Metrics;
 use crate::snapshot::{Snapshot, SnapshotHolder};
 use crate::tls::CertStore;
@@ -76,8 +76,9 @@ impl Reloader {
         holder: Arc<SnapshotHolder>,
         metrics: Metrics,
         certs: Option<Arc<CertStore>>,
+        startup: StartupConfig,
     ) -> Self {
-        let status = ReloadStatus::new(&holder.load().config);
+        let status = ReloadStatus::new(startup);
         Self {
             path,
             status,
@@ -100,17 +101,14 @@ impl Reloader {
                 certs.reload();
             }
         }
-        let outcome = match config::load(&self.path).and_then(|raw| {
-            if raw.content_hash == self.holder.load().content_hash {
-                Ok(None)
-            } else {
-                Snapshot::compile(&raw).map(Some)
+        let outcome = match config::load(&self.path) {
+            Ok(valid) if valid.content_hash == self.holder.load().content_hash => {
+                ReloadOutcome::Unchanged
             }
-        }) {
-            Ok(None) => ReloadOutcome::Unchanged,
-            Ok(Some(next)) => {
+            Ok(valid) => {
+                let restart_required = self.status.restart_required_by(&valid.startup);
+                let next = Snapshot::compile(valid);
                 let tenants = next.hosts.len();
-                let restart_required = self.status.restart_required_by(&next.config);
                 self.metrics.tenants.set(tenants as i64);
                 let previous = self.holder.swap(next);
                 let current = self.holder.load();
@@ -287,8 +285,7 @@ impl ReloadService {
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or_else(|| Path::new("."));
         watcher.watch(dir, RecursiveMode::NonRecursive)?;
-        let snap = self.reloader.holder.load();
-        let tenants = dir.join(&snap.config.server.tenants_dir);
+        let tenants = dir.join(&self.reloader.status.boot().server.tenants_dir);
         if tenants.is_dir() {
             watcher.watch(&tenants, RecursiveMode::NonRecursive)?;
         }

@@ -6,8 +6,9 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, OnceLock};
 
-use http::HeaderValue;
+use serde::Serialize;
 
+use crate::config::names::{is_valid_label, is_valid_label_ci};
 use crate::config::{BrandingConfig, TenantStatus};
 use crate::metrics::TenantMetrics;
 use crate::quota::QuotaLimit;
@@ -31,7 +32,7 @@ pub struct Tenant {
     pub upstream: Arc<UpstreamPool>,
     /// Effective quotas (plan, overridden per tenant), by resource name, sorted.
     pub quotas: Vec<(Box<str>, QuotaLimit)>,
-    pub branding: BrandingConfig,
+    pub branding: Branding,
     /// Hex-decoded SHA-256 hashes of the tenant's API keys, with their names and roles.
     pub api_keys: Vec<([u8; 32], Box<str>, Arc<crate::roles::Roles>)>,
     /// Values of the injected `X-Tenant-*` headers, built once so a request copies no strings.
@@ -58,13 +59,30 @@ impl Tenant {
     }
 }
 
-#[derive(Debug, Clone)]
-pub struct TenantHeaders {
-    pub id: HeaderValue,
-    pub organization_id: HeaderValue,
-    pub plan: HeaderValue,
-    pub features: HeaderValue,
-    pub schema: Option<HeaderValue>,
+pub use crate::config::TenantHeaders;
+
+/// A tenant's look on the gateway's own pages (error pages, the console): validated colours
+/// (`#rrggbb`) and an `https://` logo URL.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Branding {
+    pub logo: Option<Box<str>>,
+    pub primary_color: Option<Box<str>>,
+    pub secondary_color: Option<Box<str>>,
+}
+
+impl From<BrandingConfig> for Branding {
+    fn from(b: BrandingConfig) -> Self {
+        let BrandingConfig {
+            logo,
+            primary_color,
+            secondary_color,
+        } = b;
+        Self {
+            logo: logo.map(String::into_boxed_str),
+            primary_color: primary_color.map(String::into_boxed_str),
+            secondary_color: secondary_color.map(String::into_boxed_str),
+        }
+    }
 }
 
 /// What the Host (or SNI) alone says about the tenant.
@@ -106,14 +124,25 @@ impl HostIndex {
     }
 
     pub fn insert(&mut self, tenant: Arc<Tenant>) {
-        for base in &self.base_domains {
-            let host = format!("{}.{}", tenant.subdomain, base);
+        let names: Vec<String> = self.hosts_of(&tenant).collect();
+        for host in names {
             self.hosts.insert(host.into_boxed_str(), tenant.clone());
         }
-        for d in &tenant.custom_domains {
-            self.hosts.insert(d.clone(), tenant.clone());
-        }
         self.by_id.insert(tenant.id.clone(), tenant);
+    }
+
+    /// `<subdomain>.<base>` for every base domain, in config order.
+    pub fn subdomain_hosts_of<'a>(&'a self, t: &'a Tenant) -> impl Iterator<Item = String> + 'a {
+        self.base_domains
+            .iter()
+            .map(move |base| format!("{}.{}", t.subdomain, base))
+    }
+
+    /// Every name the tenant answers on: its subdomain under each base domain, then its custom
+    /// domains. The one list of a tenant's names (routing, admin API, certificates).
+    pub fn hosts_of<'a>(&'a self, t: &'a Tenant) -> impl Iterator<Item = String> + 'a {
+        self.subdomain_hosts_of(t)
+            .chain(t.custom_domains.iter().map(|d| d.to_string()))
     }
 
     pub fn len(&self) -> usize {
@@ -292,71 +321,33 @@ fn is_port(s: &str) -> bool {
     !s.is_empty() && s.len() <= 5 && s.bytes().all(|b| b.is_ascii_digit())
 }
 
-fn is_valid_label_ci(label: &str) -> bool {
-    !label.is_empty()
-        && label.len() <= 63
-        && label
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        && !label.starts_with('-')
-        && !label.ends_with('-')
-}
-
-/// A lower-case DNS label (letters, digits, `-`, `_`; not starting or ending with `-`).
-pub fn is_valid_label(label: &str) -> bool {
-    is_valid_label_ci(label) && !label.bytes().any(|b| b.is_ascii_uppercase())
-}
-
-/// A DNS name of valid labels, no trailing dot (used to validate config).
-pub fn is_valid_dns_name(name: &str) -> bool {
-    !name.is_empty() && name.len() <= 253 && name.split('.').all(is_valid_label_ci)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
 
     #[test]
-    fn strips_port_case_and_trailing_dot() {
-        assert_eq!(
-            normalize_host("Acme.LocalHost:8080").as_deref(),
-            Some("acme.localhost")
-        );
-        assert_eq!(
-            normalize_host("acme.localhost.").as_deref(),
-            Some("acme.localhost")
-        );
-        assert_eq!(
-            normalize_host("acme.localhost.:443").as_deref(),
-            Some("acme.localhost")
-        );
+    fn normalises_port_case_dots_ipv6_and_idna() {
+        for (raw, want) in [
+            ("Acme.LocalHost:8080", Some("acme.localhost")),
+            ("acme.localhost.", Some("acme.localhost")),
+            ("acme.localhost.:443", Some("acme.localhost")),
+            ("[::1]:8080", Some("::1")),
+            ("[::1]", Some("::1")),
+            ("::1", Some("::1")),
+            ("[0:0::1]", Some("::1")),
+            ("[::1]:x", None),
+            ("[zz]", None),
+            ("Bücher.example", Some("xn--bcher-kva.example")),
+            ("xn--bcher-kva.example", Some("xn--bcher-kva.example")),
+        ] {
+            assert_eq!(normalize_host(raw).as_deref(), want, "{raw:?}");
+        }
+        // A well-formed host is borrowed, not copied.
         assert!(matches!(
             normalize_host("acme.localhost"),
             Some(Cow::Borrowed(_))
         ));
-    }
-
-    #[test]
-    fn ipv6_literals() {
-        assert_eq!(normalize_host("[::1]:8080").as_deref(), Some("::1"));
-        assert_eq!(normalize_host("[::1]").as_deref(), Some("::1"));
-        assert_eq!(normalize_host("::1").as_deref(), Some("::1"));
-        assert_eq!(normalize_host("[0:0::1]").as_deref(), Some("::1"));
-        assert_eq!(normalize_host("[::1]:x"), None);
-        assert_eq!(normalize_host("[zz]"), None);
-    }
-
-    #[test]
-    fn idna_to_punycode() {
-        assert_eq!(
-            normalize_host("Bücher.example").as_deref(),
-            Some("xn--bcher-kva.example")
-        );
-        assert_eq!(
-            normalize_host("xn--bcher-kva.example").as_deref(),
-            Some("xn--bcher-kva.example")
-        );
     }
 
     #[test]
@@ -368,32 +359,33 @@ mod tests {
         }
     }
 
+    /// A normalised host is a well-formed name that normalises to itself.
+    fn check_normalised(raw: &str) -> Result<(), TestCaseError> {
+        if let Some(n) = normalize_host(raw) {
+            prop_assert!(!n.is_empty() && n.len() <= 253);
+            prop_assert!(!n
+                .bytes()
+                .any(|b| b.is_ascii_uppercase() || b == b'/' || b == b' '));
+            let again = normalize_host(&n).map(Cow::into_owned);
+            prop_assert_eq!(again.as_deref(), Some(n.as_ref()));
+        }
+        Ok(())
+    }
+
     proptest! {
         #[test]
-        fn normalise_never_panics_and_is_idempotent(s in "\\PC{0,80}") {
-            if let Some(n) = normalize_host(&s) {
-                let again = normalize_host(&n).map(Cow::into_owned);
-                prop_assert_eq!(again.as_deref(), Some(n.as_ref()));
-            }
+        fn printable_text_normalises_idempotently(s in "\\PC{0,80}") {
+            check_normalised(&s)?;
         }
 
         #[test]
         fn arbitrary_bytes_never_panic(raw in proptest::collection::vec(any::<u8>(), 0..80)) {
-            let text = String::from_utf8_lossy(&raw);
-            if let Some(n) = normalize_host(&text) {
-                prop_assert!(!n.is_empty() && n.len() <= 253);
-                prop_assert!(!n.bytes().any(|b| b.is_ascii_uppercase() || b == b'/' || b == b' '));
-                let again = normalize_host(&n).map(Cow::into_owned);
-                prop_assert_eq!(again.as_deref(), Some(n.as_ref()));
-            }
+            check_normalised(&String::from_utf8_lossy(&raw))?;
         }
 
         #[test]
         fn host_like_inputs_are_idempotent(s in "[A-Za-z0-9.\\-:\\[\\]]{0,40}") {
-            if let Some(n) = normalize_host(&s) {
-                let again = normalize_host(&n).map(Cow::into_owned);
-                prop_assert_eq!(again.as_deref(), Some(n.as_ref()));
-            }
+            check_normalised(&s)?;
         }
     }
 

@@ -3,16 +3,10 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 
-use std::path::Path;
-use std::sync::Arc;
-
-use pingora::protocols::tls::CaType;
 use pingora::upstreams::peer::HttpPeer;
-use pingora::utils::tls::{parse_x509, WrappedX509};
 
-use crate::config::{parse_socket_addr, UpstreamConfig};
+use crate::config::ValidUpstream;
 
 /// A compiled upstream pool. Named pools are shared by their tenants within one snapshot;
 /// a tenant with an inline `[upstream]` table has a pool of its own.
@@ -20,106 +14,51 @@ use crate::config::{parse_socket_addr, UpstreamConfig};
 pub struct UpstreamPool {
     /// Pool name (`shared`) or `tenant:<id>` for a dedicated upstream; used in logs and metrics.
     pub name: Box<str>,
-    pub addrs: Vec<SocketAddr>,
-    pub tls: bool,
-    pub sni: String,
-    /// Roots that verify this upstream instead of the system roots (`ca_file`).
-    pub ca: Option<Arc<CaType>>,
-    pub connect_timeout: Duration,
-    pub read_timeout: Duration,
-    pub write_timeout: Duration,
-    pub idle_timeout: Duration,
+    /// Addresses (resolved by validation), TLS and timeouts.
+    pub config: ValidUpstream,
     next: AtomicUsize,
 }
 
 impl UpstreamPool {
-    /// Builds a pool from validated config. Errors name the failing key (relative to the pool).
-    pub fn compile(
-        name: &str,
-        cfg: &UpstreamConfig,
-        base_dir: &Path,
-    ) -> Result<Self, (&'static str, String)> {
-        let UpstreamConfig {
-            addrs,
-            tls,
-            sni,
-            ca_file,
-            connect_timeout,
-            read_timeout,
-            write_timeout,
-            idle_timeout,
-        } = cfg;
-        let parsed: Option<Vec<SocketAddr>> = addrs.iter().map(|a| parse_socket_addr(a)).collect();
-        let parsed = parsed.ok_or(("addrs", "address does not resolve".to_string()))?;
-        let ca = match ca_file {
-            Some(f) => Some(load_ca(&base_dir.join(f)).map_err(|e| ("ca_file", e))?),
-            None => None,
-        };
-        let default_sni = addrs
-            .first()
-            .and_then(|a| {
-                a.rsplit_once(':')
-                    .map(|(h, _)| h.trim_matches(['[', ']']).to_string())
-            })
-            .unwrap_or_default();
-        Ok(Self {
+    /// The pool of a validated upstream (addresses already resolved, CA bundle loaded).
+    pub fn new(name: &str, config: ValidUpstream) -> Self {
+        Self {
             name: name.into(),
-            addrs: parsed,
-            tls: *tls,
-            sni: sni.clone().unwrap_or(default_sni),
-            ca,
-            connect_timeout: *connect_timeout,
-            read_timeout: *read_timeout,
-            write_timeout: *write_timeout,
-            idle_timeout: *idle_timeout,
+            config,
             next: AtomicUsize::new(0),
-        })
+        }
+    }
+
+    /// The pool's addresses, in config order.
+    pub fn addrs(&self) -> &[SocketAddr] {
+        &self.config.addrs
     }
 
     /// Index of the address for a first attempt (round robin across requests).
     pub fn pick(&self) -> usize {
-        self.next.fetch_add(1, Ordering::Relaxed) % self.addrs.len().max(1)
+        self.next.fetch_add(1, Ordering::Relaxed) % self.config.addrs.len().max(1)
     }
 
     /// The pingora peer for the address at `index` (modulo the pool size, so a retry can pass
     /// `first + attempt`).
     pub fn peer(&self, index: usize) -> HttpPeer {
-        let addr = self.addrs[index % self.addrs.len()];
+        let c = &self.config;
+        let addr = c.addrs[index % c.addrs.len()];
         // Plain upstreams get an empty SNI, which does not allocate.
-        let sni = if self.tls {
-            self.sni.clone()
-        } else {
-            String::new()
-        };
-        let mut peer = HttpPeer::new(addr, self.tls, sni);
+        let sni = if c.tls { c.sni.clone() } else { String::new() };
+        let mut peer = HttpPeer::new(addr, c.tls, sni);
         let o = &mut peer.options;
-        o.connection_timeout = Some(self.connect_timeout);
-        o.read_timeout = Some(self.read_timeout);
-        o.write_timeout = Some(self.write_timeout);
-        o.idle_timeout = Some(self.idle_timeout);
+        o.connection_timeout = Some(c.connect_timeout);
+        o.read_timeout = Some(c.read_timeout);
+        o.write_timeout = Some(c.write_timeout);
+        o.idle_timeout = Some(c.idle_timeout);
         o.tcp_keepalive = None;
-        if self.tls {
-            o.ca = self.ca.clone();
+        if c.tls {
+            o.ca = c.ca.clone();
             // HTTP/1.1 to upstreams: h2 multiplexing buys nothing on loopback-class links and
             // keeps connection reuse simple.
             o.alpn = pingora::protocols::ALPN::H1;
         }
         peer
     }
-}
-
-/// Reads a PEM bundle of CA certificates.
-fn load_ca(path: &Path) -> Result<Arc<CaType>, String> {
-    let pem = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut roots = Vec::new();
-    for der in rustls_pemfile::certs(&mut &pem[..]) {
-        let der = der.map_err(|e| format!("{}: {e}", path.display()))?;
-        // pingora's parser panics on malformed DER, so check first.
-        crate::tls::leaf_info(der.as_ref()).map_err(|e| format!("{}: {e}", path.display()))?;
-        roots.push(WrappedX509::new(der.to_vec(), parse_x509));
-    }
-    if roots.is_empty() {
-        return Err(format!("{}: no certificate", path.display()));
-    }
-    Ok(Arc::from(roots))
 }

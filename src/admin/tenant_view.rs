@@ -28,14 +28,7 @@ pub fn tenant_json(t: &Tenant, snapshot: &Snapshot, metrics: &Metrics) -> Value 
         .iter()
         .map(|(r, q)| (r.to_string(), json!({"limit": q.limit, "period": q.period})))
         .collect();
-    let mut hosts: Vec<String> = snapshot
-        .config
-        .server
-        .base_domains
-        .iter()
-        .map(|b| format!("{}.{}", t.subdomain, b))
-        .collect();
-    hosts.extend(t.custom_domains.iter().map(|d| d.to_string()));
+    let hosts: Vec<String> = snapshot.hosts.hosts_of(t).collect();
     json!({
         "id": &*t.id,
         "organization_id": &*t.organization_id,
@@ -48,7 +41,7 @@ pub fn tenant_json(t: &Tenant, snapshot: &Snapshot, metrics: &Metrics) -> Value 
         "features": t.features.iter().map(|f| &**f).collect::<Vec<_>>(),
         "quotas": quotas,
         "schema": t.schema.as_deref(),
-        "upstream": {"name": &*t.upstream.name, "addrs": t.upstream.addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>()},
+        "upstream": {"name": &*t.upstream.name, "addrs": t.upstream.addrs().iter().map(|a| a.to_string()).collect::<Vec<_>>()},
         "file": &*t.file,
         "branding": &t.branding,
         "api_keys": t.api_keys.iter().map(|(_, name, _)| &**name).collect::<Vec<_>>(),

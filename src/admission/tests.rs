@@ -81,8 +81,7 @@ fn snapshot() -> Snapshot {
         )
         .unwrap();
     }
-    let raw = load(&dir.path().join("gateway.toml")).unwrap();
-    Snapshot::compile(&raw).unwrap()
+    Snapshot::compile(load(&dir.path().join("gateway.toml")).unwrap())
 }
 
 fn token(tenant: &str) -> String {

@@ -93,8 +93,8 @@ fn create_writes_a_file_that_check_accepts() {
         "{text}"
     );
     // What `check` does.
-    let raw = config::load(&path).unwrap();
-    let snapshot = Snapshot::compile(&raw).unwrap();
+    let raw = config::read_validated(&path).unwrap();
+    let snapshot = crate::snapshot::Snapshot::compile(raw.clone().validate().unwrap());
     assert_eq!(snapshot.hosts.len(), 2);
     let t = &raw
         .tenants
@@ -228,7 +228,7 @@ messages = { limit = 7000, period = "month" }
     config::load(&path).unwrap();
 
     set_status(&path, "acme", TenantStatus::Suspended).unwrap();
-    let raw = config::load(&path).unwrap();
+    let raw = config::read_validated(&path).unwrap();
     assert_eq!(raw.tenants[0].tenant.status, TenantStatus::Suspended);
     let text = std::fs::read_to_string(&file).unwrap();
     assert!(text.contains("# Acme: our first customer. Keep this comment."));
@@ -244,7 +244,7 @@ messages = { limit = 7000, period = "month" }
         },
     )
     .unwrap();
-    let raw = config::load(&path).unwrap();
+    let raw = config::read_validated(&path).unwrap();
     assert!(raw.tenants[0].tenant.quotas.is_empty());
     assert_eq!(listing(dir.path()), ["acme.toml"], "no temp file left");
 }
@@ -286,7 +286,7 @@ fn delete_moves_the_file_to_deleted() {
     assert_eq!(std::fs::read_to_string(&moved).unwrap(), ACME);
     assert!(!dir.path().join("tenants/acme.toml").exists());
     // The loader ignores .deleted/.
-    let raw = config::load(&path).unwrap();
+    let raw = config::read_validated(&path).unwrap();
     assert!(raw.tenants.is_empty());
     assert!(matches!(
         delete(&path, "acme"),

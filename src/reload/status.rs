@@ -9,67 +9,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde_json::{json, Value};
 
 use super::ReloadOutcome;
-use crate::config::{ConfigError, GatewayConfig};
+use crate::config::{ConfigError, StartupConfig};
 use crate::quota::window::rfc3339;
-
-/// Keys (dotted paths into `gateway.toml`) read once at start: a reload validates and stores
-/// them, but the running process keeps the values it started with. A table name covers every
-/// key inside it.
-pub const RESTART_KEYS: &[&str] = &[
-    "server.http_listen",
-    "server.https_listen",
-    "server.admin_listen",
-    "server.threads",
-    "server.tenants_dir",
-    "server.grace_period",
-    "admin.token_env",
-    "log.level",
-    "tls.certs_dir",
-    "acme",
-    "quota",
-    "limits",
-];
-
-/// The keys of [`RESTART_KEYS`] whose value in `next` differs from `boot`, as leaf paths
-/// (`acme.enabled`, `server.threads`), sorted.
-pub fn restart_required(boot: &GatewayConfig, next: &GatewayConfig) -> Vec<String> {
-    let (Ok(boot), Ok(next)) = (serde_json::to_value(boot), serde_json::to_value(next)) else {
-        return Vec::new();
-    };
-    let mut changed = Vec::new();
-    for key in RESTART_KEYS {
-        let pointer = format!("/{}", key.replace('.', "/"));
-        diff_leaves(
-            key,
-            boot.pointer(&pointer).unwrap_or(&Value::Null),
-            next.pointer(&pointer).unwrap_or(&Value::Null),
-            &mut changed,
-        );
-    }
-    changed.sort();
-    changed
-}
-
-/// Pushes the path of every leaf that differs; lists and scalars are leaves, tables recurse.
-fn diff_leaves(path: &str, a: &Value, b: &Value, out: &mut Vec<String>) {
-    match (a, b) {
-        (Value::Object(x), Value::Object(y)) => {
-            let mut keys: Vec<&String> = x.keys().chain(y.keys()).collect();
-            keys.sort();
-            keys.dedup();
-            for k in keys {
-                diff_leaves(
-                    &format!("{path}.{k}"),
-                    x.get(k).unwrap_or(&Value::Null),
-                    y.get(k).unwrap_or(&Value::Null),
-                    out,
-                );
-            }
-        }
-        _ if a != b => out.push(path.to_string()),
-        _ => {}
-    }
-}
 
 #[derive(Debug, Default)]
 struct Record {
@@ -85,17 +26,17 @@ struct Record {
 /// Reload history of one process, shared by the reloader and the admin API.
 #[derive(Debug)]
 pub struct ReloadStatus {
-    /// The config the process started with: what the restart-only keys still run on.
-    boot: GatewayConfig,
+    /// The start-only keys the process started with: what it still runs on.
+    boot: StartupConfig,
     record: Mutex<Record>,
 }
 
 impl ReloadStatus {
     /// The status right after the initial load.
-    pub fn new(boot: &GatewayConfig) -> Self {
+    pub fn new(boot: StartupConfig) -> Self {
         let now = unix_now();
         Self {
-            boot: boot.clone(),
+            boot,
             record: Mutex::new(Record {
                 last_attempt_at: Some(now),
                 last_result: Some("initial"),
@@ -107,8 +48,13 @@ impl ReloadStatus {
     }
 
     /// The start-only keys that `next` changes against the config the process started with.
-    pub fn restart_required_by(&self, next: &GatewayConfig) -> Vec<String> {
-        restart_required(&self.boot, next)
+    pub fn restart_required_by(&self, next: &StartupConfig) -> Vec<String> {
+        self.boot.changed_keys(next)
+    }
+
+    /// The start-only keys the process runs on.
+    pub fn boot(&self) -> &StartupConfig {
+        &self.boot
     }
 
     /// Records one attempt (a swap carries the restart-required keys the reloader computed).
@@ -169,8 +115,13 @@ fn unix_now() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{ConfigErrors, QuotaBackendKind};
+    use crate::config::{ConfigErrors, GatewayConfig, QuotaBackendKind};
+    use crate::test_support::{raw_of, valid};
     use std::time::Duration;
+
+    fn startup(g: GatewayConfig) -> StartupConfig {
+        valid(raw_of(g, &[])).startup
+    }
 
     #[test]
     fn hot_reloadable_changes_need_no_restart() {
@@ -180,14 +131,16 @@ mod tests {
         next.server.dev_mode = true;
         next.log.access_log = !next.log.access_log;
         next.features.push("chat".into());
-        assert!(restart_required(&boot, &next).is_empty());
+        assert!(startup(boot).changed_keys(&startup(next)).is_empty());
     }
 
     #[test]
     fn every_restart_only_change_is_named_by_its_leaf_key() {
         type Change = fn(&mut GatewayConfig);
         let table: &[(&str, Change)] = &[
-            ("server.http_listen", |c| c.server.http_listen.clear()),
+            ("server.http_listen", |c| {
+                c.server.http_listen.push("127.0.0.1:2".into())
+            }),
             ("server.https_listen", |c| {
                 c.server.https_listen.push("127.0.0.1:1".into())
             }),
@@ -195,6 +148,7 @@ mod tests {
                 c.server.admin_listen = "127.0.0.1:1".into()
             }),
             ("server.threads", |c| c.server.threads += 1),
+            ("server.tenants_dir", |c| c.server.tenants_dir = "t2".into()),
             ("server.grace_period", |c| {
                 c.server.grace_period += Duration::from_secs(1)
             }),
@@ -211,13 +165,14 @@ mod tests {
             ("quota.timeout", |c| {
                 c.quota.timeout += Duration::from_millis(1)
             }),
+            ("limits.h2c", |c| c.limits.h2c = !c.limits.h2c),
         ];
         for (key, change) in table {
             let boot = GatewayConfig::default();
             let mut next = boot.clone();
             change(&mut next);
             assert_eq!(
-                restart_required(&boot, &next),
+                startup(boot).changed_keys(&startup(next)),
                 vec![key.to_string()],
                 "{key}"
             );
@@ -227,14 +182,14 @@ mod tests {
     #[test]
     fn failures_keep_the_restart_keys_and_successes_clear_the_errors() {
         let boot = GatewayConfig::default();
-        let status = ReloadStatus::new(&boot);
+        let status = ReloadStatus::new(startup(boot.clone()));
         let mut next = boot.clone();
         next.server.threads += 3;
         status.record(
             "admin",
             &ReloadOutcome::Swapped {
                 tenants: 1,
-                restart_required: status.restart_required_by(&next),
+                restart_required: status.restart_required_by(&startup(next)),
             },
         );
         let errors = ConfigErrors(vec![ConfigError::new("tenants/a.toml", "plan", "unknown")]);

@@ -1,7 +1,7 @@
 //! Unit tests of validation, compilation, route matching and tenant resolution.
 
 use super::*;
-use crate::config::{load, parse_toml, validate};
+use crate::config::{load, parse_toml, GatewayConfig, RawConfig};
 use crate::tenant::{resolve, ResolveError, ResolveInput, TenantSource};
 
 pub(crate) const GATEWAY: &str = r#"
@@ -51,8 +51,7 @@ fn errors_of(tenants: &[(&str, String)]) -> Vec<String> {
 
 fn compiled(tenants: &[(&str, String)]) -> Snapshot {
     let dir = write_config(tenants);
-    let raw = load(&dir.path().join("gateway.toml")).unwrap();
-    Snapshot::compile(&raw).unwrap()
+    Snapshot::compile(load(&dir.path().join("gateway.toml")).unwrap())
 }
 
 #[test]
@@ -159,37 +158,39 @@ fn rejects_unknown_keys_and_bad_values_naming_the_key() {
         tenants: vec![],
         content_hash: 0,
     };
-    let errs = validate(&raw);
+    let errs = raw.validate().unwrap_err().0;
     assert!(
         errs.iter().any(|e| e.key == "server.http_listen[0]"),
         "{errs:?}"
     );
 }
 
+/// Rules of a tenant file, through the loader (file on disk → error line `file: key: message`).
 #[test]
-fn rejects_reserved_subdomain_bad_colour_and_bad_key_hash() {
-    let errs = errors_of(&[(
-            "a.toml",
-            tenant("acme", "subdomain = \"www\"\n[branding]\nprimary_color = \"red;}\"\n[[api_keys]]\nsha256 = \"xyz\"\nname = \"ci\""),
-        )]);
-    let joined = errs.join("\n");
-    assert!(
-        joined.contains("subdomain: subdomain \"www\" is reserved"),
-        "{joined}"
-    );
-    assert!(joined.contains("branding.primary_color"), "{joined}");
-    assert!(joined.contains("api_keys[0].sha256"), "{joined}");
-}
-
-#[test]
-fn rejects_custom_domain_under_base_and_unknown_quota_resource() {
-    let errs = errors_of(&[(
-            "a.toml",
-            tenant("acme", "custom_domains = [\"x.localhost\"]\n[quotas]\nwidgets = { limit = 1, period = \"day\" }"),
-        )]);
-    let joined = errs.join("\n");
-    assert!(joined.contains("custom_domains[0]"), "{joined}");
-    assert!(joined.contains("quotas.widgets"), "{joined}");
+fn tenant_file_errors_read_from_disk_name_file_key_and_message() {
+    let table: &[(&str, &[&str])] = &[
+        (
+            "subdomain = \"www\"\n[branding]\nprimary_color = \"red;}\"\n[[api_keys]]\nsha256 = \"xyz\"\nname = \"ci\"",
+            &[
+                "tenants/a.toml: subdomain: subdomain \"www\" is reserved",
+                "tenants/a.toml: branding.primary_color: ",
+                "tenants/a.toml: api_keys[0].sha256: ",
+            ],
+        ),
+        (
+            "custom_domains = [\"x.localhost\"]\n[quotas]\nwidgets = { limit = 1, period = \"day\" }",
+            &[
+                "tenants/a.toml: custom_domains[0]: ",
+                "tenants/a.toml: quotas.widgets: ",
+            ],
+        ),
+    ];
+    for (extra, wants) in table {
+        let joined = errors_of(&[("a.toml", tenant("acme", extra))]).join("\n");
+        for want in *wants {
+            assert!(joined.contains(want), "{want:?} not in {joined}");
+        }
+    }
 }
 
 #[test]
@@ -201,66 +202,89 @@ fn resolution_order() {
         ),
         ("globex.toml", tenant("globex", "")),
     ]);
-    let r = |host: Option<&str>, header: Option<&str>, query: Option<&str>| {
-        resolve(
-            &s.hosts,
-            &ResolveInput {
-                host,
-                trusted_header: header,
-                token_tenant: None,
-                dev_query: query,
-            },
-        )
-        .map(|(t, src)| (t.id.to_string(), src))
-    };
-    assert_eq!(
-        r(Some("acme.localhost:8080"), None, None),
-        Ok(("acme".into(), TenantSource::Host))
+    type Want = Result<(&'static str, TenantSource), ResolveError>;
+    /// Host, trusted `X-Tenant-Id`, dev query, and the outcome.
+    type Row<'a> = (Option<&'a str>, Option<&'a str>, Option<&'a str>, Want);
+    let host = |t| Ok((t, TenantSource::Host));
+    // (Host, trusted X-Tenant-Id, dev query) → the tenant and where it came from.
+    let table: &[Row<'_>] = &[
+        (Some("acme.localhost:8080"), None, None, host("acme")),
+        (Some("ACME.gw.example.com."), None, None, host("acme")),
+        (Some("support.acme.com"), None, None, host("acme")),
+        // Host wins over the header.
+        (Some("globex.localhost"), Some("acme"), None, host("globex")),
+        (
+            Some("localhost"),
+            Some("acme"),
+            None,
+            Ok(("acme", TenantSource::Header)),
+        ),
+        (
+            Some("www.localhost"),
+            None,
+            Some("tenant=globex"),
+            Ok(("globex", TenantSource::Query)),
+        ),
+        (Some("localhost"), None, None, Err(ResolveError::Required)),
+        (
+            Some("127.0.0.1:8080"),
+            None,
+            None,
+            Err(ResolveError::Required),
+        ),
+        (Some("[::1]:8080"), None, None, Err(ResolveError::Required)),
+        (None, None, None, Err(ResolveError::Required)),
+        (
+            Some("nobody.localhost"),
+            None,
+            None,
+            Err(ResolveError::NotFound),
+        ),
+        (
+            Some("a.acme.localhost"),
+            None,
+            None,
+            Err(ResolveError::NotFound),
+        ),
+        (
+            Some("localhost"),
+            Some("nobody"),
+            None,
+            Err(ResolveError::NotFound),
+        ),
+    ];
+    for (host, header, query, want) in table {
+        let input = ResolveInput {
+            host: *host,
+            trusted_header: *header,
+            token_tenant: None,
+            dev_query: *query,
+        };
+        let got = resolve(&s.hosts, &input).map(|(t, src)| (t.id.to_string(), src));
+        let want = want.map(|(id, src)| (id.to_string(), src));
+        assert_eq!(got, want, "{host:?} {header:?} {query:?}");
+    }
+}
+
+#[test]
+fn hosts_of_is_every_name_a_tenant_answers_on() {
+    let s = crate::test_support::snapshot(
+        GATEWAY,
+        &[(
+            "acme.toml",
+            &tenant("acme", "custom_domains = [\"Support.Acme.com\"]"),
+        )],
     );
+    let acme = s.hosts.by_id("acme").unwrap();
+    let hosts: Vec<String> = s.hosts.hosts_of(acme).collect();
     assert_eq!(
-        r(Some("ACME.gw.example.com."), None, None),
-        Ok(("acme".into(), TenantSource::Host))
+        hosts,
+        ["acme.localhost", "acme.gw.example.com", "support.acme.com"]
     );
-    assert_eq!(
-        r(Some("support.acme.com"), None, None),
-        Ok(("acme".into(), TenantSource::Host))
-    );
-    // Host wins over the header.
-    assert_eq!(
-        r(Some("globex.localhost"), Some("acme"), None),
-        Ok(("globex".into(), TenantSource::Host))
-    );
-    assert_eq!(
-        r(Some("localhost"), Some("acme"), None),
-        Ok(("acme".into(), TenantSource::Header))
-    );
-    assert_eq!(
-        r(Some("www.localhost"), None, Some("tenant=globex")),
-        Ok(("globex".into(), TenantSource::Query))
-    );
-    assert_eq!(
-        r(Some("localhost"), None, None),
-        Err(ResolveError::Required)
-    );
-    assert_eq!(
-        r(Some("127.0.0.1:8080"), None, None),
-        Err(ResolveError::Required)
-    );
-    assert_eq!(
-        r(Some("[::1]:8080"), None, None),
-        Err(ResolveError::Required)
-    );
-    assert_eq!(r(None, None, None), Err(ResolveError::Required));
-    assert_eq!(
-        r(Some("nobody.localhost"), None, None),
-        Err(ResolveError::NotFound)
-    );
-    assert_eq!(
-        r(Some("a.acme.localhost"), None, None),
-        Err(ResolveError::NotFound)
-    );
-    assert_eq!(
-        r(Some("localhost"), Some("nobody"), None),
-        Err(ResolveError::NotFound)
-    );
+    for h in &hosts {
+        assert!(
+            matches!(s.hosts.lookup(h), crate::tenant::HostMatch::Tenant(t) if t.id == acme.id)
+        );
+    }
+    assert_eq!(s.settings.https_port, None);
 }

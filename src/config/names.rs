@@ -1,0 +1,36 @@
+//! The shapes of names in the config: DNS labels and names, plan/resource/feature names and
+//! colours. Validation and host normalisation both use them; nothing here reads a config.
+
+/// A DNS label of either case (letters, digits, `-`, `_`; not starting or ending with `-`).
+pub fn is_valid_label_ci(label: &str) -> bool {
+    !label.is_empty()
+        && label.len() <= 63
+        && label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && !label.starts_with('-')
+        && !label.ends_with('-')
+}
+
+/// A lower-case DNS label (letters, digits, `-`, `_`; not starting or ending with `-`).
+pub fn is_valid_label(label: &str) -> bool {
+    is_valid_label_ci(label) && !label.bytes().any(|b| b.is_ascii_uppercase())
+}
+
+/// A DNS name of valid labels, no trailing dot (used to validate config).
+pub fn is_valid_dns_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 253 && name.split('.').all(is_valid_label_ci)
+}
+
+/// A plan, resource or catalogue feature name: 1 to 64 of letters, digits, `-` and `_`.
+pub fn is_valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// `#rrggbb`.
+pub fn is_hex_color(s: &str) -> bool {
+    s.len() == 7 && s.starts_with('#') && s.bytes().skip(1).all(|b| b.is_ascii_hexdigit())
+}
