@@ -9,9 +9,9 @@ use http::{Method, Response, StatusCode};
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 use serde_json::{json, Value};
+use subtle::ConstantTimeEq;
 
 use crate::acme::AcmeManager;
-use crate::auth::constant_time_eq;
 use crate::config::Period;
 use crate::metrics::Metrics;
 use crate::provision::{self, NewTenant, ProvisionError, TenantPatch};
@@ -146,7 +146,7 @@ impl AdminApp {
             .headers
             .get(http::header::AUTHORIZATION)
             .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
-            .is_some_and(|given| constant_time_eq(given, token.as_bytes()))
+            .is_some_and(|given| bool::from(given.ct_eq(token.as_bytes())))
     }
 
     /// Counter values, or the 503 to answer when the quota backend cannot be read.

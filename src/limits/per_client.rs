@@ -299,7 +299,7 @@ mod tests {
             l.identify(Some(ip("1.2.3.4")), std::iter::empty(), "globex", &key),
             Some(ClientId::Address(ip("1.2.3.4")))
         );
-        let invalid = Credential::Invalid("bad");
+        let invalid = Credential::Invalid(crate::auth::AuthFailure::UnknownApiKey);
         assert_eq!(
             l.identify(Some(ip("1.2.3.4")), std::iter::empty(), "acme", &invalid),
             Some(ClientId::Address(ip("1.2.3.4")))
