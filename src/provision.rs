@@ -29,6 +29,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Deserialize;
 
+use crate::atomic_file::{write_atomic, write_new, WriteNewError};
 use crate::config::{
     self, BrandingConfig, ConfigError, ConfigErrors, GatewayConfig, Period, ProvisioningConfig,
     QuotaLimitConfig, RawConfig, TenantConfig, TenantFile, TenantStatus,
@@ -36,12 +37,13 @@ use crate::config::{
 use crate::snapshot::Snapshot;
 use crate::tenant::is_valid_label;
 
-mod atomic_write;
 pub mod hooks;
 mod toml_text;
-use atomic_write::{write_new, write_replace, WriteNewError};
 use hooks::{HookEvent, HookFailure, HookTenant};
 use toml_text::{apply_patch, render, today_utc};
+
+/// Tenant files are plain config (the umask narrows it).
+const TENANT_FILE_MODE: u32 = 0o666;
 
 /// Serialises every change made through this module in this process, so two admin requests
 /// never validate against the same old state and both write. Holds the tenants being created
@@ -268,7 +270,7 @@ pub fn create(config_path: &Path, t: NewTenant) -> Result<PathBuf, ProvisionErro
     raw.tenants.push(file.clone());
     validate_whole(&raw)?;
     let write = || {
-        write_new(&layout.tenants_dir, &path, &text).map_err(|e| match e {
+        write_new(&path, text.as_bytes(), TENANT_FILE_MODE).map_err(|e| match e {
             WriteNewError::Exists => ProvisionError::Exists {
                 id: t.id.clone(),
                 file: rel.clone(),
@@ -345,9 +347,12 @@ impl PreparedUpdate {
         let Some(edited) = &self.edited else {
             return Ok(());
         };
-        let dir = self.path.parent().unwrap_or_else(|| Path::new("."));
-        write_replace(dir, &self.path, edited)
-            .map_err(|(path, source)| ProvisionError::Io { path, source })
+        write_atomic(&self.path, edited.as_bytes(), TENANT_FILE_MODE).map_err(|source| {
+            ProvisionError::Io {
+                path: self.path.clone(),
+                source,
+            }
+        })
     }
 }
 

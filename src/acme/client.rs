@@ -127,7 +127,7 @@ impl AcmeClient {
         };
         let json =
             serde_json::to_vec_pretty(&stored).map_err(|e| AcmeError::Setup(e.to_string()))?;
-        crate::tls::write_atomic(account_file, &json, 0o600)
+        crate::atomic_file::write_atomic(account_file, &json, 0o600)
             .map_err(|e| AcmeError::Setup(format!("{}: {e}", account_file.display())))?;
         tracing::info!(id = account.id(), "ACME account created");
         Ok(Self { account })

@@ -367,7 +367,7 @@ impl DomainRegistry {
             Ok(j) => j,
             Err(_) => return,
         };
-        if let Err(e) = crate::tls::write_atomic(&self.state_file, &json, 0o600) {
+        if let Err(e) = crate::atomic_file::write_atomic(&self.state_file, &json, 0o600) {
             tracing::warn!(file = %self.state_file.display(), error = %e, "cannot persist domain state");
         }
     }
