@@ -69,7 +69,7 @@ pub enum Decision {
 }
 
 impl Decision {
-    pub fn label(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Decision::Allowed => "allowed",
             Decision::Rejected => "rejected",
@@ -249,7 +249,7 @@ impl Metrics {
             ]
             .map(|d| {
                 self.quota_decisions
-                    .with_label_values(&[tenant, resource, d.label()])
+                    .with_label_values(&[tenant, resource, d.as_str()])
             }),
             usage_ratio: self
                 .quota_usage_ratio

@@ -50,7 +50,7 @@ impl FailureKind {
         FailureKind::Other,
     ];
 
-    pub fn label(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             FailureKind::Timeout => "timeout",
             FailureKind::Refused => "refused",
