@@ -20,7 +20,7 @@ use crate::admin::AdminApp;
 use crate::config::{self, ConfigErrors};
 use crate::limits::connection::{ConnRegistry, ConnectionGuard};
 use crate::limits::per_client::ClientLimiter;
-use crate::limits::{raise_fd_limit, LimitMetrics, Limits, RequestLimits};
+use crate::limits::{raise_fd_limit, LimitMetrics, RequestLimits};
 use crate::metrics::Metrics;
 use crate::proxy::TenantProxy;
 use crate::quota::QuotaEngine;
@@ -116,7 +116,7 @@ pub fn run(config_path: &Path, opts: RunOptions) -> Result<(), StartError> {
     server.bootstrap();
     let draining = Arc::new(AtomicBool::new(false));
 
-    let limits = Arc::new(Limits::compile(&raw.gateway.limits));
+    let limits = Arc::new(raw.gateway.limits.clone());
     let limit_metrics = LimitMetrics::register(&registry)?;
     let connections = Arc::new(ConnRegistry::default());
     let request_limits = Arc::new(RequestLimits {

@@ -3,9 +3,10 @@
 //!
 //! This is the file-level API behind `tenant-gateway tenant …` and `POST/PATCH/DELETE
 //! /admin/v1/tenants`; it does not reload anything itself (the running gateway's file watch, or
-//! an explicit reload, picks the change up). Files are written atomically (hidden temp file in
-//! the tenants dir + rename), so a reload never reads half a file and the loader never reads
-//! the temp file. Deleted tenants are moved to `tenants/.deleted/`, never destroyed.
+//! an explicit reload, picks the change up). Files are written atomically
+//! ([`crate::atomic_file`]: hidden temp file in the tenants dir, then a hard link for a new
+//! file or a rename for a change), so a reload never reads half a file and the loader never
+//! reads the temp file. Deleted tenants are moved to `tenants/.deleted/`, never destroyed.
 //!
 //! With `[provisioning]` hooks configured ([`hooks`]), `create` runs `on_create` after
 //! validation and before the file is written (a failing hook leaves nothing behind: the
@@ -125,7 +126,7 @@ pub struct NewTenant {
 
 /// A change to an existing tenant: only the keys that are `Some` are touched. Doubles as the
 /// JSON body of `PATCH /admin/v1/tenants/{id}`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TenantPatch {
     #[serde(default)]
@@ -146,26 +147,17 @@ pub struct TenantPatch {
 }
 
 impl TenantPatch {
+    /// True when the patch touches nothing (every key absent; a new key is covered by
+    /// `Default` and `PartialEq` without a change here).
     pub fn is_empty(&self) -> bool {
-        let TenantPatch {
-            plan,
-            status,
-            features_enabled,
-            features_disabled,
-            quotas,
-        } = self;
-        plan.is_none()
-            && status.is_none()
-            && features_enabled.is_none()
-            && features_disabled.is_none()
-            && quotas.is_none()
+        *self == TenantPatch::default()
     }
 }
 
 /// Why a provisioning call changed nothing.
 ///
-/// Suggested HTTP mapping: `NotFound` 404, `Exists` 409, `Invalid` 422 (with the error list),
-/// `Io` 500.
+/// The admin API answers `NotFound` 404, `Exists` 409, `Invalid` 400 INVALID_TENANT (with the
+/// error list), `Hook` 502, `Io` 500.
 #[derive(Debug, thiserror::Error)]
 pub enum ProvisionError {
     #[error("tenant {id:?} not found")]
