@@ -77,19 +77,8 @@ enum TenantCommand {
     New {
         #[arg(long, short, default_value = "conf/gateway.toml")]
         config: PathBuf,
-        #[arg(long)]
-        id: String,
-        #[arg(long)]
-        plan: String,
-        #[arg(long)]
-        subdomain: Option<String>,
-        #[arg(long)]
-        organization_id: Option<String>,
-        #[arg(long)]
-        name: Option<String>,
-        /// Named upstream pool (default: the only one, if there is exactly one).
-        #[arg(long)]
-        upstream: Option<String>,
+        #[command(flatten)]
+        tenant: tenant_gateway::provision::NewTenant,
     },
     /// Set status = "suspended" (every request answers 403).
     Suspend {
@@ -188,43 +177,24 @@ fn main() -> ExitCode {
                 .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
                 .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
                 .try_init();
-            let result = match command {
-                TenantCommand::New {
-                    config,
-                    id,
-                    plan,
-                    subdomain,
-                    organization_id,
-                    name,
-                    upstream,
-                } => provision::create(
-                    &config,
-                    provision::NewTenant {
-                        id,
-                        plan,
-                        subdomain,
-                        organization_id,
-                        name,
-                        upstream,
-                        ..Default::default()
-                    },
-                )
-                .map(|p| format!("created {}", p.display())),
-                TenantCommand::Suspend { config, id } => {
-                    provision::set_status(&config, &id, TenantStatus::Suspended)
-                        .map(|p| format!("suspended ({})", p.display()))
-                }
-                TenantCommand::Activate { config, id } => {
-                    provision::set_status(&config, &id, TenantStatus::Active)
-                        .map(|p| format!("activated ({})", p.display()))
-                }
-                TenantCommand::Delete { config, id } => {
-                    provision::delete(&config, &id).and_then(|p| {
-                        provision::run_delete_hook(&config, &p)?;
-                        Ok(format!("moved to {}", p.display()))
-                    })
-                }
-            };
+            let result =
+                match command {
+                    TenantCommand::New { config, tenant } => provision::create(&config, tenant)
+                        .map(|p| format!("created {}", p.display())),
+                    TenantCommand::Suspend { config, id } => {
+                        provision::set_status(&config, &id, TenantStatus::Suspended)
+                            .map(|p| format!("suspended ({})", p.display()))
+                    }
+                    TenantCommand::Activate { config, id } => {
+                        provision::set_status(&config, &id, TenantStatus::Active)
+                            .map(|p| format!("activated ({})", p.display()))
+                    }
+                    TenantCommand::Delete { config, id } => provision::delete(&config, &id)
+                        .and_then(|p| {
+                            provision::run_delete_hook(&config, &p)?;
+                            Ok(format!("moved to {}", p.display()))
+                        }),
+                };
             match result {
                 Ok(msg) => {
                     println!("{msg}");

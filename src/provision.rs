@@ -89,38 +89,52 @@ impl Drop for Reservation<'_> {
 /// Name of the directory, inside the tenants dir, that receives deleted tenant files.
 pub const DELETED_DIR: &str = ".deleted";
 
-/// A tenant to create. Doubles as the JSON body of `POST /admin/v1/tenants`.
-#[derive(Debug, Clone, Default, Deserialize)]
+/// A tenant to create. Doubles as the JSON body of `POST /admin/v1/tenants` and as the flags of
+/// `tenant-gateway tenant new` (the keys without a flag are API-only).
+#[derive(Debug, Clone, Default, Deserialize, clap::Args)]
 #[serde(deny_unknown_fields)]
 pub struct NewTenant {
     /// Slug: a lower-case DNS label; also the file name (`tenants/<id>.toml`) and, unless
     /// `subdomain` is set, the subdomain.
+    #[arg(long)]
     pub id: String,
+    #[arg(long)]
     pub plan: String,
     #[serde(default)]
+    #[arg(skip)]
     pub status: TenantStatus,
     #[serde(default)]
+    #[arg(long)]
     pub subdomain: Option<String>,
     #[serde(default)]
+    #[arg(long)]
     pub organization_id: Option<String>,
     #[serde(default)]
+    #[arg(long)]
     pub name: Option<String>,
-    /// Named upstream pool. Default: the only pool, when the config has exactly one.
+    /// Named upstream pool (default: the only one, if there is exactly one).
     #[serde(default)]
+    #[arg(long)]
     pub upstream: Option<String>,
     #[serde(default)]
+    #[arg(skip)]
     pub custom_domains: Vec<String>,
     #[serde(default)]
+    #[arg(skip)]
     pub features_enabled: Vec<String>,
     #[serde(default)]
+    #[arg(skip)]
     pub features_disabled: Vec<String>,
     /// Overrides of the plan's quotas, by resource.
     #[serde(default)]
+    #[arg(skip)]
     pub quotas: BTreeMap<String, QuotaLimitConfig>,
     /// Sent upstream as `X-Tenant-Schema`.
     #[serde(default)]
+    #[arg(skip)]
     pub schema: Option<String>,
     #[serde(default)]
+    #[arg(skip)]
     pub branding: Option<BrandingConfig>,
 }
 
