@@ -23,7 +23,6 @@
 //! the config and keeps the old one serving.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -181,7 +180,7 @@ pub enum ProvisionError {
     Exists { id: String, file: String },
     /// The change would make the config invalid (or it is invalid already); every error names
     /// file and key, like `tenants/x.toml: plan: unknown plan "gold"`.
-    #[error("{}", InvalidList(.0))]
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
     Invalid(Vec<ConfigError>),
     /// A `[provisioning]` hook failed; nothing was changed (for `on_delete`: the tenant is
     /// already gone from the config, see [`run_delete_hook`]).
@@ -204,20 +203,6 @@ impl From<ConfigErrors> for ProvisionError {
 impl From<ConfigError> for ProvisionError {
     fn from(e: ConfigError) -> Self {
         ProvisionError::Invalid(vec![e])
-    }
-}
-
-struct InvalidList<'a>(&'a [ConfigError]);
-
-impl fmt::Display for InvalidList<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, e) in self.0.iter().enumerate() {
-            if i > 0 {
-                writeln!(f)?;
-            }
-            write!(f, "{e}")?;
-        }
-        Ok(())
     }
 }
 
