@@ -180,24 +180,26 @@ fn main() -> ExitCode {
                 .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
                 .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
                 .try_init();
-            let result =
-                match command {
-                    TenantCommand::New { config, tenant } => provision::create(&config, tenant)
-                        .map(|p| format!("created {}", p.display())),
-                    TenantCommand::Suspend { config, id } => {
-                        provision::set_status(&config, &id, TenantStatus::Suspended)
-                            .map(|p| format!("suspended ({})", p.display()))
-                    }
-                    TenantCommand::Activate { config, id } => {
-                        provision::set_status(&config, &id, TenantStatus::Active)
-                            .map(|p| format!("activated ({})", p.display()))
-                    }
-                    TenantCommand::Delete { config, id } => provision::delete(&config, &id)
-                        .and_then(|p| {
-                            provision::run_delete_hook(&config, &p)?;
-                            Ok(format!("moved to {}", p.display()))
-                        }),
-                };
+            let result = match command {
+                TenantCommand::New { config, tenant } => {
+                    let created = provision::create(&config, tenant);
+                    created.map(|p| format!("created {}", p.display()))
+                }
+                TenantCommand::Suspend { config, id } => {
+                    provision::set_status(&config, &id, TenantStatus::Suspended)
+                        .map(|p| format!("suspended ({})", p.display()))
+                }
+                TenantCommand::Activate { config, id } => {
+                    provision::set_status(&config, &id, TenantStatus::Active)
+                        .map(|p| format!("activated ({})", p.display()))
+                }
+                TenantCommand::Delete { config, id } => {
+                    provision::delete(&config, &id).and_then(|p| {
+                        provision::run_delete_hook(&config, &p)?;
+                        Ok(format!("moved to {}", p.display()))
+                    })
+                }
+            };
             match result {
                 Ok(msg) => {
                     println!("{msg}");
