@@ -60,30 +60,34 @@ fn start_redis(port: u16) -> RedisServer {
     RedisServer(child)
 }
 
-fn demands(tenant: usize) -> Vec<Demand> {
+fn demands(tenant: usize) -> Vec<Demand<'static>> {
     let now = unix_now();
     let w1 = Window::of(Period::Hour, now);
     let w2 = Window::of(Period::Month, now);
     let t = format!("t{tenant}");
     vec![
         Demand {
+            resource: "requests",
             key: window_key(&t, "requests", &w1),
             amount: 1,
             limit: u64::MAX / 2,
             window: w1,
+            handles: None,
         },
         Demand {
+            resource: "messages",
             key: window_key(&t, "messages", &w2),
             amount: 1,
             limit: u64::MAX / 2,
             window: w2,
+            handles: None,
         },
     ]
 }
 
 async fn run<F, Fut>(name: &str, decisions: usize, decide: F) -> f64
 where
-    F: Fn(Vec<Demand>) -> Fut + Send + Sync + 'static + Clone,
+    F: Fn(Vec<Demand<'static>>) -> Fut + Send + Sync + 'static + Clone,
     Fut: std::future::Future<Output = bool> + Send,
 {
     let started = Instant::now();

@@ -111,10 +111,12 @@ fn report() {
     let store = LocalQuotaStore::new();
     let w = Window::of(Period::Hour, now);
     let demand = [Demand {
+        resource: "requests",
         key: window_key("acme", "requests", &w),
         amount: 1,
         limit: u64::MAX,
         window: w,
+        handles: None,
     }];
     black_box(store.check_at(&demand, now));
     let region = Region::new(GLOBAL);
@@ -189,18 +191,22 @@ fn bench_quota(c: &mut Criterion) {
     let w1 = Window::of(Period::Hour, now);
     let w2 = Window::of(Period::Month, now);
     let one = [Demand {
+        resource: "requests",
         key: window_key("acme", "requests", &w1),
         amount: 1,
         limit: u64::MAX,
         window: w1,
+        handles: None,
     }];
     let two = [
         one[0].clone(),
         Demand {
+            resource: "messages",
             key: window_key("acme", "messages", &w2),
             amount: 1,
             limit: u64::MAX,
             window: w2,
+            handles: None,
         },
     ];
     c.bench_function("quota/local_one_resource", |b| {

@@ -11,8 +11,10 @@
 mod challenge;
 mod client;
 pub mod domains;
+mod error;
 
 pub use challenge::ChallengeAnswer;
+pub use error::AcmeError;
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -36,20 +38,6 @@ use crate::quota::unix_now;
 use crate::redis_client::{RedisClient, BACKGROUND_DEADLINE};
 use crate::snapshot::SnapshotHolder;
 use crate::tls::{CertEntry, CertStore};
-
-/// Why an ACME step failed.
-#[derive(Debug, thiserror::Error)]
-pub enum AcmeError {
-    #[error("setup: {0}")]
-    Setup(String),
-    #[error("CA: {0}")]
-    Ca(String),
-    #[error("store: {0}")]
-    Store(String),
-    /// The CA does not know the stored account (e.g. a test CA restarted): a new one is made.
-    #[error("account unknown to the CA: {0}")]
-    AccountGone(String),
-}
 
 /// A certificate as published to the other nodes.
 #[derive(Serialize, Deserialize)]
@@ -309,17 +297,14 @@ impl AcmeManager {
         let client = self.client().await?;
         tracing::info!(name, "ordering certificate");
         let (chain, key) = match client.order(name, &self.challenges).await {
-            Err(AcmeError::AccountGone(e)) => {
+            Err(e @ AcmeError::AccountGone { .. }) => {
                 tracing::warn!(error = %e, "the CA no longer knows our ACME account; a new one will be created");
                 self.drop_account().await;
-                return Err(AcmeError::AccountGone(e));
+                return Err(e);
             }
             other => other?,
         };
-        let entry = self
-            .certs
-            .install(name, chain.as_bytes(), key.as_bytes())
-            .map_err(|e| AcmeError::Store(e.to_string()))?;
+        let entry = self.certs.install(name, chain.as_bytes(), key.as_bytes())?;
         self.publish(name, &chain, &key).await;
         self.metrics
             .acme_orders

@@ -9,9 +9,9 @@ use http::{Method, Response, StatusCode};
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 use serde_json::json;
+use subtle::ConstantTimeEq;
 
 use crate::acme::AcmeManager;
-use crate::auth::constant_time_eq;
 use crate::metrics::Metrics;
 use crate::quota::QuotaEngine;
 use crate::reload::Reloader;
@@ -86,7 +86,7 @@ impl AdminApp {
             .headers
             .get(http::header::AUTHORIZATION)
             .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
-            .is_some_and(|given| constant_time_eq(given, token.as_bytes()))
+            .is_some_and(|given| bool::from(given.ct_eq(token.as_bytes())))
     }
 }
 

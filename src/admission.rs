@@ -11,7 +11,7 @@
 
 use std::sync::Arc;
 
-use crate::auth::Credential;
+use crate::auth::{AuthFailure, Credential};
 use crate::config::TenantStatus;
 use crate::request_view::CanonicalRequest;
 use crate::response::GatewayError;
@@ -63,7 +63,7 @@ pub struct Denied {
     /// The tenant, when one was resolved (so metrics and logs attribute the denial).
     pub tenant: Option<Arc<Tenant>>,
     /// Why, for the audit log of authentication failures.
-    pub reason: Option<&'static str>,
+    pub reason: Option<AuthFailure>,
 }
 
 impl Denied {
@@ -133,14 +133,14 @@ pub fn admit(
         return Err(deny(
             GatewayError::TenantMismatch,
             None,
-            Some("credentials_of_different_tenants"),
+            Some(AuthFailure::CredentialsOfDifferentTenants),
         ));
     }
     if credential.tenant().is_some_and(|t| t != &*tenant.id) {
         return Err(deny(
             GatewayError::TenantMismatch,
             None,
-            Some("credential_of_other_tenant"),
+            Some(AuthFailure::CredentialOfOtherTenant),
         ));
     }
     if tenant.status == TenantStatus::Suspended {
@@ -150,8 +150,8 @@ pub fn admit(
     if let Some(route) = route.map(|i| &snapshot.routes[i]) {
         if route.require_auth && !credential.is_valid() {
             let reason = match credential {
-                Credential::Invalid(r) => r,
-                _ => "missing_credential",
+                Credential::Invalid(r) => *r,
+                _ => AuthFailure::MissingCredential,
             };
             return Err(deny(GatewayError::Unauthorized, None, Some(reason)));
         }
@@ -161,15 +161,15 @@ pub fn admit(
                 Credential::ApiKey { .. } | Credential::Token(_) => {
                     if !required.admits(credential.roles()) {
                         let roles = required.describe();
-                        let reason = Some(crate::roles::INSUFFICIENT_ROLE);
+                        let reason = Some(AuthFailure::InsufficientRole);
                         return Err(deny(GatewayError::InsufficientRole, Some(&roles), reason));
                     }
                 }
                 Credential::Invalid(r) => {
-                    return Err(deny(GatewayError::Unauthorized, None, Some(r)))
+                    return Err(deny(GatewayError::Unauthorized, None, Some(*r)))
                 }
                 Credential::None | Credential::Conflicting => {
-                    let reason = Some("missing_credential");
+                    let reason = Some(AuthFailure::MissingCredential);
                     return Err(deny(GatewayError::Unauthorized, None, reason));
                 }
             }

@@ -17,6 +17,9 @@ use sha2::{Digest, Sha256};
 use crate::config::ValidJwt;
 use crate::roles::Roles;
 
+mod failure;
+pub use failure::AuthFailure;
+
 /// What the request's credential established.
 #[derive(Debug, Clone)]
 pub enum Credential {
@@ -32,7 +35,7 @@ pub enum Credential {
     Token(Arc<VerifiedToken>),
     /// A credential was presented but is not valid; the reason goes to the audit log and the
     /// `gateway_auth_failures_total{reason}` metric.
-    Invalid(&'static str),
+    Invalid(AuthFailure),
     /// Valid credentials of two different tenants in one request (403 whatever the route).
     Conflicting,
 }
@@ -78,14 +81,6 @@ pub struct VerifiedToken {
 /// SHA-256 of an API key.
 pub fn key_hash(key: &[u8]) -> [u8; 32] {
     Sha256::digest(key).into()
-}
-
-/// Compares in time independent of where the first difference is.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Every API key of the config, by hash.
@@ -180,17 +175,17 @@ impl JwtVerifier {
     }
 
     /// Verifies a compact JWT (cached by its hash, never past `exp`).
-    pub fn verify(&self, token: &str, now: u64) -> Result<Arc<VerifiedToken>, &'static str> {
+    pub fn verify(&self, token: &str, now: u64) -> Result<Arc<VerifiedToken>, AuthFailure> {
         let hash = key_hash(token.as_bytes());
         if let Some(v) = self.cache.get(&hash) {
             if v.expires_at + self.validation_base.leeway > now {
                 return Ok(v);
             }
             self.cache.invalidate(&hash);
-            return Err("token_expired");
+            return Err(AuthFailure::TokenExpired);
         }
-        let header = jsonwebtoken::decode_header(token).map_err(|_| "token_malformed")?;
-        let mut last = "token_no_key";
+        let header = jsonwebtoken::decode_header(token).map_err(|_| AuthFailure::TokenMalformed)?;
+        let mut last = AuthFailure::TokenNoKey;
         for (alg, kid, key) in &self.keys {
             if *alg != header.alg || (kid.is_some() && header.kid.is_some() && kid != &header.kid) {
                 continue;
@@ -210,7 +205,7 @@ impl JwtVerifier {
                         .and_then(|v| v.as_str())
                         .filter(|t| !t.is_empty())
                     else {
-                        return Err("token_missing_tenant");
+                        return Err(AuthFailure::TokenMissingTenant);
                     };
                     let roles = if self.roles_claim.is_empty() {
                         Roles::default()
@@ -233,17 +228,10 @@ impl JwtVerifier {
                     return Ok(verified);
                 }
                 Err(e) => {
-                    use jsonwebtoken::errors::ErrorKind;
-                    last = match e.kind() {
-                        ErrorKind::ExpiredSignature => "token_expired",
-                        ErrorKind::ImmatureSignature => "token_not_yet_valid",
-                        ErrorKind::InvalidAudience => "token_wrong_audience",
-                        ErrorKind::InvalidIssuer => "token_wrong_issuer",
-                        ErrorKind::InvalidSignature => "token_bad_signature",
-                        ErrorKind::MissingRequiredClaim(_) => "token_missing_claim",
-                        _ => "token_invalid",
-                    };
-                    if last != "token_bad_signature" {
+                    last = AuthFailure::from_jwt_error(e.kind());
+                    // A bad signature may verify with the next key of the same algorithm;
+                    // any other failure is about the claims, which no other key changes.
+                    if last != AuthFailure::TokenBadSignature {
                         break;
                     }
                 }
@@ -293,7 +281,7 @@ fn verify_one(
     now: u64,
 ) -> Credential {
     if presented.is_empty() {
-        return Credential::Invalid("malformed_credential");
+        return Credential::Invalid(AuthFailure::MalformedCredential);
     }
     if looks_like_jwt(presented) {
         return match jwt {
@@ -301,7 +289,7 @@ fn verify_one(
                 Ok(t) => Credential::Token(t),
                 Err(reason) => Credential::Invalid(reason),
             },
-            None => Credential::Invalid("token_not_configured"),
+            None => Credential::Invalid(AuthFailure::TokenNotConfigured),
         };
     }
     match keys.find(presented.as_bytes()) {
@@ -314,7 +302,7 @@ fn verify_one(
             name,
             roles,
         },
-        None => Credential::Invalid("unknown_api_key"),
+        None => Credential::Invalid(AuthFailure::UnknownApiKey),
     }
 }
 
@@ -342,12 +330,15 @@ pub fn authenticate(
 ) -> Authentication {
     let forward_jwt = jwt.is_none_or(|v| v.forward);
     let mut strip = StripCredentials::default();
-    let one = |name: http::header::HeaderName| -> Result<Option<&str>, &'static str> {
+    let one = |name: http::header::HeaderName| -> Result<Option<&str>, AuthFailure> {
         let mut all = headers.get_all(name).into_iter();
         match (all.next(), all.next()) {
             (None, _) => Ok(None),
-            (Some(_), Some(_)) => Err("ambiguous_credentials"),
-            (Some(v), None) => v.to_str().map(Some).map_err(|_| "malformed_credential"),
+            (Some(_), Some(_)) => Err(AuthFailure::AmbiguousCredentials),
+            (Some(v), None) => v
+                .to_str()
+                .map(Some)
+                .map_err(|_| AuthFailure::MalformedCredential),
         }
     };
     let invalid = |reason| Authentication {
@@ -426,32 +417,43 @@ mod tests {
     #[test]
     fn verifies_and_rejects_tokens() {
         let v = verifier("s3cret", "tg");
-        let good = token(
-            "s3cret",
-            serde_json::json!({"tenant_id": "acme", "sub": "u1", "exp": NOW + 600, "aud": "tg", "iss": "https://auth.test"}),
-        );
-        let t = v.verify(&good, NOW).unwrap();
+        let claims = |aud: &str, tenant: &str| serde_json::json!({"tenant_id": tenant, "sub": "u1", "exp": NOW + 600, "aud": aud, "iss": "https://auth.test"});
+        let t = v
+            .verify(&token("s3cret", claims("tg", "acme")), NOW)
+            .unwrap();
         assert_eq!(t.tenant.as_deref(), Some("acme"));
         assert_eq!(t.subject.as_ref().unwrap(), "u1");
-        let wrong_sig = token(
-            "other",
-            serde_json::json!({"tenant_id": "acme", "exp": NOW + 600, "aud": "tg", "iss": "https://auth.test"}),
-        );
-        assert_eq!(
-            v.verify(&wrong_sig, NOW).unwrap_err(),
-            "token_bad_signature"
-        );
-        let wrong_aud = token(
-            "s3cret",
-            serde_json::json!({"tenant_id": "acme", "exp": NOW + 600, "aud": "x", "iss": "https://auth.test"}),
-        );
-        assert_eq!(
-            v.verify(&wrong_aud, NOW).unwrap_err(),
-            "token_wrong_audience"
-        );
         // `alg: none`: header {"alg":"none"}, no signature.
-        let none = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJ0ZW5hbnRfaWQiOiJhY21lIiwiZXhwIjo5OTk5OTk5OTk5fQ.";
-        assert!(v.verify(none, NOW).is_err());
+        let alg_none = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJ0ZW5hbnRfaWQiOiJhY21lIiwiZXhwIjo5OTk5OTk5OTk5fQ.";
+        for (what, presented, want) in [
+            (
+                "wrong key",
+                token("other", claims("tg", "acme")),
+                AuthFailure::TokenBadSignature,
+            ),
+            (
+                "wrong audience",
+                token("s3cret", claims("x", "acme")),
+                AuthFailure::TokenWrongAudience,
+            ),
+            (
+                "empty tenant",
+                token("s3cret", claims("tg", "")),
+                AuthFailure::TokenMissingTenant,
+            ),
+            (
+                "not base64",
+                "a.b.c".to_string(),
+                AuthFailure::TokenMalformed,
+            ),
+            (
+                "alg none",
+                alg_none.to_string(),
+                AuthFailure::TokenMalformed,
+            ),
+        ] {
+            assert_eq!(v.verify(&presented, NOW).unwrap_err(), want, "{what}");
+        }
     }
 
     #[test]
@@ -469,7 +471,7 @@ mod tests {
         assert_eq!(
             v.verify(&token("r0les", claims(serde_json::json!([1]))), NOW)
                 .unwrap_err(),
-            crate::roles::INVALID_ROLES
+            AuthFailure::TokenInvalidRoles
         );
         let none = serde_json::json!({"tenant_id": "acme", "exp": NOW + 600, "aud": "tg", "iss": "https://auth.test"});
         assert!(v
@@ -490,7 +492,10 @@ mod tests {
         );
         assert!(v.verify(&t, exp - 60).is_ok());
         // Served from the cache, but never past exp (+ leeway).
-        assert_eq!(v.verify(&t, exp + 31).unwrap_err(), "token_expired");
+        assert_eq!(
+            v.verify(&t, exp + 31).unwrap_err(),
+            AuthFailure::TokenExpired
+        );
     }
 
     #[test]
@@ -569,7 +574,7 @@ mod tests {
         headers.insert("authorization", "Bearer nope".parse().unwrap());
         assert!(matches!(
             authenticate(&headers, &idx, None, NOW).credential,
-            Credential::Invalid("unknown_api_key")
+            Credential::Invalid(AuthFailure::UnknownApiKey)
         ));
         assert!(matches!(
             authenticate(&HeaderMap::new(), &idx, None, NOW).credential,

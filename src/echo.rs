@@ -371,6 +371,12 @@ mod tests {
         (status, headers, buf[split + 4..].to_vec())
     }
 
+    /// `GET path` with `Connection: close`, through [`raw_http`].
+    async fn get(addr: SocketAddr, path: &str) -> (u16, Vec<(String, String)>, Vec<u8>) {
+        let head = format!("GET {path} HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n");
+        raw_http(addr, &head, b"").await
+    }
+
     fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
         headers
             .iter()
@@ -416,12 +422,7 @@ mod tests {
     #[tokio::test]
     async fn no_query_is_empty_string() {
         let addr = start().await;
-        let (status, _, body) = raw_http(
-            addr,
-            "GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
-            b"",
-        )
-        .await;
+        let (status, _, body) = get(addr, "/").await;
         assert_eq!(status, 200);
         let json: Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(json["query"], "");
@@ -431,32 +432,17 @@ mod tests {
     #[tokio::test]
     async fn status_path_sets_status_and_keeps_json() {
         let addr = start().await;
-        let (status, headers, body) = raw_http(
-            addr,
-            "GET /status/418 HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
-            b"",
-        )
-        .await;
+        let (status, headers, body) = get(addr, "/status/418").await;
         assert_eq!(status, 418);
         assert_eq!(header(&headers, "content-type"), Some("application/json"));
         let json: Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(json["path"], "/status/418");
 
-        let (status, _, _) = raw_http(
-            addr,
-            "GET /status/abc HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
-            b"",
-        )
-        .await;
+        let (status, _, _) = get(addr, "/status/abc").await;
         assert_eq!(status, 400);
 
         // hyper must drop the JSON body for bodiless statuses rather than corrupt the stream.
-        let (status, _, body) = raw_http(
-            addr,
-            "GET /status/204 HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
-            b"",
-        )
-        .await;
+        let (status, _, body) = get(addr, "/status/204").await;
         assert_eq!(status, 204);
         assert!(body.is_empty());
     }
@@ -489,8 +475,7 @@ mod tests {
     async fn bytes_path_streams_exact_length() {
         let addr = start().await;
         let n = 3 * CHUNK_SIZE + 17;
-        let head = format!("GET /bytes/{n} HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n");
-        let (status, headers, body) = raw_http(addr, &head, b"").await;
+        let (status, headers, body) = get(addr, &format!("/bytes/{n}")).await;
         assert_eq!(status, 200);
         assert_eq!(
             header(&headers, "content-type"),
@@ -508,12 +493,7 @@ mod tests {
     async fn delay_path_waits() {
         let addr = start().await;
         let started = std::time::Instant::now();
-        let (status, _, _) = raw_http(
-            addr,
-            "GET /delay/150 HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
-            b"",
-        )
-        .await;
+        let (status, _, _) = get(addr, "/delay/150").await;
         assert_eq!(status, 200);
         assert!(started.elapsed() >= Duration::from_millis(150));
     }

@@ -24,7 +24,7 @@ use crate::admin::AdminApp;
 use crate::config::{self, ConfigErrors};
 use crate::limits::connection::{ConnRegistry, ConnectionGuard};
 use crate::limits::per_client::ClientLimiter;
-use crate::limits::{raise_fd_limit, LimitMetrics, Limits, RequestLimits};
+use crate::limits::{raise_fd_limit, LimitMetrics, RequestLimits};
 use crate::metrics::Metrics;
 use crate::proxy::TenantProxy;
 use crate::quota::QuotaEngine;
@@ -155,7 +155,7 @@ pub fn run(config_path: &Path, opts: RunOptions) -> Result<(), StartError> {
     server.bootstrap();
     let draining = Arc::new(AtomicBool::new(false));
 
-    let limits = Arc::new(Limits::compile(&startup.limits));
+    let limits = Arc::new(startup.limits.clone());
     let limit_metrics = LimitMetrics::register(&registry)?;
     let connections = Arc::new(ConnRegistry::default());
     let request_limits = Arc::new(RequestLimits {
@@ -219,6 +219,7 @@ pub fn run(config_path: &Path, opts: RunOptions) -> Result<(), StartError> {
     admin.add_tcp(&bound.admin);
     admin.threads = Some(1);
 
+    let reload_watching = Arc::new(AtomicBool::new(false));
     let readiness = background_service(
         "readiness",
         ReadinessProbe {
@@ -228,6 +229,7 @@ pub fn run(config_path: &Path, opts: RunOptions) -> Result<(), StartError> {
             listeners: bound.clone(),
             ready_file: opts.ready_file.clone(),
             ready,
+            reload_watching: reload_watching.clone(),
         },
     );
     let reload = background_service(
@@ -236,6 +238,7 @@ pub fn run(config_path: &Path, opts: RunOptions) -> Result<(), StartError> {
             reloader,
             debounce: Duration::from_millis(250),
             max_delay: Duration::from_secs(1),
+            watching: reload_watching,
         },
     );
 
@@ -337,7 +340,8 @@ impl BackgroundService for QuotaConnector {
 }
 
 /// Marks the gateway ready once every proxy listener accepts connections and the admin
-/// listener is bound, then writes the `--ready-file`.
+/// listener is bound and the reload service watches the config files, then writes the
+/// `--ready-file`.
 ///
 /// A plain listener counts only when it answers a request with this process's nonce echoed in
 /// `X-Request-Id` — so another process holding the port (pingora retries a busy bind for a
@@ -349,6 +353,8 @@ struct ReadinessProbe {
     listeners: Arc<ListenerAddrs>,
     ready_file: Option<PathBuf>,
     ready: Arc<AtomicBool>,
+    /// Set by the reload service once it watches the config files.
+    reload_watching: Arc<AtomicBool>,
 }
 
 /// Sends one request and checks the reply carries `nonce` (the gateway echoes X-Request-Id).
@@ -406,6 +412,13 @@ impl BackgroundService for ReadinessProbe {
                     _ = shutdown.changed() => return,
                     _ = tokio::time::sleep(Duration::from_millis(20)) => {}
                 }
+            }
+        }
+        // Ready also means a config file changed from now on is seen.
+        while !self.reload_watching.load(Ordering::Acquire) {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = tokio::time::sleep(Duration::from_millis(10)) => {}
             }
         }
         self.ready.store(true, Ordering::Release);

@@ -8,6 +8,7 @@ pub mod access_log;
 pub mod acme;
 pub mod admin;
 pub mod admission;
+pub mod atomic_file;
 pub mod auth;
 pub mod canonical_path;
 pub mod config;

@@ -8,7 +8,7 @@
 //! - [`per_client`]: the rate limit per client address / credential, before tenant quotas.
 //! - [`client_abort`]: a client that goes away is counted and logged at debug, never ERROR.
 //!
-//! The compiled [`Limits`] is built once at start from `[limits]` and shared by all of them.
+//! [`Limits`] (`[limits]`, typed when parsed) is shared by all of them.
 
 pub mod client_abort;
 pub mod connection;
@@ -18,68 +18,20 @@ mod ip_block;
 pub mod per_client;
 pub mod request_head;
 
-use std::time::Duration;
-
-use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
+use prometheus::{IntCounter, IntCounterVec, Registry};
 
 pub use fd::raise_fd_limit;
 pub use ip_block::IpBlock;
 
 use crate::config::LimitsConfig;
+use crate::metrics::Registrar;
 
-/// `[limits]`, compiled.
-#[derive(Debug, Clone)]
-pub struct Limits {
-    pub max_request_header_bytes: usize,
-    pub max_request_headers: usize,
-    pub max_uri_bytes: usize,
-    pub request_header_timeout: Duration,
-    pub keepalive_timeout: Duration,
-    pub request_body_timeout: Duration,
-    pub response_send_timeout: Duration,
-    pub h2_stream_send_buffer_bytes: usize,
-    pub h2_max_concurrent_streams: u32,
-    pub max_requests_per_connection: u32,
-    pub h2_reset_budget: u32,
-    pub h2_reset_window: Duration,
-    pub h2c: bool,
-}
+/// `[limits]` as the connection and request phases read it. The config is typed when parsed
+/// (sizes, `Duration`s), so there is nothing to compile: one struct, two names for its two
+/// roles (`per_client` is compiled separately by [`per_client::ClientLimiter`]).
+pub type Limits = LimitsConfig;
 
-impl Limits {
-    pub fn compile(cfg: &LimitsConfig) -> Self {
-        let LimitsConfig {
-            max_request_header_bytes,
-            max_request_headers,
-            max_uri_bytes,
-            request_header_timeout,
-            keepalive_timeout,
-            request_body_timeout,
-            response_send_timeout,
-            h2_stream_send_buffer_bytes,
-            h2_max_concurrent_streams,
-            max_requests_per_connection,
-            h2_reset_budget,
-            h2_reset_window,
-            h2c,
-            per_client: _, // compiled by `per_client::ClientLimiter`
-        } = cfg.clone();
-        Self {
-            max_request_header_bytes,
-            max_request_headers,
-            max_uri_bytes,
-            request_header_timeout,
-            keepalive_timeout,
-            request_body_timeout,
-            response_send_timeout,
-            h2_stream_send_buffer_bytes,
-            h2_max_concurrent_streams,
-            max_requests_per_connection,
-            h2_reset_budget,
-            h2_reset_window,
-            h2c,
-        }
-    }
-
+impl LimitsConfig {
     /// HTTP/2 settings of the proxy listeners: the decoded header list is bounded by
     /// `max_request_header_bytes` (h2 answers 431 itself), and a stream buffers at most
     /// `h2_stream_send_buffer_bytes` of response for a client that does not read.
@@ -108,7 +60,7 @@ impl Limits {
 pub struct LimitMetrics {
     /// `gateway_client_aborts_total{tenant}`.
     pub client_aborts: IntCounterVec,
-    /// `gateway_connection_timeouts_total{kind}`: request_head, keepalive.
+    /// `gateway_connection_timeouts_total{kind}`: request_head, keepalive, request_body.
     pub connection_timeouts: IntCounterVec,
     /// `gateway_h2_goaway_total{reason}`: reset_budget, max_requests.
     pub h2_goaways: IntCounterVec,
@@ -122,58 +74,37 @@ pub struct LimitMetrics {
 
 impl LimitMetrics {
     pub fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
-        let client_aborts = IntCounterVec::new(
-            Opts::new(
+        let on = Registrar(registry);
+        Ok(Self {
+            client_aborts: on.counter_vec(
                 "gateway_client_aborts_total",
                 "Requests the client abandoned (closed, reset or timed out) before the response ended",
-            ),
-            &["tenant"],
-        )?;
-        let connection_timeouts = IntCounterVec::new(
-            Opts::new(
+                &["tenant"],
+            )?,
+            connection_timeouts: on.counter_vec(
                 "gateway_connection_timeouts_total",
-                "Connections closed by a client-side deadline",
-            ),
-            &["kind"],
-        )?;
-        let h2_goaways = IntCounterVec::new(
-            Opts::new(
+                "Connections closed by a client-side deadline, by kind (request_head, keepalive, request_body)",
+                &["kind"],
+            )?,
+            h2_goaways: on.counter_vec(
                 "gateway_h2_goaway_total",
-                "GOAWAY frames the gateway sent to end an HTTP/2 connection early",
-            ),
-            &["reason"],
-        )?;
-        let reset_streams_not_proxied = IntCounter::new(
-            "gateway_h2_reset_streams_not_proxied_total",
-            "HTTP/2 streams the client reset before they were sent upstream",
-        )?;
-        let head_rejections = IntCounterVec::new(
-            Opts::new(
+                "GOAWAY frames the gateway sent to end an HTTP/2 connection early, by reason (reset_budget, max_requests)",
+                &["reason"],
+            )?,
+            reset_streams_not_proxied: on.add(IntCounter::new(
+                "gateway_h2_reset_streams_not_proxied_total",
+                "HTTP/2 streams the client reset before they were sent upstream",
+            ))?,
+            head_rejections: on.counter_vec(
                 "gateway_request_limit_rejections_total",
-                "Requests refused for the size of their head",
-            ),
-            &["status"],
-        )?;
-        let client_limit_decisions = IntCounterVec::new(
-            Opts::new(
+                "Requests refused for the size of their head, by status (414, 431)",
+                &["status"],
+            )?,
+            client_limit_decisions: on.counter_vec(
                 "gateway_client_limit_decisions_total",
-                "Per-client rate limit decisions",
-            ),
-            &["tenant", "policy", "decision"],
-        )?;
-        registry.register(Box::new(client_aborts.clone()))?;
-        registry.register(Box::new(connection_timeouts.clone()))?;
-        registry.register(Box::new(h2_goaways.clone()))?;
-        registry.register(Box::new(reset_streams_not_proxied.clone()))?;
-        registry.register(Box::new(head_rejections.clone()))?;
-        registry.register(Box::new(client_limit_decisions.clone()))?;
-        Ok(Self {
-            client_aborts,
-            connection_timeouts,
-            h2_goaways,
-            reset_streams_not_proxied,
-            head_rejections,
-            client_limit_decisions,
+                "Per-client rate limit decisions, by tenant, policy and decision (allowed, rejected, backend_error)",
+                &["tenant", "policy", "decision"],
+            )?,
         })
     }
 }

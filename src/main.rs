@@ -20,6 +20,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once at start: the size of the `tenant new` variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Run the gateway.
@@ -76,25 +78,15 @@ enum SchemaFile {
     Tenant,
 }
 
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum TenantCommand {
     /// Write a new, validated tenant file.
     New {
         #[arg(long, short, default_value = "conf/gateway.toml")]
         config: PathBuf,
-        #[arg(long)]
-        id: String,
-        #[arg(long)]
-        plan: String,
-        #[arg(long)]
-        subdomain: Option<String>,
-        #[arg(long)]
-        organization_id: Option<String>,
-        #[arg(long)]
-        name: Option<String>,
-        /// Named upstream pool (default: the only one, if there is exactly one).
-        #[arg(long)]
-        upstream: Option<String>,
+        #[command(flatten)]
+        tenant: tenant_gateway::provision::NewTenant,
     },
     /// Set status = "suspended" (every request answers 403).
     Suspend {
@@ -204,27 +196,10 @@ fn main() -> ExitCode {
                     .map(|p| format!("{done} ({})", p.display()))
             };
             let result = match command {
-                TenantCommand::New {
-                    config,
-                    id,
-                    plan,
-                    subdomain,
-                    organization_id,
-                    name,
-                    upstream,
-                } => provision::create(
-                    &config,
-                    provision::NewTenant {
-                        id,
-                        plan,
-                        subdomain,
-                        organization_id,
-                        name,
-                        upstream,
-                        ..Default::default()
-                    },
-                )
-                .map(|p| format!("created {}", p.display())),
+                TenantCommand::New { config, tenant } => {
+                    let created = provision::create(&config, tenant);
+                    created.map(|p| format!("created {}", p.display()))
+                }
                 TenantCommand::Suspend { config, id } => {
                     set_status(&config, &id, TenantStatus::Suspended, "suspended")
                 }

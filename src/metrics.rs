@@ -69,7 +69,7 @@ pub enum Decision {
 }
 
 impl Decision {
-    pub fn label(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Decision::Allowed => "allowed",
             Decision::Rejected => "rejected",
@@ -82,14 +82,13 @@ const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
 impl Metrics {
     pub fn register(registry: &Registry) -> prometheus::Result<Self> {
-        let requests = IntCounterVec::new(
-            Opts::new(
-                "gateway_requests_total",
-                "Requests answered, by tenant and status class",
-            ),
+        let on = Registrar(registry);
+        let requests = on.counter_vec(
+            "gateway_requests_total",
+            "Requests answered, by tenant and status class (1xx … 5xx)",
             &["tenant", "status_class"],
         )?;
-        let request_duration = HistogramVec::new(
+        let request_duration = on.add(HistogramVec::new(
             HistogramOpts::new(
                 "gateway_request_duration_seconds",
                 "Time from request start to the end of the response, by tenant",
@@ -99,54 +98,53 @@ impl Metrics {
                 10.0,
             ]),
             &["tenant"],
-        )?;
-        let upstream_errors = IntCounterVec::new(
-            Opts::new(
-                "gateway_upstream_errors_total",
-                "Failed upstream attempts, by tenant and kind (connect, timeout, protocol)",
-            ),
+        ))?;
+        let upstream_errors = on.counter_vec(
+            "gateway_upstream_errors_total",
+            "Failed upstream attempts, by tenant and kind (connect, connect_timeout, timeout, unavailable)",
             &["tenant", "kind"],
         )?;
-        let config_reloads = IntCounterVec::new(
-            Opts::new(
-                "gateway_config_reloads_total",
-                "Configuration reload attempts, by result (success, failure, unchanged)",
-            ),
+        let config_reloads = on.counter_vec(
+            "gateway_config_reloads_total",
+            "Configuration reload attempts, by result (success, failure, unchanged)",
             &["result"],
         )?;
-        let config_last_reload_successful = IntGauge::new(
+        let config_last_reload_successful = on.add(IntGauge::new(
             "gateway_config_last_reload_successful",
             "1 if the last reload attempt succeeded (or was unchanged), 0 if it failed",
-        )?;
-        let config_last_reload_timestamp = Gauge::new(
+        ))?;
+        let config_last_reload_timestamp = on.add(Gauge::new(
             "gateway_config_last_reload_success_timestamp_seconds",
             "Unix time of the last successful config swap",
-        )?;
-        let config_restart_required = IntGauge::new(
+        ))?;
+        let config_restart_required = on.add(IntGauge::new(
             "gateway_config_restart_required",
             "1 when the config files change a start-only key (listeners, [quota], [acme], log.level, admin.token_env, tls.certs_dir) that only a restart applies",
-        )?;
-        let tenants = IntGauge::new("gateway_tenants", "Tenants in the serving config")?;
-        let tls_handshakes = IntCounterVec::new(
-            Opts::new("gateway_tls_handshakes_total", "TLS handshakes by result"),
+        ))?;
+        let tenants = on.add(IntGauge::new(
+            "gateway_tenants",
+            "Tenants in the serving config",
+        ))?;
+        let tls_handshakes = on.counter_vec(
+            "gateway_tls_handshakes_total",
+            "TLS handshakes by result (client_hello: a ClientHello was read, success: completed)",
             &["result"],
         )?;
-        let certificate_expiry = prometheus::GaugeVec::new(
-            Opts::new(
-                "gateway_certificate_expiry_timestamp_seconds",
-                "notAfter of each served certificate, by name",
-            ),
+        let certificate_expiry = on.gauge_vec(
+            "gateway_certificate_expiry_timestamp_seconds",
+            "notAfter of each served certificate, by name",
             &["name"],
         )?;
-        let certificates = IntGauge::new("gateway_certificates", "Certificates in the store")?;
-        let quota_decisions = IntCounterVec::new(
-            Opts::new(
-                "gateway_quota_decisions_total",
-                "Quota decisions by tenant, resource and decision (allowed, rejected, backend_error)",
-            ),
+        let certificates = on.add(IntGauge::new(
+            "gateway_certificates",
+            "Certificates in the store",
+        ))?;
+        let quota_decisions = on.counter_vec(
+            "gateway_quota_decisions_total",
+            "Quota decisions by tenant, resource and decision (allowed, rejected, backend_error)",
             &["tenant", "resource", "decision"],
         )?;
-        let quota_backend_duration = Histogram::with_opts(
+        let quota_backend_duration = on.add(Histogram::with_opts(
             HistogramOpts::new(
                 "gateway_quota_backend_duration_seconds",
                 "Duration of one quota backend decision",
@@ -155,52 +153,27 @@ impl Metrics {
                 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5,
                 1.0,
             ]),
-        )?;
-        let auth_failures = IntCounterVec::new(
-            Opts::new(
-                "gateway_auth_failures_total",
-                "Rejected or invalid credentials, by tenant and reason",
-            ),
+        ))?;
+        let auth_failures = on.counter_vec(
+            "gateway_auth_failures_total",
+            "Rejected or invalid credentials, by tenant and reason (see AuthFailure)",
             &["tenant", "reason"],
         )?;
-        registry.register(Box::new(auth_failures.clone()))?;
-        let quota_usage_ratio = prometheus::GaugeVec::new(
-            Opts::new(
-                "gateway_quota_usage_ratio",
-                "Used / limit of the current window, by tenant and resource (updated on decisions)",
-            ),
+        let quota_usage_ratio = on.gauge_vec(
+            "gateway_quota_usage_ratio",
+            "Used / limit of the current window, by tenant and resource (updated on decisions)",
             &["tenant", "resource"],
         )?;
-        registry.register(Box::new(quota_usage_ratio.clone()))?;
-        let acme_orders = IntCounterVec::new(
-            Opts::new(
-                "gateway_acme_orders_total",
-                "ACME orders by result (success, failure)",
-            ),
+        let acme_orders = on.counter_vec(
+            "gateway_acme_orders_total",
+            "ACME orders by result (success, failure)",
             &["result"],
         )?;
-        registry.register(Box::new(acme_orders.clone()))?;
-        let acme_next_attempt = prometheus::GaugeVec::new(
-            Opts::new(
-                "gateway_acme_next_attempt_timestamp_seconds",
-                "When the next issuance or renewal attempt for a name is due (unix time)",
-            ),
+        let acme_next_attempt = on.gauge_vec(
+            "gateway_acme_next_attempt_timestamp_seconds",
+            "When the next issuance or renewal attempt for a name is due (unix time)",
             &["name"],
         )?;
-        registry.register(Box::new(acme_next_attempt.clone()))?;
-        registry.register(Box::new(requests.clone()))?;
-        registry.register(Box::new(request_duration.clone()))?;
-        registry.register(Box::new(upstream_errors.clone()))?;
-        registry.register(Box::new(config_reloads.clone()))?;
-        registry.register(Box::new(config_last_reload_successful.clone()))?;
-        registry.register(Box::new(config_last_reload_timestamp.clone()))?;
-        registry.register(Box::new(config_restart_required.clone()))?;
-        registry.register(Box::new(tenants.clone()))?;
-        registry.register(Box::new(tls_handshakes.clone()))?;
-        registry.register(Box::new(certificate_expiry.clone()))?;
-        registry.register(Box::new(certificates.clone()))?;
-        registry.register(Box::new(quota_decisions.clone()))?;
-        registry.register(Box::new(quota_backend_duration.clone()))?;
         register_process_metrics(registry)?;
         for result in ["success", "failure", "unchanged"] {
             config_reloads.with_label_values(&[result]);
@@ -249,7 +222,7 @@ impl Metrics {
             ]
             .map(|d| {
                 self.quota_decisions
-                    .with_label_values(&[tenant, resource, d.label()])
+                    .with_label_values(&[tenant, resource, d.as_str()])
             }),
             usage_ratio: self
                 .quota_usage_ratio
@@ -296,6 +269,40 @@ fn forget_in<T: prometheus::core::MetricVecBuilder>(
                 let _ = vec.remove(&labels);
             }
         }
+    }
+}
+
+/// Creates metrics on a registry: each constructor registers what it builds, so a metric
+/// cannot be created and then forgotten in the registration list.
+pub struct Registrar<'a>(pub &'a Registry);
+
+impl Registrar<'_> {
+    /// Registers `metric` (the result of its constructor) and hands it back.
+    pub fn add<M>(&self, metric: prometheus::Result<M>) -> prometheus::Result<M>
+    where
+        M: prometheus::core::Collector + Clone + 'static,
+    {
+        let metric = metric?;
+        self.0.register(Box::new(metric.clone()))?;
+        Ok(metric)
+    }
+
+    pub fn counter_vec(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+    ) -> prometheus::Result<IntCounterVec> {
+        self.add(IntCounterVec::new(Opts::new(name, help), labels))
+    }
+
+    pub fn gauge_vec(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+    ) -> prometheus::Result<prometheus::GaugeVec> {
+        self.add(prometheus::GaugeVec::new(Opts::new(name, help), labels))
     }
 }
 

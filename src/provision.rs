@@ -3,9 +3,10 @@
 //!
 //! This is the file-level API behind `tenant-gateway tenant …` and `POST/PATCH/DELETE
 //! /admin/v1/tenants`; it does not reload anything itself (the running gateway's file watch, or
-//! an explicit reload, picks the change up). Files are written atomically (hidden temp file in
-//! the tenants dir + rename), so a reload never reads half a file and the loader never reads
-//! the temp file. Deleted tenants are moved to `tenants/.deleted/`, never destroyed.
+//! an explicit reload, picks the change up). Files are written atomically
+//! ([`crate::atomic_file`]: hidden temp file in the tenants dir, then a hard link for a new
+//! file or a rename for a change), so a reload never reads half a file and the loader never
+//! reads the temp file. Deleted tenants are moved to `tenants/.deleted/`, never destroyed.
 //!
 //! With `[provisioning]` hooks configured ([`hooks`]), `create` runs `on_create` after
 //! validation and before the file is written (a failing hook leaves nothing behind: the
@@ -28,18 +29,20 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Deserialize;
 
+use crate::atomic_file::{write_atomic, write_new, WriteNewError};
 use crate::config::names::is_valid_label;
 use crate::config::{
     self, BrandingConfig, ConfigError, ConfigErrors, GatewayConfig, Period, ProvisioningConfig,
     QuotaLimitConfig, RawConfig, TenantConfig, TenantFile, TenantStatus,
 };
 
-mod atomic_write;
 pub mod hooks;
 mod toml_text;
-use atomic_write::{write_new, write_replace, WriteNewError};
 use hooks::{HookEvent, HookFailure, HookTenant};
 use toml_text::{apply_patch, render, today_utc};
+
+/// Tenant files are plain config (the umask narrows it).
+const TENANT_FILE_MODE: u32 = 0o666;
 
 /// Serialises every change made through this module in this process, so two admin requests
 /// never validate against the same old state and both write. Holds the tenants being created
@@ -84,44 +87,58 @@ impl Drop for Reservation<'_> {
 /// Name of the directory, inside the tenants dir, that receives deleted tenant files.
 pub const DELETED_DIR: &str = ".deleted";
 
-/// A tenant to create. Doubles as the JSON body of `POST /admin/v1/tenants`.
-#[derive(Debug, Clone, Default, Deserialize)]
+/// A tenant to create. Doubles as the JSON body of `POST /admin/v1/tenants` and as the flags of
+/// `tenant-gateway tenant new` (the keys without a flag are API-only).
+#[derive(Debug, Clone, Default, Deserialize, clap::Args)]
 #[serde(deny_unknown_fields)]
 pub struct NewTenant {
     /// Slug: a lower-case DNS label; also the file name (`tenants/<id>.toml`) and, unless
     /// `subdomain` is set, the subdomain.
+    #[arg(long)]
     pub id: String,
+    #[arg(long)]
     pub plan: String,
     #[serde(default)]
+    #[arg(skip)]
     pub status: TenantStatus,
     #[serde(default)]
+    #[arg(long)]
     pub subdomain: Option<String>,
     #[serde(default)]
+    #[arg(long)]
     pub organization_id: Option<String>,
     #[serde(default)]
+    #[arg(long)]
     pub name: Option<String>,
-    /// Named upstream pool. Default: the only pool, when the config has exactly one.
+    /// Named upstream pool (default: the only one, if there is exactly one).
     #[serde(default)]
+    #[arg(long)]
     pub upstream: Option<String>,
     #[serde(default)]
+    #[arg(skip)]
     pub custom_domains: Vec<String>,
     #[serde(default)]
+    #[arg(skip)]
     pub features_enabled: Vec<String>,
     #[serde(default)]
+    #[arg(skip)]
     pub features_disabled: Vec<String>,
     /// Overrides of the plan's quotas, by resource.
     #[serde(default)]
+    #[arg(skip)]
     pub quotas: BTreeMap<String, QuotaLimitConfig>,
     /// Sent upstream as `X-Tenant-Schema`.
     #[serde(default)]
+    #[arg(skip)]
     pub schema: Option<String>,
     #[serde(default)]
+    #[arg(skip)]
     pub branding: Option<BrandingConfig>,
 }
 
 /// A change to an existing tenant: only the keys that are `Some` are touched. Doubles as the
 /// JSON body of `PATCH /admin/v1/tenants/{id}`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TenantPatch {
     #[serde(default)]
@@ -142,26 +159,17 @@ pub struct TenantPatch {
 }
 
 impl TenantPatch {
+    /// True when the patch touches nothing (every key absent; a new key is covered by
+    /// `Default` and `PartialEq` without a change here).
     pub fn is_empty(&self) -> bool {
-        let TenantPatch {
-            plan,
-            status,
-            features_enabled,
-            features_disabled,
-            quotas,
-        } = self;
-        plan.is_none()
-            && status.is_none()
-            && features_enabled.is_none()
-            && features_disabled.is_none()
-            && quotas.is_none()
+        *self == TenantPatch::default()
     }
 }
 
 /// Why a provisioning call changed nothing.
 ///
-/// Suggested HTTP mapping: `NotFound` 404, `Exists` 409, `Invalid` 422 (with the error list),
-/// `Io` 500.
+/// The admin API answers `NotFound` 404, `Exists` 409, `Invalid` 400 INVALID_TENANT (with the
+/// error list), `Hook` 502, `Io` 500.
 #[derive(Debug, thiserror::Error)]
 pub enum ProvisionError {
     #[error("tenant {id:?} not found")]
@@ -252,7 +260,7 @@ pub fn create(config_path: &Path, t: NewTenant) -> Result<PathBuf, ProvisionErro
     raw.tenants.push(file.clone());
     validate_whole(&raw)?;
     let write = || {
-        write_new(&layout.tenants_dir, &path, &text).map_err(|e| match e {
+        write_new(&path, text.as_bytes(), TENANT_FILE_MODE).map_err(|e| match e {
             WriteNewError::Exists => ProvisionError::Exists {
                 id: t.id.clone(),
                 file: rel.clone(),
@@ -329,9 +337,12 @@ impl PreparedUpdate {
         let Some(edited) = &self.edited else {
             return Ok(());
         };
-        let dir = self.path.parent().unwrap_or_else(|| Path::new("."));
-        write_replace(dir, &self.path, edited)
-            .map_err(|(path, source)| ProvisionError::Io { path, source })
+        write_atomic(&self.path, edited.as_bytes(), TENANT_FILE_MODE).map_err(|source| {
+            ProvisionError::Io {
+                path: self.path.clone(),
+                source,
+            }
+        })
     }
 }
 

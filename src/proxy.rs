@@ -39,7 +39,7 @@ use crate::access_log;
 use crate::acme::AcmeManager;
 use crate::acme::ChallengeAnswer;
 use crate::admission::{admit, AdmissionInput, AllDomainsRoutable, Denied, DomainGate};
-use crate::auth::{authenticate, Credential, StripCredentials};
+use crate::auth::{authenticate, AuthFailure, Credential, StripCredentials};
 use crate::metrics::{Metrics, NO_TENANT};
 use crate::quota::{unix_now, QuotaEngine, RateLimitHeaders};
 use crate::request_id;
@@ -284,9 +284,10 @@ impl TenantProxy {
         &self,
         session: &Session,
         tenant: Option<&Tenant>,
-        reason: &str,
+        reason: AuthFailure,
         rid: &str,
     ) {
+        let reason = reason.as_str();
         let tenant_id = tenant.map_or(NO_TENANT, |t| &*t.id);
         self.metrics
             .auth_failures

@@ -65,14 +65,52 @@ pub struct QuotaLimit {
     pub period: Period,
 }
 
-/// What one request asks of one resource.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Demand {
+/// What one request asks of one resource: the resource, the amount, the limit and window it
+/// counts against, and the tenant's metric handles of that resource, together.
+#[derive(Debug, Clone)]
+pub struct Demand<'a> {
+    /// The resource name (`requests`, a route's `consumes` key): metric label and header name.
+    pub resource: &'a str,
     /// Built by [`window_key`].
     pub key: String,
     pub amount: u64,
     pub limit: u64,
     pub window: Window,
+    /// The tenant's metric handles of this resource (resolved when the snapshot was compiled);
+    /// `None` resolves the labels per call.
+    pub handles: Option<&'a QuotaHandles>,
+}
+
+impl<'a> Demand<'a> {
+    /// `amount` units of `tenant`'s `resource` in the window of `quota` that contains `now`.
+    pub fn new(tenant: &str, resource: &'a str, quota: QuotaLimit, amount: u64, now: u64) -> Self {
+        let window = Window::of(quota.period, now);
+        Demand {
+            resource,
+            key: window_key(tenant, resource, &window),
+            amount,
+            limit: quota.limit,
+            window,
+            handles: None,
+        }
+    }
+
+    /// The same demand, counted on the tenant's pre-resolved metric handles.
+    pub fn with_handles(self, handles: Option<&'a QuotaHandles>) -> Self {
+        Demand { handles, ..self }
+    }
+}
+
+/// Test shorthand: `amount` units of tenant `acme`'s `resource`, `limit` per `period`.
+#[cfg(test)]
+pub(crate) fn test_demand(
+    resource: &str,
+    amount: u64,
+    limit: u64,
+    period: Period,
+    now: u64,
+) -> Demand<'_> {
+    Demand::new("acme", resource, QuotaLimit { limit, period }, amount, now)
 }
 
 /// Counter key of a tenant's resource in `window`: `tg:{tenant}:{resource}:{label}`; the
@@ -123,7 +161,7 @@ pub trait QuotaStore: Send + Sync {
     /// Checks every demand and increments all of them only if every one has room.
     fn check(
         &self,
-        demands: &[Demand],
+        demands: &[Demand<'_>],
     ) -> impl std::future::Future<Output = Result<Outcome, QuotaError>> + Send;
     /// Current counter values (0 for missing keys), for reporting.
     fn read(
@@ -139,7 +177,7 @@ pub enum Backend {
 }
 
 impl Backend {
-    async fn check(&self, demands: &[Demand]) -> Result<Outcome, QuotaError> {
+    async fn check(&self, demands: &[Demand<'_>]) -> Result<Outcome, QuotaError> {
         match self {
             Backend::Local(s) => s.check(demands).await,
             Backend::Redis(s) => s.check(demands).await,
@@ -166,7 +204,7 @@ impl Backend {
 pub enum Verdict {
     /// Admitted. `headers` are the `RateLimit-Policy` / `RateLimit` values (if any quota applied).
     Allowed { headers: Option<RateLimitHeaders> },
-    /// 429 for the named resource.
+    /// 429 for the resource of `demands[resource]` (an index into the request's demands).
     Rejected {
         resource: usize,
         retry_after: u64,
@@ -183,15 +221,10 @@ pub struct RateLimitHeaders {
     pub limit: String,
 }
 
-/// Resource names of the demands, parallel to them (for headers and metrics).
+/// One request's demands on one tenant's quotas, decided all or nothing.
 pub struct Request<'a> {
     pub tenant: &'a str,
-    pub resources: &'a [&'a str],
-    pub demands: &'a [Demand],
-    /// Index of each demand's resource in the tenant's quota list (metric handles).
-    pub quota_index: &'a [usize],
-    /// The tenant's quota metric handles (by quota index); `None` resolves labels per call.
-    pub handles: Option<&'a [QuotaHandles]>,
+    pub demands: &'a [Demand<'a>],
 }
 
 /// What the Redis backend adds to survive Redis failures: the breaker, the `local` policy's
@@ -303,12 +336,7 @@ impl QuotaEngine {
                 if end > now && d.limit <= full_at {
                     self.count(req, Decision::Rejected, Some(i));
                     // Only the full resource is reported: the others were not read.
-                    let headers = rate_limit_headers(
-                        &req.resources[i..=i],
-                        &req.demands[i..=i],
-                        &[d.limit],
-                        now,
-                    );
+                    let headers = rate_limit_headers(&req.demands[i..=i], &[d.limit], now);
                     let verdict = Verdict::Rejected {
                         resource: i,
                         retry_after: d.window.end.saturating_sub(now).max(1),
@@ -364,14 +392,14 @@ impl QuotaEngine {
             self.count(req, Decision::Allowed, None);
         }
         // Remember keys that are now full, and publish how close each is to its limit.
-        for (i, (d, used)) in req.demands.iter().zip(&outcome.used).enumerate() {
+        for (d, used) in req.demands.iter().zip(&outcome.used) {
             let ratio = *used as f64 / d.limit.max(1) as f64;
-            match self.handles(req, i) {
+            match d.handles {
                 Some(h) => h.usage_ratio.set(ratio),
                 None => self
                     .metrics
                     .quota_usage_ratio
-                    .with_label_values(&[req.tenant, req.resources[i]])
+                    .with_label_values(&[req.tenant, d.resource])
                     .set(ratio),
             }
             if *used >= d.limit {
@@ -386,7 +414,7 @@ impl QuotaEngine {
         // One line per second at most: an outage must not turn into a log flood.
         let now = unix_now();
         if self.last_error_log.swap(now, Ordering::Relaxed) != now {
-            tracing::warn!(tenant = req.tenant, error = %e, kind = e.kind().label(), policy = ?self.on_error, "quota backend error");
+            tracing::warn!(tenant = req.tenant, error = %e, kind = e.kind().as_str(), policy = ?self.on_error, "quota backend error");
         }
     }
 
@@ -411,7 +439,7 @@ impl QuotaEngine {
         }
     }
 
-    fn record_unbacked(&self, demands: &[Demand], now: u64) {
+    fn record_unbacked(&self, demands: &[Demand<'_>], now: u64) {
         if let Some(r) = &self.resilience {
             r.pending.record(demands, now);
         }
@@ -472,28 +500,24 @@ impl QuotaEngine {
         }
     }
 
-    fn handles<'r>(&self, req: &Request<'r>, i: usize) -> Option<&'r QuotaHandles> {
-        req.handles?.get(*req.quota_index.get(i)?)
-    }
-
     fn count(&self, req: &Request<'_>, decision: Decision, only: Option<usize>) {
-        for (i, r) in req.resources.iter().enumerate() {
+        for (i, d) in req.demands.iter().enumerate() {
             if only.is_some_and(|o| o != i) {
                 continue;
             }
-            match self.handles(req, i) {
+            match d.handles {
                 Some(h) => h.decisions[decision as usize].inc(),
                 None => self
                     .metrics
                     .quota_decisions
-                    .with_label_values(&[req.tenant, r, decision.label()])
+                    .with_label_values(&[req.tenant, d.resource, decision.as_str()])
                     .inc(),
             }
         }
     }
 
     fn verdict(&self, req: &Request<'_>, outcome: &Outcome, now: u64) -> Verdict {
-        let headers = rate_limit_headers(req.resources, req.demands, &outcome.used, now);
+        let headers = rate_limit_headers(req.demands, &outcome.used, now);
         match outcome.rejected {
             None => Verdict::Allowed {
                 headers: Some(headers),
@@ -529,12 +553,7 @@ fn log_write_back(report: FlushReport) {
 }
 
 /// `RateLimit-Policy: "requests";q=20;w=1, …` and `RateLimit: "requests";r=19;t=1, …`.
-pub fn rate_limit_headers(
-    resources: &[&str],
-    demands: &[Demand],
-    used: &[u64],
-    now: u64,
-) -> RateLimitHeaders {
+pub fn rate_limit_headers(demands: &[Demand<'_>], used: &[u64], now: u64) -> RateLimitHeaders {
     use std::fmt::Write;
     let mut policy = String::with_capacity(40 * demands.len());
     let mut limit = String::with_capacity(40 * demands.len());
@@ -548,11 +567,11 @@ pub fn rate_limit_headers(
         let _ = write!(
             policy,
             "\"{}\";q={};w={}",
-            resources[i],
+            d.resource,
             d.limit,
             d.window.length()
         );
-        let _ = write!(limit, "\"{}\";r={};t={}", resources[i], remaining, reset);
+        let _ = write!(limit, "\"{}\";r={};t={}", d.resource, remaining, reset);
     }
     RateLimitHeaders { policy, limit }
 }

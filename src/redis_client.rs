@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 use prometheus::{IntGauge, Registry};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 
 pub use failure::{FailureKind, RedisCallError};
 
@@ -49,6 +49,38 @@ pub struct RedisTarget {
 enum Connection {
     Single(Box<ConnectionManager>),
     Cluster(redis::cluster_async::ClusterConnection),
+}
+
+/// Commands and scripts run on either kind the same way (the cluster one routes by key).
+impl ConnectionLike for Connection {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        cmd: &'a redis::Cmd,
+    ) -> redis::RedisFuture<'a, redis::Value> {
+        match self {
+            Connection::Single(c) => c.req_packed_command(cmd),
+            Connection::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        match self {
+            Connection::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Connection::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Connection::Single(c) => c.get_db(),
+            Connection::Cluster(c) => c.get_db(),
+        }
+    }
 }
 
 /// See the module docs.
@@ -140,14 +172,8 @@ impl RedisClient {
         cmd: &redis::Cmd,
         deadline: Duration,
     ) -> Result<T, RedisCallError> {
-        let conn = self.usable()?;
-        let call = async move {
-            match conn {
-                Connection::Single(mut c) => cmd.query_async(&mut *c).await,
-                Connection::Cluster(mut c) => cmd.query_async(&mut c).await,
-            }
-        };
-        within(deadline, call).await
+        let mut conn = self.usable()?;
+        within(deadline, async move { cmd.query_async(&mut conn).await }).await
     }
 
     /// Runs a script (EVALSHA, falling back to EVAL once after a Redis restart) under `deadline`.
@@ -156,14 +182,8 @@ impl RedisClient {
         inv: &redis::ScriptInvocation<'_>,
         deadline: Duration,
     ) -> Result<T, RedisCallError> {
-        let conn = self.usable()?;
-        let call = async move {
-            match conn {
-                Connection::Single(mut c) => inv.invoke_async(&mut *c).await,
-                Connection::Cluster(mut c) => inv.invoke_async(&mut c).await,
-            }
-        };
-        within(deadline, call).await
+        let mut conn = self.usable()?;
+        within(deadline, async move { inv.invoke_async(&mut conn).await }).await
     }
 
     /// The connection, unless there is none yet or the probe sees Redis down (fail fast: no
@@ -257,20 +277,14 @@ impl RedisClient {
 
     /// PING on the current connection (on a cluster: every master must answer).
     async fn ping(&self) -> Result<(), RedisCallError> {
-        let conn = self
+        let mut conn = self
             .conn
             .load()
             .as_deref()
             .cloned()
             .ok_or(RedisCallError::NotConnected)?;
-        let cmd = redis::cmd("PING");
-        let call = async move {
-            match conn {
-                Connection::Single(mut c) => cmd.query_async::<String>(&mut *c).await,
-                Connection::Cluster(mut c) => cmd.query_async::<String>(&mut c).await,
-            }
-        };
-        within(self.probe_deadline(), call).await.map(|_| ())
+        let ping = async move { redis::cmd("PING").query_async::<String>(&mut conn).await };
+        within(self.probe_deadline(), ping).await.map(|_| ())
     }
 
     /// Applies one probe result.

@@ -2,6 +2,7 @@
 //! load → validate → compile → swap, serialised, and a failure keeps the old snapshot serving.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -194,6 +195,9 @@ pub struct ReloadService {
     pub debounce: Duration,
     /// Longest wait from the first file event of a burst to its reload.
     pub max_delay: Duration,
+    /// Set once the file watcher and the SIGHUP handler are installed: the readiness probe
+    /// waits for it, so a file changed right after `/readyz` says ready is never missed.
+    pub watching: Arc<AtomicBool>,
 }
 
 #[async_trait]
@@ -207,9 +211,12 @@ impl BackgroundService for ReloadService {
                 None
             }
         };
+        // Installed here, not in the task: a SIGHUP before the handler exists would end the
+        // process (the default action).
+        let sighup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
         let sighup_tx = tx.clone();
         tokio::spawn(async move {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            match sighup {
                 Ok(mut sig) => {
                     while sig.recv().await.is_some() {
                         if sighup_tx.send(ReloadTrigger::Sighup).is_err() {
@@ -220,6 +227,7 @@ impl BackgroundService for ReloadService {
                 Err(e) => tracing::error!(error = %e, "cannot install SIGHUP handler"),
             }
         });
+        self.watching.store(true, Ordering::Release);
         loop {
             tokio::select! {
                 _ = shutdown.changed() => return,

@@ -198,15 +198,12 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// A header map in the given order, repeats kept (`FromIterator` appends).
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.append(
-                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                v.parse().unwrap(),
-            );
-        }
-        h
+        pairs
+            .iter()
+            .map(|&(k, v)| (k.parse::<http::HeaderName>().unwrap(), v.parse().unwrap()))
+            .collect()
     }
 
     fn view(method: &str, target: &str, h: &[(&str, &str)]) -> Result<String, Refusal> {

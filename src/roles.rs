@@ -8,6 +8,8 @@
 
 use http::HeaderValue;
 
+use crate::auth::AuthFailure;
+
 /// Longest role name accepted.
 pub const MAX_ROLE_LEN: usize = 64;
 
@@ -20,13 +22,6 @@ pub fn is_valid_role(role: &str) -> bool {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':' | b'/'))
 }
-
-/// Label of `gateway_auth_failures_total{reason}` (and the audit line) for a 403
-/// INSUFFICIENT_ROLE.
-pub const INSUFFICIENT_ROLE: &str = "insufficient_role";
-
-/// Why a roles claim was refused (the label of `gateway_auth_failures_total{reason}`).
-pub const INVALID_ROLES: &str = "token_invalid_roles";
 
 /// The verified roles of one credential: sorted, without duplicates.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -61,19 +56,19 @@ impl Roles {
     /// space-separated names as OAuth's `scope` is (`"admin editor"`). An absent claim means no
     /// roles; anything else (numbers, nested lists, a name with a comma) refuses the token, so
     /// a malformed claim can never be read as fewer or other roles than the issuer meant.
-    pub fn from_claim(claim: Option<&serde_json::Value>) -> Result<Roles, &'static str> {
+    pub fn from_claim(claim: Option<&serde_json::Value>) -> Result<Roles, AuthFailure> {
         use serde_json::Value;
         let names: Vec<&str> = match claim {
             None | Some(Value::Null) => Vec::new(),
             Some(Value::String(s)) => s.split_ascii_whitespace().collect(),
             Some(Value::Array(items)) => items
                 .iter()
-                .map(|v| v.as_str().ok_or(INVALID_ROLES))
+                .map(|v| v.as_str().ok_or(AuthFailure::TokenInvalidRoles))
                 .collect::<Result<_, _>>()?,
-            Some(_) => return Err(INVALID_ROLES),
+            Some(_) => return Err(AuthFailure::TokenInvalidRoles),
         };
         if names.iter().any(|n| !is_valid_role(n)) {
-            return Err(INVALID_ROLES);
+            return Err(AuthFailure::TokenInvalidRoles);
         }
         Ok(Roles::new(names))
     }
@@ -132,7 +127,7 @@ mod tests {
 
     #[test]
     fn claim_shapes() {
-        let table: &[(serde_json::Value, Result<&[&str], &str>)] = &[
+        let table: &[(serde_json::Value, Result<&[&str], AuthFailure>)] = &[
             (json!(["editor", "admin"]), Ok(&["admin", "editor"])),
             (json!("admin editor"), Ok(&["admin", "editor"])),
             (json!("  admin\teditor  admin "), Ok(&["admin", "editor"])),
@@ -143,16 +138,16 @@ mod tests {
             (json!([]), Ok(&[])),
             (json!(""), Ok(&[])),
             (json!(null), Ok(&[])),
-            (json!(["admin", 1]), Err(INVALID_ROLES)),
-            (json!([["admin"]]), Err(INVALID_ROLES)),
-            (json!({"admin": true}), Err(INVALID_ROLES)),
-            (json!(true), Err(INVALID_ROLES)),
-            (json!(7), Err(INVALID_ROLES)),
-            (json!(["admin,owner"]), Err(INVALID_ROLES)),
-            (json!(["ad min"]), Err(INVALID_ROLES)),
-            (json!([""]), Err(INVALID_ROLES)),
-            (json!(["x\"y"]), Err(INVALID_ROLES)),
-            (json!("admin,owner"), Err(INVALID_ROLES)),
+            (json!(["admin", 1]), Err(AuthFailure::TokenInvalidRoles)),
+            (json!([["admin"]]), Err(AuthFailure::TokenInvalidRoles)),
+            (json!({"admin": true}), Err(AuthFailure::TokenInvalidRoles)),
+            (json!(true), Err(AuthFailure::TokenInvalidRoles)),
+            (json!(7), Err(AuthFailure::TokenInvalidRoles)),
+            (json!(["admin,owner"]), Err(AuthFailure::TokenInvalidRoles)),
+            (json!(["ad min"]), Err(AuthFailure::TokenInvalidRoles)),
+            (json!([""]), Err(AuthFailure::TokenInvalidRoles)),
+            (json!(["x\"y"]), Err(AuthFailure::TokenInvalidRoles)),
+            (json!("admin,owner"), Err(AuthFailure::TokenInvalidRoles)),
         ];
         for (claim, want) in table {
             let got = Roles::from_claim(Some(claim));
@@ -223,7 +218,7 @@ mod tests {
         ) {
             prop_assert_eq!(
                 Roles::from_claim(Some(&json!([good, bad]))),
-                Err(INVALID_ROLES)
+                Err(AuthFailure::TokenInvalidRoles)
             );
         }
     }

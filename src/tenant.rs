@@ -197,7 +197,8 @@ pub enum ResolveError {
     NotFound,
 }
 
-/// Where the tenant of a request came from; logged, and used by the strict SNI check.
+/// Which step of [`resolve`] found the tenant. Admission reads it to hold back a custom domain
+/// whose ownership is not verified yet (only a `Host` match can be one); it is not logged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TenantSource {
     Host,
@@ -219,8 +220,16 @@ pub struct ResolveInput<'a> {
     pub dev_query: Option<&'a str>,
 }
 
-/// The resolution order: Host (custom domain or `<subdomain>.<base>`), then a trusted
-/// `X-Tenant-Id`, then a verified token's tenant claim, then `?tenant=` in dev mode.
+/// Resolution order: (1) the Host (port stripped, lower-cased, trailing dot removed, IDNA →
+/// punycode, IPv6 literals understood) as a custom domain or `<subdomain>.<base_domain>`; when the
+/// Host names no tenant (bare base domain, reserved label, IP literal, unknown custom domain):
+/// (2) `X-Tenant-Id` if `trust_tenant_header`, (3) a verified JWT's tenant claim, (4) `?tenant=` in
+/// `dev_mode`; (5) the TLS SNI, only when nothing else named a tenant (an unknown custom domain as
+/// Host is 404, not a reason to fall back to the SNI). Nested names (`a.b.localhost`) and unknown
+/// subdomains are 404, whatever a header, token or query says: a name under a base domain decides
+/// the tenant on its own.
+///
+/// This function takes steps 1–4; step 5 is `admission::admit`'s, on [`ResolveError::Required`].
 pub fn resolve<'s>(
     index: &'s HostIndex,
     input: &ResolveInput<'_>,

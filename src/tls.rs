@@ -21,6 +21,7 @@ use rustls::sign::CertifiedKey;
 use rustls_pemfile::Item;
 use tokio::sync::mpsc;
 
+use crate::atomic_file::write_atomic;
 use crate::metrics::Metrics;
 
 /// Folder name of the default certificate.
@@ -184,32 +185,6 @@ pub fn self_signed(names: &[String]) -> Result<CertifiedKey, String> {
     let chain = ck.cert.pem();
     let key = ck.key_pair.serialize_pem();
     load_certified_key(chain.as_bytes(), key.as_bytes()).map(|(c, _)| c)
-}
-
-/// Writes a file atomically (temp file + rename) with the given mode.
-pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let dir = path.parent().unwrap_or_else(|| Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(
-        ".{}.tmp{}",
-        path.file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        std::process::id()
-    ));
-    {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(&tmp)?;
-        f.write_all(contents)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)
 }
 
 impl CertStore {

@@ -38,21 +38,19 @@ fn http_client(
     }
     for r in &cfg.ca_roots {
         let path = config_dir.join(r);
-        let pem = std::fs::read(&path)
-            .map_err(|e| AcmeError::Setup(format!("acme.ca_roots: {}: {e}", path.display())))?;
+        let file_error = |source| AcmeError::CaRootsFile {
+            path: path.clone(),
+            source,
+        };
+        let pem = std::fs::read(&path).map_err(file_error)?;
         for cert in rustls_pemfile::certs(&mut &pem[..]) {
-            let cert = cert
-                .map_err(|e| AcmeError::Setup(format!("acme.ca_roots: {}: {e}", path.display())))?;
-            roots
-                .add(cert)
-                .map_err(|e| AcmeError::Setup(format!("acme.ca_roots: {}: {e}", path.display())))?;
+            roots.add(cert.map_err(file_error)?)?;
         }
     }
     let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| AcmeError::Setup(e.to_string()))?
+    .with_safe_default_protocol_versions()?
     .with_root_certificates(roots)
     .with_no_client_auth();
     let https = hyper_rustls::HttpsConnectorBuilder::new()
@@ -63,20 +61,6 @@ fn http_client(
     let client: HyperClient<_, Full<bytes::Bytes>> =
         HyperClient::builder(TokioExecutor::new()).build(https);
     Ok(Box::new(client))
-}
-
-/// Maps a protocol error; a CA that no longer knows the account gets its own variant so the
-/// caller can start over with a new account.
-fn ca_error(what: &str, e: instant_acme::Error) -> AcmeError {
-    if let instant_acme::Error::Api(p) = &e {
-        if p.r#type
-            .as_deref()
-            .is_some_and(|t| t.ends_with(":accountDoesNotExist"))
-        {
-            return AcmeError::AccountGone(format!("{what}: {e}"));
-        }
-    }
-    AcmeError::Ca(format!("{what}: {e}"))
 }
 
 /// A ready ACME account.
@@ -99,7 +83,7 @@ impl AcmeClient {
                         http_client(cfg, config_dir)?,
                     )
                     .await
-                    .map_err(|e| AcmeError::Ca(format!("restoring account: {e}")))?;
+                    .map_err(|e| AcmeError::ca("restoring account", e))?;
                     return Ok(Self { account });
                 }
                 Ok(_) => tracing::info!("ACME directory changed; creating a new account"),
@@ -120,15 +104,18 @@ impl AcmeClient {
             http_client(cfg, config_dir)?,
         )
         .await
-        .map_err(|e| AcmeError::Ca(format!("creating account: {e:?}")))?;
+        .map_err(|e| AcmeError::ca("creating account", e))?;
         let stored = StoredAccount {
             directory_url: cfg.directory_url.clone(),
             credentials,
         };
-        let json =
-            serde_json::to_vec_pretty(&stored).map_err(|e| AcmeError::Setup(e.to_string()))?;
-        crate::tls::write_atomic(account_file, &json, 0o600)
-            .map_err(|e| AcmeError::Setup(format!("{}: {e}", account_file.display())))?;
+        let json = serde_json::to_vec_pretty(&stored)?;
+        crate::atomic_file::write_atomic(account_file, &json, 0o600).map_err(|source| {
+            AcmeError::AccountFile {
+                path: account_file.to_path_buf(),
+                source,
+            }
+        })?;
         tracing::info!(id = account.id(), "ACME account created");
         Ok(Self { account })
     }
@@ -146,7 +133,7 @@ impl AcmeClient {
                 identifiers: &identifiers,
             })
             .await
-            .map_err(|e| ca_error("new order", e))?;
+            .map_err(|e| AcmeError::ca("new order", e))?;
         let mut tokens = Vec::new();
         let result = match self
             .answer_challenges(&mut order, challenges, &mut tokens)
@@ -171,25 +158,25 @@ impl AcmeClient {
         let authorizations = order
             .authorizations()
             .await
-            .map_err(|e| ca_error("authorizations", e))?;
+            .map_err(|e| AcmeError::ca("authorizations", e))?;
         for authz in &authorizations {
             match authz.status {
                 AuthorizationStatus::Pending => {}
                 AuthorizationStatus::Valid => continue,
-                other => return Err(AcmeError::Ca(format!("authorization is {other:?}"))),
+                other => return Err(AcmeError::Refused(format!("authorization is {other:?}"))),
             }
             let challenge = authz
                 .challenges
                 .iter()
                 .find(|c| c.r#type == ChallengeType::Http01)
-                .ok_or_else(|| AcmeError::Ca("CA offers no http-01 challenge".into()))?;
+                .ok_or_else(|| AcmeError::Refused("CA offers no http-01 challenge".into()))?;
             let key_auth = order.key_authorization(challenge);
             challenges.put(&challenge.token, key_auth.as_str()).await;
             tokens.push(challenge.token.clone());
             order
                 .set_challenge_ready(&challenge.url)
                 .await
-                .map_err(|e| ca_error("challenge ready", e))?;
+                .map_err(|e| AcmeError::ca("challenge ready", e))?;
         }
         Ok(())
     }
@@ -199,11 +186,13 @@ impl AcmeClient {
         order: &mut instant_acme::Order,
         name: &str,
     ) -> Result<(String, String), AcmeError> {
-        let ca = ca_error;
         let mut delay = Duration::from_millis(250);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
         loop {
-            let state = order.refresh().await.map_err(|e| ca("order status", e))?;
+            let state = order
+                .refresh()
+                .await
+                .map_err(|e| AcmeError::ca("order status", e))?;
             match state.status {
                 OrderStatus::Ready | OrderStatus::Valid => break,
                 OrderStatus::Invalid => {
@@ -212,40 +201,39 @@ impl AcmeClient {
                         .as_ref()
                         .and_then(|p| p.detail.clone())
                         .unwrap_or_else(|| "validation failed".into());
-                    return Err(AcmeError::Ca(format!("order invalid: {detail}")));
+                    return Err(AcmeError::Refused(format!("order invalid: {detail}")));
                 }
                 OrderStatus::Pending | OrderStatus::Processing => {}
             }
             if tokio::time::Instant::now() > deadline {
-                return Err(AcmeError::Ca("order not ready after 120s".into()));
+                return Err(AcmeError::Refused("order not ready after 120s".into()));
             }
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_secs(3));
         }
-        let key = rcgen::KeyPair::generate().map_err(|e| AcmeError::Setup(e.to_string()))?;
-        let mut params = rcgen::CertificateParams::new(vec![name.to_string()])
-            .map_err(|e| AcmeError::Setup(e.to_string()))?;
+        let key = rcgen::KeyPair::generate()?;
+        let mut params = rcgen::CertificateParams::new(vec![name.to_string()])?;
         params.distinguished_name = rcgen::DistinguishedName::new();
-        let csr = params
-            .serialize_request(&key)
-            .map_err(|e| AcmeError::Setup(e.to_string()))?;
+        let csr = params.serialize_request(&key)?;
         if order.state().status == OrderStatus::Ready {
             order
                 .finalize(csr.der())
                 .await
-                .map_err(|e| ca("finalize", e))?;
+                .map_err(|e| AcmeError::ca("finalize", e))?;
         }
         let mut delay = Duration::from_millis(250);
         loop {
             if let Some(chain) = order
                 .certificate()
                 .await
-                .map_err(|e| ca("certificate", e))?
+                .map_err(|e| AcmeError::ca("certificate", e))?
             {
                 return Ok((chain, key.serialize_pem()));
             }
             if tokio::time::Instant::now() > deadline {
-                return Err(AcmeError::Ca("certificate not issued after 120s".into()));
+                return Err(AcmeError::Refused(
+                    "certificate not issued after 120s".into(),
+                ));
             }
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_secs(3));

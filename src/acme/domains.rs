@@ -13,6 +13,7 @@ use hickory_resolver::TokioAsyncResolver;
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
+use subtle::ConstantTimeEq;
 
 use crate::quota::unix_now;
 use crate::quota::window::rfc3339;
@@ -291,7 +292,7 @@ impl DomainRegistry {
                 .iter()
                 .flat_map(|d| d.iter().copied())
                 .collect();
-            joined == expected.as_bytes()
+            bool::from(joined.ct_eq(expected.as_bytes()))
         });
         if found {
             Ok(())
@@ -366,7 +367,7 @@ impl DomainRegistry {
             Ok(j) => j,
             Err(_) => return,
         };
-        if let Err(e) = crate::tls::write_atomic(&self.state_file, &json, 0o600) {
+        if let Err(e) = crate::atomic_file::write_atomic(&self.state_file, &json, 0o600) {
             tracing::warn!(file = %self.state_file.display(), error = %e, "cannot persist domain state");
         }
     }

@@ -76,32 +76,9 @@ impl AdminApp {
     ) -> Response<Vec<u8>> {
         let window = match month {
             None => Window::of(Period::Month, unix_now()),
-            Some(m) => match m
-                .split_once('-')
-                .and_then(|(y, mo)| Some((y.parse().ok()?, mo.parse().ok()?)))
-            {
-                Some((y, mo))
-                    if m.len() == 7
-                        && m.bytes().enumerate().all(|(i, b)| {
-                            if i == 4 {
-                                b == b'-'
-                            } else {
-                                b.is_ascii_digit()
-                            }
-                        }) =>
-                {
-                    match Window::month(y, mo) {
-                        Some(w) => w,
-                        None => {
-                            return error(
-                                StatusCode::BAD_REQUEST,
-                                "INVALID_MONTH",
-                                "month must be YYYY-MM",
-                            )
-                        }
-                    }
-                }
-                _ => {
+            Some(m) => match Window::parse_month(m) {
+                Some(w) => w,
+                None => {
                     return error(
                         StatusCode::BAD_REQUEST,
                         "INVALID_MONTH",

@@ -88,7 +88,7 @@ impl ListenerAddrs {
     pub fn write(&self, path: &Path) -> std::io::Result<()> {
         let mut json = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
         json.push(b'\n');
-        crate::tls::write_atomic(path, &json, 0o644)
+        crate::atomic_file::write_atomic(path, &json, 0o644)
     }
 
     /// Whether any configured listener asked for port 0.

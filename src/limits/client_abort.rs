@@ -59,35 +59,17 @@ mod tests {
 
     #[test]
     fn only_downstream_errors_are_the_clients() {
+        use ClientFault::{Abort, Malformed};
+        use ErrorSource::{Downstream, Internal, Upstream};
         let table = [
-            (
-                ErrorType::ConnectionClosed,
-                ErrorSource::Downstream,
-                Some(ClientFault::Abort),
-            ),
-            (
-                ErrorType::H2Error,
-                ErrorSource::Downstream,
-                Some(ClientFault::Abort),
-            ),
-            (
-                ErrorType::WriteTimedout,
-                ErrorSource::Downstream,
-                Some(ClientFault::Abort),
-            ),
-            (
-                ErrorType::ReadTimedout,
-                ErrorSource::Downstream,
-                Some(ClientFault::Abort),
-            ),
-            (
-                ErrorType::InvalidHTTPHeader,
-                ErrorSource::Downstream,
-                Some(ClientFault::Malformed),
-            ),
-            (ErrorType::ConnectionClosed, ErrorSource::Upstream, None),
-            (ErrorType::ReadTimedout, ErrorSource::Upstream, None),
-            (ErrorType::InternalError, ErrorSource::Internal, None),
+            (ErrorType::ConnectionClosed, Downstream, Some(Abort)),
+            (ErrorType::H2Error, Downstream, Some(Abort)),
+            (ErrorType::WriteTimedout, Downstream, Some(Abort)),
+            (ErrorType::ReadTimedout, Downstream, Some(Abort)),
+            (ErrorType::InvalidHTTPHeader, Downstream, Some(Malformed)),
+            (ErrorType::ConnectionClosed, Upstream, None),
+            (ErrorType::ReadTimedout, Upstream, None),
+            (ErrorType::InternalError, Internal, None),
         ];
         for (etype, source, expected) in table {
             let e = Error::create(etype.clone(), source.clone(), None, None);

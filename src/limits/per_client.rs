@@ -15,6 +15,7 @@ use super::ip_block::canonical;
 use super::{IpBlock, LimitMetrics};
 use crate::auth::Credential;
 use crate::config::{PerClientConfig, QuotaLimitConfig};
+use crate::metrics::Decision;
 use crate::quota::{unix_now, window_key, Demand, QuotaEngine, Request, Verdict, Window};
 use crate::response::GatewayError;
 
@@ -98,28 +99,28 @@ impl ClientLimiter {
             ClientId::Address(ip) => format!("{policy}:{ip}"),
             ClientId::Credential(c) => format!("{policy}:{c}"),
         };
+        // Counted per client (the key names it), labelled per policy (bounded).
         let demands = [Demand {
+            resource: policy,
             key: window_key(tenant, &resource, &window),
             amount: 1,
             limit: limit.limit,
             window,
+            handles: None,
         }];
         let request = Request {
             tenant,
-            resources: &[policy],
             demands: &demands,
-            quota_index: &[0],
-            handles: None,
         };
         let verdict = quota.decide(&request, now).await;
         let decision = match &verdict {
-            Verdict::Allowed { .. } => "allowed",
-            Verdict::Rejected { .. } => "rejected",
-            Verdict::Unavailable => "backend_error",
+            Verdict::Allowed { .. } => Decision::Allowed,
+            Verdict::Rejected { .. } => Decision::Rejected,
+            Verdict::Unavailable => Decision::BackendError,
         };
         self.metrics
             .client_limit_decisions
-            .with_label_values(&[tenant, policy, decision])
+            .with_label_values(&[tenant, policy, decision.as_str()])
             .inc();
         match verdict {
             Verdict::Allowed { .. } => Ok(()),
@@ -299,7 +300,7 @@ mod tests {
             l.identify(Some(ip("1.2.3.4")), std::iter::empty(), "globex", &key),
             Some(ClientId::Address(ip("1.2.3.4")))
         );
-        let invalid = Credential::Invalid("bad");
+        let invalid = Credential::Invalid(crate::auth::AuthFailure::UnknownApiKey);
         assert_eq!(
             l.identify(Some(ip("1.2.3.4")), std::iter::empty(), "acme", &invalid),
             Some(ClientId::Address(ip("1.2.3.4")))

@@ -146,7 +146,7 @@ mod tests {
 
     #[test]
     fn sizes_table() {
-        let limits = Limits::compile(&LimitsConfig::default());
+        let limits = LimitsConfig::default();
         let long_path = format!("/{}", "a".repeat(8 * 1024));
         let many: Vec<(&str, String)> = (0..101).map(|_| ("x-a", "1".to_string())).collect();
         let hundred: Vec<(&str, String)> = (0..100).map(|_| ("x-a", "1".to_string())).collect();

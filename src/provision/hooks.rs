@@ -383,6 +383,15 @@ mod tests {
         c
     }
 
+    /// A temp config dir, a file in it, and `script` with that file's path in place of `{}`
+    /// (what the hook writes, or must never get to write).
+    fn scratch(script: &str) -> (tempfile::TempDir, std::path::PathBuf, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("hook.out");
+        let script = script.replace("{}", &file.display().to_string());
+        (dir, file, script)
+    }
+
     fn sh(script: &str) -> Vec<&str> {
         vec!["/bin/sh", "-c", script]
     }
@@ -398,11 +407,8 @@ mod tests {
 
     #[test]
     fn the_tenant_is_in_the_environment() {
-        let dir = tempfile::tempdir().unwrap();
-        let out = dir.path().join("env.txt");
-        let script = format!(
+        let (dir, out, script) = scratch(
             "printf '%s|%s|%s|%s|%s|%s|%s|%s|%s' \"$TENANT_EVENT\" \"$TENANT_ID\" \"$TENANT_ORGANIZATION_ID\" \"$TENANT_PLAN\" \"$TENANT_STATUS\" \"$TENANT_SCHEMA\" \"$TENANT_SUBDOMAIN\" \"$TENANT_PREVIOUS_PLAN\" \"$TENANT_PREVIOUS_STATUS\" > {}",
-            out.display()
         );
         let mut t = tenant();
         t.previous = Some(("free".into(), TenantStatus::Suspended));
@@ -416,10 +422,8 @@ mod tests {
 
     #[test]
     fn arguments_are_not_interpreted_by_a_shell() {
-        let dir = tempfile::tempdir().unwrap();
         // printf gets the argument verbatim; a shell would expand or run it.
-        let out = dir.path().join("args.txt");
-        let script = format!("printf '%s' \"$1\" > {}", out.display());
+        let (dir, out, script) = scratch("printf '%s' \"$1\" > {}");
         let argv = ["/bin/sh", "-c", &script, "hook", "$(touch pwned); `id` *"];
         let c = cfg(HookEvent::Create, &argv, Duration::from_secs(10));
         run(&c, dir.path(), HookEvent::Create, &tenant()).unwrap();
@@ -447,13 +451,8 @@ mod tests {
 
     #[test]
     fn a_hung_hook_and_its_children_are_killed_at_the_timeout() {
-        let dir = tempfile::tempdir().unwrap();
-        let marker = dir.path().join("late");
         // The background child keeps the pipes open; killing only the shell would hang.
-        let script = format!(
-            "echo starting >&2; (sleep 5; touch {}) & sleep 5",
-            marker.display()
-        );
+        let (dir, marker, script) = scratch("echo starting >&2; (sleep 5; touch {}) & sleep 5");
         let c = cfg(HookEvent::Delete, &sh(&script), Duration::from_millis(300));
         let started = Instant::now();
         let err = run(&c, dir.path(), HookEvent::Delete, &tenant()).unwrap_err();
@@ -473,9 +472,7 @@ mod tests {
 
     #[test]
     fn programs_left_running_by_a_finished_hook_do_not_hold_it_up() {
-        let dir = tempfile::tempdir().unwrap();
-        let marker = dir.path().join("late");
-        let script = format!("(sleep 2; touch {}) & echo done; exit 0", marker.display());
+        let (dir, marker, script) = scratch("(sleep 2; touch {}) & echo done; exit 0");
         let c = cfg(HookEvent::Create, &sh(&script), Duration::from_secs(20));
         let started = Instant::now();
         run(&c, dir.path(), HookEvent::Create, &tenant()).unwrap();

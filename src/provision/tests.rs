@@ -82,16 +82,14 @@ fn create_writes_a_file_that_check_accepts() {
         text.starts_with("# created by tenant-gateway on "),
         "{text}"
     );
-    assert!(
-        text.contains("upstream = \"shared\"\n"),
-        "default pool: {text}"
-    );
-    assert!(text.contains("name = \"Globex \\\"Inc\\\"\"\n"), "{text}");
-    assert!(text.contains("\n[quotas]"), "{text}");
-    assert!(
-        text.contains("messages = { limit = 42, period = \"month\" }"),
-        "{text}"
-    );
+    for line in [
+        "upstream = \"shared\"\n", // the default pool
+        "name = \"Globex \\\"Inc\\\"\"\n",
+        "\n[quotas]",
+        "messages = { limit = 42, period = \"month\" }",
+    ] {
+        assert!(text.contains(line), "{line:?} in {text}");
+    }
     // What `check` does.
     let raw = config::read_validated(&path).unwrap();
     let snapshot = crate::snapshot::Snapshot::compile(raw.clone().validate().unwrap());

@@ -6,8 +6,7 @@ use pingora::proxy::Session;
 use super::TenantProxy;
 use crate::admission::Denied;
 use crate::quota::{
-    unix_now, window_key, Demand, RateLimitHeaders, Request as QuotaRequest, Verdict, Window,
-    REQUESTS_RESOURCE,
+    unix_now, Demand, RateLimitHeaders, Request as QuotaRequest, Verdict, REQUESTS_RESOURCE,
 };
 use crate::response::GatewayError;
 use crate::snapshot::{Consume, Route};
@@ -27,27 +26,20 @@ impl TenantProxy {
             return Ok(None);
         }
         let now = unix_now();
-        let mut resources: Vec<&str> = Vec::with_capacity(2);
+        let handles = &self.tenant_metrics(tenant).quota;
         let mut demands: Vec<Demand> = Vec::with_capacity(2);
-        let mut quota_index: Vec<usize> = Vec::with_capacity(2);
         let mut add = |resource: &str, amount: u64| {
             let Some(qi) = tenant.quotas.iter().position(|(r, _)| &**r == resource) else {
                 return; // no quota on this resource for this tenant: unlimited
             };
-            if let Some(existing) = quota_index.iter().position(|&q| q == qi) {
-                demands[existing].amount += amount;
+            let (name, limit) = &tenant.quotas[qi];
+            if let Some(existing) = demands.iter_mut().find(|d| d.resource == &**name) {
+                existing.amount += amount;
                 return;
             }
-            let (name, limit) = &tenant.quotas[qi];
-            let window = Window::of(limit.period, now);
-            demands.push(Demand {
-                key: window_key(&tenant.id, name, &window),
-                amount,
-                limit: limit.limit,
-                window,
-            });
-            resources.push(name);
-            quota_index.push(qi);
+            demands.push(
+                Demand::new(&tenant.id, name, *limit, amount, now).with_handles(handles.get(qi)),
+            );
         };
         add(REQUESTS_RESOURCE, 1);
         if let Some(route) = route {
@@ -73,10 +65,7 @@ impl TenantProxy {
         }
         let request = QuotaRequest {
             tenant: &tenant.id,
-            resources: &resources,
             demands: &demands,
-            quota_index: &quota_index,
-            handles: Some(&self.tenant_metrics(tenant).quota),
         };
         let verdict = self.quota.decide(&request, now).await;
         let denied = |error, subject: Option<&str>| Denied {
@@ -92,7 +81,10 @@ impl TenantProxy {
                 retry_after,
                 headers,
             } => Err((
-                denied(GatewayError::QuotaExceeded, Some(resources[resource])),
+                denied(
+                    GatewayError::QuotaExceeded,
+                    Some(demands[resource].resource),
+                ),
                 vec![
                     ("retry-after", retry_after.to_string()),
                     ("ratelimit-policy", headers.policy),

@@ -46,7 +46,7 @@ impl QuotaBackendMetrics {
         Ok(Self {
             errors: FailureKind::ALL
                 .iter()
-                .map(|k| errors_by_kind.with_label_values(&[k.label()]))
+                .map(|k| errors_by_kind.with_label_values(&[k.as_str()]))
                 .collect(),
             errors_by_kind,
             breaker_state: IntGauge::new(

@@ -123,7 +123,7 @@ impl Breaker {
             Permit::Call => {
                 let n = self.failures.fetch_add(1, Ordering::AcqRel) + 1;
                 if n >= self.threshold {
-                    self.open(client, kind.label());
+                    self.open(client, kind.as_str());
                 }
             }
             Permit::Skip => {}

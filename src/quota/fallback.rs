@@ -155,19 +155,13 @@ impl LocalFallback {
 mod tests {
     use super::*;
     use crate::config::Period;
-    use crate::quota::{window_key, Window};
+    use crate::quota::test_demand;
     use proptest::prelude::*;
 
     const NOW: u64 = 1_795_871_109;
 
-    fn demand(resource: &str, amount: u64, limit: u64) -> Demand {
-        let window = Window::of(Period::Hour, NOW);
-        Demand {
-            key: window_key("acme", resource, &window),
-            amount,
-            limit,
-            window,
-        }
+    fn demand(resource: &str, amount: u64, limit: u64) -> Demand<'_> {
+        test_demand(resource, amount, limit, Period::Hour, NOW)
     }
 
     #[test]

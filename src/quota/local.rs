@@ -112,7 +112,7 @@ impl LocalQuotaStore {
 }
 
 impl QuotaStore for LocalQuotaStore {
-    async fn check(&self, demands: &[Demand]) -> Result<Outcome, QuotaError> {
+    async fn check(&self, demands: &[Demand<'_>]) -> Result<Outcome, QuotaError> {
         Ok(self.check_at(demands, unix_now()))
     }
 
@@ -125,27 +125,17 @@ impl QuotaStore for LocalQuotaStore {
 mod tests {
     use super::*;
     use crate::config::Period;
-    use crate::quota::{window_key, Window};
-
-    fn demand(resource: &str, amount: u64, limit: u64, period: Period, now: u64) -> Demand {
-        let window = Window::of(period, now);
-        Demand {
-            key: window_key("acme", resource, &window),
-            amount,
-            limit,
-            window,
-        }
-    }
+    use crate::quota::test_demand;
 
     #[test]
     fn all_or_nothing() {
         let s = LocalQuotaStore::new();
         let now = 1_000_000;
-        let full = [demand("messages", 3, 3, Period::Month, now)];
+        let full = [test_demand("messages", 3, 3, Period::Month, now)];
         assert_eq!(s.check_at(&full, now).rejected, None);
         let both = [
-            demand("requests", 1, 100, Period::Minute, now),
-            demand("messages", 1, 3, Period::Month, now),
+            test_demand("requests", 1, 100, Period::Minute, now),
+            test_demand("messages", 1, 3, Period::Month, now),
         ];
         let o = s.check_at(&both, now);
         assert_eq!(o.rejected, Some(1));
@@ -159,11 +149,11 @@ mod tests {
     fn window_roll_over() {
         let s = LocalQuotaStore::new();
         let now = 2_000_000;
-        let d = [demand("requests", 1, 2, Period::Second, now)];
+        let d = [test_demand("requests", 1, 2, Period::Second, now)];
         assert_eq!(s.check_at(&d, now).used, vec![1]);
         assert_eq!(s.check_at(&d, now).used, vec![2]);
         assert_eq!(s.check_at(&d, now).rejected, Some(0));
-        let next = [demand("requests", 1, 2, Period::Second, now + 1)];
+        let next = [test_demand("requests", 1, 2, Period::Second, now + 1)];
         assert_eq!(s.check_at(&next, now + 1).rejected, None);
     }
 
@@ -176,7 +166,7 @@ mod tests {
             for _ in 0..8 {
                 scope.spawn(|| {
                     for _ in 0..200 {
-                        let d = [demand("requests", 1, 500, Period::Hour, now)];
+                        let d = [test_demand("requests", 1, 500, Period::Hour, now)];
                         if s.check_at(&d, now).rejected.is_none() {
                             admitted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         }

@@ -229,17 +229,12 @@ impl PendingDeltas {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::quota::test_demand;
 
     const NOW: u64 = 1_795_871_109; // 2026-11-28T13:05:09Z
 
-    fn demand(resource: &str, period: Period, amount: u64, at: u64) -> Demand {
-        let window = Window::of(period, at);
-        Demand {
-            key: window_key("acme", resource, &window),
-            amount,
-            limit: 100,
-            window,
-        }
+    fn demand(resource: &str, period: Period, amount: u64, at: u64) -> Demand<'_> {
+        test_demand(resource, amount, 100, period, at)
     }
 
     #[test]

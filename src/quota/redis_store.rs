@@ -88,7 +88,7 @@ fn parse_reply(reply: Vec<i64>, n: usize) -> Result<Outcome, QuotaError> {
 }
 
 impl QuotaStore for RedisQuotaStore {
-    async fn check(&self, demands: &[Demand]) -> Result<Outcome, QuotaError> {
+    async fn check(&self, demands: &[Demand<'_>]) -> Result<Outcome, QuotaError> {
         let mut invocation = self.script.prepare_invoke();
         // Clocks of gateway nodes and Redis may differ a little: allow that much on top.
         let timeout = self.client.request_deadline();

@@ -3,17 +3,20 @@
 
 use super::*;
 
-fn demand_at(key: &str, amount: u64, limit: u64, now: u64) -> Demand {
-    Demand {
-        key: key.into(),
-        amount,
+/// `amount` units of tenant `t`'s `resource` against a per-minute `limit`.
+fn demand(resource: &str, amount: u64, limit: u64, now: u64) -> Demand<'_> {
+    let quota = QuotaLimit {
         limit,
-        window: Window::of(Period::Minute, now),
-    }
+        period: Period::Minute,
+    };
+    Demand::new("t", resource, quota, amount, now)
 }
 
-fn demand(key: &str, amount: u64, limit: u64) -> Demand {
-    demand_at(key, amount, limit, 120)
+/// One request of tenant `t` asking 1 unit of `r` against `limit`, decided at the real clock
+/// (the local backend reads it, so the windows must be real too).
+fn one_unit(limit: u64) -> ([Demand<'static>; 1], u64) {
+    let now = unix_now();
+    ([demand("r", 1, limit, now)], now)
 }
 
 #[test]
@@ -50,8 +53,11 @@ fn limits_beyond_what_the_stores_hold_are_refused_by_key() {
 
 #[test]
 fn headers_follow_the_draft() {
-    let d = [demand("a", 1, 20), demand("b", 1, 5)];
-    let h = rate_limit_headers(&["requests", "messages"], &d, &[3, 5], 150);
+    let d = [
+        demand("requests", 1, 20, 120),
+        demand("messages", 1, 5, 120),
+    ];
+    let h = rate_limit_headers(&d, &[3, 5], 150);
     assert_eq!(h.policy, "\"requests\";q=20;w=60, \"messages\";q=5;w=60");
     assert_eq!(h.limit, "\"requests\";r=17;t=30, \"messages\";r=0;t=30");
 }
@@ -61,15 +67,10 @@ async fn engine_caches_full_keys_and_applies_policy() {
     let registry = prometheus::Registry::new();
     let metrics = Metrics::register(&registry).unwrap();
     let engine = QuotaEngine::new(&QuotaConfig::default(), metrics.clone());
-    // The local backend reads the real clock, so the windows must be real too.
-    let now = unix_now();
-    let d = [demand_at("tg:{t}:r:x", 1, 2, now)];
+    let (d, now) = one_unit(2);
     let req = Request {
         tenant: "t",
-        resources: &["r"],
         demands: &d,
-        quota_index: &[0],
-        handles: None,
     };
     for _ in 0..2 {
         assert!(matches!(
@@ -89,8 +90,8 @@ async fn engine_caches_full_keys_and_applies_policy() {
         v => panic!("{v:?}"),
     }
     // The third decision came from the cache: the backend still holds 2.
-    assert_eq!(engine.read(&["tg:{t}:r:x".into()]).await.unwrap(), vec![2]);
-    assert!(engine.over_limit.get("tg:{t}:r:x").is_some());
+    assert_eq!(engine.read(&[d[0].key.clone()]).await.unwrap(), vec![2]);
+    assert!(engine.over_limit.get(&d[0].key).is_some());
 }
 
 /// An engine on a Redis that is never reachable: the breaker opens on the first decision
@@ -110,14 +111,10 @@ fn unreachable_redis(policy: OnBackendError, share: f64) -> Arc<QuotaEngine> {
 
 #[tokio::test]
 async fn without_redis_each_policy_decides_at_once_and_keeps_admissions_for_write_back() {
-    let now = unix_now();
-    let d = [demand_at("tg:{t}:r:x", 1, 10, now)];
+    let (d, now) = one_unit(10);
     let req = Request {
         tenant: "t",
-        resources: &["r"],
         demands: &d,
-        quota_index: &[0],
-        handles: None,
     };
     for (policy, share, admitted) in [
         (OnBackendError::Allow, 1.0, 20),

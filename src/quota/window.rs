@@ -1,4 +1,7 @@
-//! Quota windows: fixed windows aligned to the UTC clock (second … day) and calendar months.
+//! Quota windows: fixed windows aligned to the UTC clock (second … day) and calendar months
+//! (chrono's calendar), with the labels counter keys and reports use.
+
+use chrono::{DateTime, Datelike, Months, NaiveDate, NaiveTime, SecondsFormat, Timelike, Utc};
 
 use crate::config::Period;
 
@@ -27,22 +30,42 @@ impl Window {
             Period::Hour => fixed(3_600),
             Period::Day => fixed(86_400),
             Period::Month => {
-                let (y, m, _) = civil_from_days((now / 86_400) as i64);
-                let start = days_from_civil(y, m, 1) as u64 * 86_400;
-                let (ny, nm) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
-                let end = days_from_civil(ny, nm, 1) as u64 * 86_400;
-                Window { period, start, end }
+                let today = utc(now).date_naive();
+                let first = today.with_day(1).unwrap_or(today);
+                Self::calendar_month(first).unwrap_or_else(|| fixed(86_400))
             }
         }
     }
 
     /// The calendar month `year-month` (for billing reports).
-    pub fn month(year: i64, month: u32) -> Option<Self> {
-        if !(1..=12).contains(&month) || !(1970..=9999).contains(&year) {
+    pub fn month(year: i32, month: u32) -> Option<Self> {
+        if !(1970..=9999).contains(&year) {
             return None;
         }
-        let start = days_from_civil(year, month, 1) as u64 * 86_400;
-        Some(Self::of(Period::Month, start))
+        Self::calendar_month(NaiveDate::from_ymd_opt(year, month, 1)?)
+    }
+
+    /// The month a billing query names: exactly `YYYY-MM`, 1970-01 … 9999-12.
+    pub fn parse_month(text: &str) -> Option<Self> {
+        if text.len() != 7 {
+            return None;
+        }
+        let first = NaiveDate::parse_from_str(&format!("{text}-01"), "%Y-%m-%d").ok()?;
+        let window = Self::month(first.year(), first.month())?;
+        // chrono also reads `+197-01`-like spellings; only the canonical one is a month here.
+        (window.label() == text).then_some(window)
+    }
+
+    /// The month that starts on `first` (day 1, midnight UTC).
+    fn calendar_month(first: NaiveDate) -> Option<Self> {
+        let next = first.checked_add_months(Months::new(1))?;
+        let midnight =
+            |d: NaiveDate| u64::try_from(d.and_time(NaiveTime::MIN).and_utc().timestamp()).ok();
+        Some(Window {
+            period: Period::Month,
+            start: midnight(first)?,
+            end: midnight(next)?,
+        })
     }
 
     pub fn length(&self) -> u64 {
@@ -61,9 +84,9 @@ impl Window {
     /// Appends [`Window::label`] to `out` (builds a counter key with one allocation).
     pub fn write_label(&self, out: &mut String) {
         use std::fmt::Write;
-        let (y, mo, d) = civil_from_days((self.start / 86_400) as i64);
-        let secs = self.start % 86_400;
-        let (h, mi, s) = (secs / 3600, secs % 3600 / 60, secs % 60);
+        let t = utc(self.start);
+        let (y, mo, d) = (t.year(), t.month(), t.day());
+        let (h, mi, s) = (t.hour(), t.minute(), t.second());
         let _ = match self.period {
             Period::Month => write!(out, "{y:04}-{mo:02}"),
             Period::Day => write!(out, "{y:04}-{mo:02}-{d:02}"),
@@ -83,41 +106,17 @@ impl Window {
     }
 }
 
-/// RFC 3339 UTC time of a unix second.
+/// The UTC time of a unix second; seconds past chrono's range (year 262143) clamp to its end.
+fn utc(unix: u64) -> DateTime<Utc> {
+    i64::try_from(unix)
+        .ok()
+        .and_then(|s| DateTime::from_timestamp(s, 0))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// RFC 3339 UTC time of a unix second (`2026-11-28T13:05:09Z`).
 pub fn rfc3339(unix: u64) -> String {
-    let (y, mo, d) = civil_from_days((unix / 86_400) as i64);
-    let secs = unix % 86_400;
-    format!(
-        "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
-}
-
-/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (Howard Hinnant).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
-/// (year, month, day) → days since 1970-01-01.
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let m = i64::from(m);
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+    utc(unix).to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
 #[cfg(test)]
@@ -153,10 +152,61 @@ mod tests {
     }
 
     #[test]
-    fn civil_round_trip() {
-        for days in [-1000i64, 0, 59, 60, 365, 10_957, 20_000, 2_932_896] {
-            let (y, m, d) = civil_from_days(days);
-            assert_eq!(days_from_civil(y, m, d), days);
+    fn billing_months_parse_only_as_yyyy_mm() {
+        assert_eq!(
+            Window::parse_month("2026-11"),
+            Some(Window::of(Period::Month, NOW))
+        );
+        assert_eq!(Window::parse_month("1970-01").map(|w| w.start), Some(0));
+        for bad in [
+            "2026-13",
+            "2026-00",
+            "2026-1",
+            "26-11",
+            "2026-011",
+            "2026/11",
+            "+202-11",
+            "1969-12",
+            "2026-1a",
+            "",
+            "10000-01",
+            "2026-11-01",
+            " 2026-11",
+        ] {
+            assert_eq!(Window::parse_month(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn day_labels_across_leap_days() {
+        for (unix, want) in [
+            (951_782_400, "2000-02-29"),
+            (951_868_800, "2000-03-01"),
+            (4_107_456_000, "2100-02-28"),
+            (4_107_542_400, "2100-03-01"),
+        ] {
+            assert_eq!(Window::of(Period::Day, unix).label(), want, "{unix}");
+        }
+    }
+
+    proptest::proptest! {
+        /// For any second up to year 9999, the month window is the calendar month chrono puts
+        /// the second in: it starts at midnight on the 1st, ends where the next month starts,
+        /// carries chrono's `%Y-%m` label, and the billing query of that label finds it again.
+        #[test]
+        fn month_windows_match_chrono(now in 0u64..253_402_300_800) {
+            let w = Window::of(Period::Month, now);
+            let t = DateTime::from_timestamp(now as i64, 0).unwrap();
+            let first = NaiveDate::from_ymd_opt(t.year(), t.month(), 1).unwrap();
+            let start = first.and_hms_opt(0, 0, 0).unwrap().and_utc();
+            let end = start.checked_add_months(Months::new(1)).unwrap();
+            proptest::prop_assert_eq!(w.start, start.timestamp() as u64);
+            proptest::prop_assert_eq!(w.end, end.timestamp() as u64);
+            proptest::prop_assert!(w.start <= now && now < w.end);
+            proptest::prop_assert!((28 * 86_400..=31 * 86_400).contains(&w.length()));
+            proptest::prop_assert_eq!(w.label(), t.format("%Y-%m").to_string());
+            proptest::prop_assert_eq!(rfc3339(now), t.format("%Y-%m-%dT%H:%M:%SZ").to_string());
+            proptest::prop_assert_eq!(Window::parse_month(&w.label()), Some(w));
         }
     }
 }
