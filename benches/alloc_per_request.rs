@@ -93,39 +93,29 @@ fn request(conn: &mut TcpStream, buf: &mut [u8]) -> std::io::Result<bool> {
     }
 }
 
+/// The config the benches share (benches/gateway.toml.in), access log on.
+fn bench_config(port: u16, upstream: SocketAddr) -> String {
+    include_str!("gateway.toml.in")
+        .replace("{listen}", &format!("http_listen = [\"127.0.0.1:{port}\"]"))
+        .replace("{admin}", &format!("127.0.0.1:{}", free_port()))
+        .replace("{upstream}", &upstream.to_string())
+        .replace("{access_log}", "true")
+        .replace("{level}", "warn")
+}
+
+const CONFIG_TAIL: &str = "
+[limits]
+# One kept-alive connection carries every measured request.
+max_requests_per_connection = 1000000
+";
+
 fn start_gateway(dir: &std::path::Path, upstream: SocketAddr) -> SocketAddr {
     let port = free_port();
     std::fs::create_dir_all(dir.join("tenants")).expect("tenants dir");
     std::fs::create_dir_all(dir.join("certs")).expect("certs dir");
     let config = dir.join("gateway.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"features = ["chat"]
-[server]
-http_listen = ["127.0.0.1:{port}"]
-admin_listen = "127.0.0.1:{admin}"
-threads = 1
-base_domains = ["localhost"]
-tenants_dir = "tenants"
-grace_period = "1s"
-[log]
-access_log = true
-level = "warn"
-[upstreams.shared]
-addrs = ["{upstream}"]
-[tls]
-certs_dir = "certs"
-[plans.bench]
-features = ["chat"]
-[limits]
-# One kept-alive connection carries every measured request.
-max_requests_per_connection = 1000000
-"#,
-            admin = free_port()
-        ),
-    )
-    .expect("write gateway.toml");
+    std::fs::write(&config, bench_config(port, upstream) + CONFIG_TAIL)
+        .expect("write gateway.toml");
     std::fs::write(
         dir.join("tenants/acme.toml"),
         "id = \"acme\"\norganization_id = \"org_acme\"\nplan = \"bench\"\nupstream = \"shared\"\n",

@@ -9,6 +9,8 @@ use prometheus::{
     Opts, Registry, TextEncoder,
 };
 
+use crate::config::LatencyHistogram;
+
 /// Label value for requests that never reached a tenant (400/404).
 pub const NO_TENANT: &str = "none";
 
@@ -18,6 +20,8 @@ pub struct Metrics {
     pub registry: Registry,
     pub requests: IntCounterVec,
     pub request_duration: HistogramVec,
+    /// The latency histogram per plan (`[metrics] latency_histogram = "plan"`).
+    pub plan_request_duration: HistogramVec,
     pub upstream_errors: IntCounterVec,
     pub config_reloads: IntCounterVec,
     pub config_last_reload_successful: IntGauge,
@@ -47,7 +51,8 @@ impl std::fmt::Debug for Metrics {
 pub struct TenantMetrics {
     /// `gateway_requests_total` by status class: index 0 = 1xx … 4 = 5xx.
     pub requests_by_class: [IntCounter; 5],
-    pub duration: Histogram,
+    /// `None` with `[metrics] latency_histogram = "off"`.
+    pub duration: Option<Histogram>,
     /// Per quota resource of the tenant, in the order of `Tenant::quotas`.
     pub quota: Vec<QuotaHandles>,
 }
@@ -80,6 +85,10 @@ impl Decision {
 
 const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
+const LATENCY_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
 impl Metrics {
     pub fn register(registry: &Registry) -> prometheus::Result<Self> {
         let requests = IntCounterVec::new(
@@ -94,11 +103,16 @@ impl Metrics {
                 "gateway_request_duration_seconds",
                 "Time from request start to the end of the response, by tenant",
             )
-            .buckets(vec![
-                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-                10.0,
-            ]),
+            .buckets(LATENCY_BUCKETS.to_vec()),
             &["tenant"],
+        )?;
+        let plan_request_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "gateway_plan_request_duration_seconds",
+                "Time from request start to the end of the response, by tenant plan",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["plan"],
         )?;
         let upstream_errors = IntCounterVec::new(
             Opts::new(
@@ -190,6 +204,7 @@ impl Metrics {
         registry.register(Box::new(acme_next_attempt.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(request_duration.clone()))?;
+        registry.register(Box::new(plan_request_duration.clone()))?;
         registry.register(Box::new(upstream_errors.clone()))?;
         registry.register(Box::new(config_reloads.clone()))?;
         registry.register(Box::new(config_last_reload_successful.clone()))?;
@@ -209,6 +224,7 @@ impl Metrics {
             registry: registry.clone(),
             requests,
             request_duration,
+            plan_request_duration,
             upstream_errors,
             config_reloads,
             config_last_reload_successful,
@@ -227,12 +243,27 @@ impl Metrics {
         })
     }
 
-    /// Handles for one tenant label value and its quota resources.
-    pub fn tenant(&self, tenant: &str, resources: &[&str]) -> TenantMetrics {
+    /// Handles for one tenant label value, its plan and its quota resources; `latency` says
+    /// which histogram (if any) its requests are observed in.
+    pub fn tenant(
+        &self,
+        tenant: &str,
+        plan: &str,
+        latency: LatencyHistogram,
+        resources: &[&str],
+    ) -> TenantMetrics {
         TenantMetrics {
             requests_by_class: STATUS_CLASSES
                 .map(|class| self.requests.with_label_values(&[tenant, class])),
-            duration: self.request_duration.with_label_values(&[tenant]),
+            duration: match latency {
+                LatencyHistogram::Tenant => {
+                    Some(self.request_duration.with_label_values(&[tenant]))
+                }
+                LatencyHistogram::Plan => {
+                    Some(self.plan_request_duration.with_label_values(&[plan]))
+                }
+                LatencyHistogram::Off => None,
+            },
             quota: resources
                 .iter()
                 .map(|r| self.quota_handles(tenant, r))
@@ -323,7 +354,9 @@ impl TenantMetrics {
     pub fn observe(&self, status: u16, seconds: f64) {
         let class = usize::from(status / 100).clamp(1, 5) - 1;
         self.requests_by_class[class].inc();
-        self.duration.observe(seconds);
+        if let Some(duration) = &self.duration {
+            duration.observe(seconds);
+        }
     }
 }
 
@@ -358,3 +391,6 @@ mod forget_tests {
         }
     }
 }
+
+#[cfg(test)]
+mod latency_tests;
