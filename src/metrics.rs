@@ -98,21 +98,15 @@ impl Metrics {
             ),
             &["tenant", "status_class"],
         )?;
-        let request_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "gateway_request_duration_seconds",
-                "Time from request start to the end of the response, by tenant",
-            )
-            .buckets(LATENCY_BUCKETS.to_vec()),
-            &["tenant"],
+        let request_duration = latency_histograms(
+            "gateway_request_duration_seconds",
+            "Time from request start to the end of the response, by tenant",
+            "tenant",
         )?;
-        let plan_request_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "gateway_plan_request_duration_seconds",
-                "Time from request start to the end of the response, by tenant plan",
-            )
-            .buckets(LATENCY_BUCKETS.to_vec()),
-            &["plan"],
+        let plan_request_duration = latency_histograms(
+            "gateway_plan_request_duration_seconds",
+            "Time from request start to the end of the response, by tenant plan",
+            "plan",
         )?;
         let upstream_errors = IntCounterVec::new(
             Opts::new(
@@ -308,6 +302,14 @@ impl Metrics {
         }
         buf
     }
+}
+
+/// A request latency histogram family with one label.
+fn latency_histograms(name: &str, help: &str, label: &str) -> prometheus::Result<HistogramVec> {
+    HistogramVec::new(
+        HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()),
+        &[label],
+    )
 }
 
 /// Removes every series of `vec` whose `tenant` label is `tenant`, whatever its other labels.

@@ -158,6 +158,16 @@ impl TenantProxy {
         })
     }
 
+    /// `gateway_upstream_errors_total{tenant, kind}`, for a request that resolved to a tenant.
+    fn count_upstream_error(&self, ctx: &RequestCtx, kind: &str) {
+        if let Some(t) = &ctx.tenant {
+            self.metrics
+                .upstream_errors
+                .with_label_values(&[&t.id, kind])
+                .inc();
+        }
+    }
+
     fn no_tenant_metrics(&self, latency: LatencyHistogram) -> &crate::metrics::TenantMetrics {
         self.no_tenant[latency as usize]
             .get_or_init(|| self.metrics.tenant(NO_TENANT, NO_TENANT, latency, &[]))
@@ -497,17 +507,12 @@ impl ProxyHttp for TenantProxy {
         ctx: &mut RequestCtx,
         mut e: Box<Error>,
     ) -> Box<Error> {
-        if let Some(t) = &ctx.tenant {
-            let kind = if matches!(e.etype(), ErrorType::ConnectTimedout) {
-                "connect_timeout"
-            } else {
-                "connect"
-            };
-            self.metrics
-                .upstream_errors
-                .with_label_values(&[&t.id, kind])
-                .inc();
-        }
+        let kind = if matches!(e.etype(), ErrorType::ConnectTimedout) {
+            "connect_timeout"
+        } else {
+            "connect"
+        };
+        self.count_upstream_error(ctx, kind);
         // One retry, on the next address of the pool.
         if ctx.attempts < 2 {
             e.set_retry(true);
@@ -575,17 +580,12 @@ impl ProxyHttp for TenantProxy {
         };
         let code = match err {
             Some(err) => {
-                if let Some(t) = &ctx.tenant {
-                    let kind = if err == GatewayError::UpstreamTimeout {
-                        "timeout"
-                    } else {
-                        "unavailable"
-                    };
-                    self.metrics
-                        .upstream_errors
-                        .with_label_values(&[&t.id, kind])
-                        .inc();
-                }
+                let kind = if err == GatewayError::UpstreamTimeout {
+                    "timeout"
+                } else {
+                    "unavailable"
+                };
+                self.count_upstream_error(ctx, kind);
                 ctx.answered = Some(err);
                 // The response may already be under way (error mid-body); then only close.
                 if session.response_written().is_none() {
