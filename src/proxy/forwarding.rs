@@ -167,7 +167,8 @@ const INJECTED_HEADERS: usize = 11;
 /// `HeaderMap` operation instead of two (and no name is copied and parsed again); pingora then
 /// writes names lower case, except the few it title-cases (`Host`, `Content-Length`, ...).
 /// Header names are case-insensitive (RFC 9110 section 5.1); HTTP/2 upstreams get lower case
-/// names either way.
+/// names either way. The request keeps its version, method, URI, extensions, raw target and
+/// HTTP/2 end-of-stream flag.
 pub fn inject(
     session: &Session,
     upstream: &mut RequestHeader,
@@ -182,10 +183,15 @@ pub fn inject(
             (from_uri != Some(raw)).then(|| raw.to_vec())
         }
     };
+    // Only an HTTP/2 request carries it (false for a gRPC-web bridge); the rebuild resets it.
+    let send_end_stream = upstream.send_end_stream();
     let placeholder = RequestHeader::from(http::Request::new(()).into_parts().0);
     let mut parts: http::request::Parts = std::mem::replace(upstream, placeholder).into();
     edit_headers(session, &mut parts.headers, inj);
     *upstream = RequestHeader::from(parts);
+    if let Some(end_stream) = send_end_stream {
+        upstream.set_send_end_stream(end_stream);
+    }
     if let Some(target) = verbatim_target {
         upstream.set_raw_path(&target)?;
     }
