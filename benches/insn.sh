@@ -169,35 +169,14 @@ timeout = \"10s\""
     plan_quota='quotas.requests = { limit = 1000000000, period = "hour" }'
   fi
   mkdir -p "$dir/tenants" "$dir/certs"
-  cat >"$dir/gateway.toml" <<EOF
-features = ["chat"]
-
-[server]
-http_listen = ["127.0.0.1:$2"]
-admin_listen = "127.0.0.1:$(free_port)"
-threads = 1
-base_domains = ["localhost"]
-tenants_dir = "tenants"
-grace_period = "1s"
-
-[log]
-access_log = $3
-# Diagnostics at warn; the access target at info (older builds log access lines through tracing).
-level = "warn,access=info"
-
-[upstreams.shared]
-addrs = ["127.0.0.1:$UP_PORT"]
-
-[tls]
-certs_dir = "certs"
-
-[quota]
-$quota_table
-
-[plans.bench]
-features = ["chat"]
-$plan_quota
-EOF
+  local log_flag=""
+  [ "$3" = true ] && log_flag=--access-log
+  # Diagnostics at warn; the access target at info (older builds log access lines through tracing).
+  {
+    python3 "$ROOT/benches/bench_common.py" gateway-config --http "127.0.0.1:$2" \
+      --admin "127.0.0.1:$(free_port)" --upstream "127.0.0.1:$UP_PORT" $log_flag --level "warn,access=info"
+    printf '%s\n\n[quota]\n%s\n' "$plan_quota" "$quota_table"
+  } >"$dir/gateway.toml"
   cat >"$dir/tenants/acme.toml" <<EOF
 id = "acme"
 organization_id = "org_acme"

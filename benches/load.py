@@ -100,6 +100,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import bench_common
+
 ROOT = Path(__file__).resolve().parent.parent
 LOOPBACK = "127.0.0.1"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -468,39 +470,17 @@ events {{ worker_connections 20000; }}
             if backend == "redis":
                 quota += f'redis_url = "redis://{LOOPBACK}:{self.redis_port}"\n'
             plan_quota = 'quotas.requests = { limit = 1000000000, period = "hour" }\n'
-        (d / "gateway.toml").write_text(f"""features = ["chat"]
-
-[server]
-http_listen = ["{LOOPBACK}:{c['http']}"]
-https_listen = ["{LOOPBACK}:{c['https']}"]
-admin_listen = "{LOOPBACK}:{c['admin']}"
-threads = 1
-base_domains = ["localhost"]
-reserved_subdomains = ["www"]
-tenants_dir = "tenants"
-grace_period = "1s"
-
-[log]
-access_log = false
-level = "warn"
-
-[upstreams.shared]
-addrs = ["{LOOPBACK}:{self.up_port}"]
-
-[tls]
-certs_dir = "certs"
-
+        (d / "gateway.toml").write_text(
+            bench_common.gateway_config(f"{LOOPBACK}:{c['admin']}", f"{LOOPBACK}:{self.up_port}",
+                                        http=f"{LOOPBACK}:{c['http']}", https=f"{LOOPBACK}:{c['https']}")
+            + plan_quota + f"""
 [quota]
 {quota or 'backend = "local"'}
-
-[plans.bench]
-features = ["chat"]
-{plan_quota}""")
+""")
         tdir = d / "tenants"
         tdir.mkdir()
         for tid in tenant_ids(var == "many"):
-            (tdir / f"{tid}.toml").write_text(
-                f'id = "{tid}"\norganization_id = "org_{tid}"\nplan = "bench"\nupstream = "shared"\n')
+            (tdir / f"{tid}.toml").write_text(bench_common.tenant_toml(tid))
         cdir = d / "certs" / "_default"
         cdir.mkdir(parents=True)
         shutil.copy(self.cert, cdir / "fullchain.pem")
@@ -746,22 +726,7 @@ locations = ["t1"]
 
     def lua_script(self) -> Path:
         p = self.work / "rotate_hosts.lua"
-        if not p.exists():
-            p.write_text(f"""-- rotates Host over t1.localhost .. t{N_TENANTS}.localhost; requests built once
-local n = {N_TENANTS}
-local reqs = {{}}
-local i = 0
-init = function(args)
-  for k = 1, n do
-    reqs[k] = wrk.format("GET", "/", {{ ["Host"] = "t" .. k .. ".localhost" }})
-  end
-end
-request = function()
-  i = i % n + 1
-  return reqs[i]
-end
-""")
-        return p
+        return p if p.exists() else bench_common.rotate_hosts_lua(p, N_TENANTS)
 
     def h2load(self, port, duration, logfile=None):
         argv = [self.bins["h2load"], "-t1", f"-c{self.args.connections}", "-m10", "-D", str(duration),

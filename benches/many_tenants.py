@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_common  # noqa: E402  (the gateway config, tenant files and wrk script the benches share)
 import load  # noqa: E402  (benches/load.py: Proc, free_port, wait_tcp, wait_http_200, ...)
 
 ROOT = load.ROOT
@@ -61,54 +62,19 @@ def get(port: int, path: str, method: str = "GET", token: str | None = None) -> 
     return resp.status, body, elapsed
 
 
-def write_config(d: Path, n: int, http_port: int, admin_port: int, up_port: int) -> None:
-    (d / "gateway.toml").write_text(f"""features = ["chat"]
-
-[server]
-http_listen = ["{LOOPBACK}:{http_port}"]
-admin_listen = "{LOOPBACK}:{admin_port}"
-threads = 1
-base_domains = ["localhost"]
-tenants_dir = "tenants"
-grace_period = "1s"
-
-[log]
-access_log = false
-level = "warn"
-
-[upstreams.shared]
-addrs = ["{LOOPBACK}:{up_port}"]
-
-[tls]
-certs_dir = "certs"
-
-[plans.bench]
-features = ["chat"]
-""")
+def write_config(d: Path, n: int, http_port: int, admin_port: int, up_port: int, latency: str) -> None:
+    (d / "gateway.toml").write_text(
+        bench_common.gateway_config(f"{LOOPBACK}:{admin_port}", f"{LOOPBACK}:{up_port}",
+                                    http=f"{LOOPBACK}:{http_port}")
+        + f'\n[metrics]\nlatency_histogram = "{latency}"\n')
     tdir = d / "tenants"
     tdir.mkdir()
     (d / "certs").mkdir()
-    for i in range(1, n + 1):
-        (tdir / f"t{i}.toml").write_text(
-            f'id = "t{i}"\norganization_id = "org_t{i}"\nplan = "bench"\nupstream = "shared"\n')
+    bench_common.write_tenants(tdir, n)
 
 
 def lua(d: Path, active: int) -> Path:
-    p = d / "rotate.lua"
-    p.write_text(f"""local n = {active}
-local reqs = {{}}
-local i = 0
-init = function(args)
-  for k = 1, n do
-    reqs[k] = wrk.format("GET", "/", {{ ["Host"] = "t" .. k .. ".localhost" }})
-  end
-end
-request = function()
-  i = i % n + 1
-  return reqs[i]
-end
-""")
-    return p
+    return bench_common.rotate_hosts_lua(d / "rotate.lua", active)
 
 
 def wrk(port: int, script: Path, duration: int) -> dict:
@@ -134,7 +100,7 @@ def metrics_facts(admin: int) -> dict:
     return {
         "bytes": len(body),
         "lines": text.count("\n"),
-        "duration_series": len(re.findall(r'^gateway_request_duration_seconds_count\{', text, re.M)),
+        "duration_series": len(re.findall(r'^gateway_(plan_)?request_duration_seconds_count\{', text, re.M)),
         "scrape_ms": statistics.median(times),
     }
 
@@ -145,6 +111,8 @@ def main() -> int:
     ap.add_argument("--active", type=int, default=1_000)
     ap.add_argument("--duration", type=int, default=10, help="seconds of traffic per round")
     ap.add_argument("--reloads", type=int, default=3)
+    ap.add_argument("--latency-histogram", choices=["tenant", "plan", "off"], default="tenant",
+                    help="[metrics] latency_histogram of the gateway")
     ap.add_argument("--no-build", action="store_true")
     ap.add_argument("--gateway-bin", default=str(ROOT / "target/release/tenant-gateway"))
     args = ap.parse_args()
@@ -180,7 +148,7 @@ http {{
     gd.mkdir()
     http_port, admin = load.free_port(), load.free_port()
     t0 = time.monotonic()
-    write_config(gd, args.tenants, http_port, admin, up_port)
+    write_config(gd, args.tenants, http_port, admin, up_port, args.latency_histogram)
     load.log(f"wrote {args.tenants} tenant files in {time.monotonic() - t0:.1f}s")
     env = dict(os.environ, TMPDIR=str(gd), RUST_LOG="warn", GATEWAY_ADMIN_TOKEN=TOKEN)
     t0 = time.monotonic()
@@ -233,7 +201,7 @@ http {{
 
     print(f"\n{args.tenants} tenants, {args.active} with traffic "
           f"(`python3 benches/many_tenants.py --tenants {args.tenants} --active {args.active} "
-          f"--duration {args.duration} --reloads {args.reloads}`)\n")
+          f"--duration {args.duration} --reloads {args.reloads} --latency-histogram {args.latency_histogram}`)\n")
     print("| measure | value |\n|---|---|")
     for k, v in rows:
         print(f"| {k} | {v} |")

@@ -85,6 +85,25 @@ fn demands(tenant: usize) -> Vec<Demand<'static>> {
     ]
 }
 
+/// A decision function for [`run`]: true when `store` allows every demand.
+fn allowed_by<S: QuotaStore + 'static>(
+    store: Arc<S>,
+) -> impl Fn(Vec<Demand<'static>>) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>>
+       + Send
+       + Sync
+       + Clone
+       + 'static {
+    move |d| {
+        let s = store.clone();
+        Box::pin(async move {
+            s.check(&d)
+                .await
+                .map(|o| o.rejected.is_none())
+                .unwrap_or(false)
+        })
+    }
+}
+
 async fn run<F, Fut>(name: &str, decisions: usize, decide: F) -> f64
 where
     F: Fn(Vec<Demand<'static>>) -> Fut + Send + Sync + 'static + Clone,
@@ -162,17 +181,7 @@ fn main() {
         println!("{CALLERS} concurrent callers, {decisions} decisions of 2 resources each");
         for round in 0..rounds {
             println!("-- round {}", round + 1);
-            let s = store.clone();
-            let multiplexed = run("multiplexed script", decisions, move |d| {
-                let s = s.clone();
-                async move {
-                    s.check(&d)
-                        .await
-                        .map(|o| o.rejected.is_none())
-                        .unwrap_or(false)
-                }
-            })
-            .await;
+            let multiplexed = run("multiplexed script", decisions, allowed_by(store.clone())).await;
             let n = naive.clone();
             let naive_rate = run("naive round trip", decisions, move |d| {
                 let n = n.clone();
@@ -184,17 +193,7 @@ fn main() {
                 }
             })
             .await;
-            let l = local.clone();
-            run("local", decisions, move |d| {
-                let l = l.clone();
-                async move {
-                    l.check(&d)
-                        .await
-                        .map(|o| o.rejected.is_none())
-                        .unwrap_or(false)
-                }
-            })
-            .await;
+            run("local", decisions, allowed_by(local.clone())).await;
             println!("multiplexed / naive = {:.1}x", multiplexed / naive_rate);
         }
     });

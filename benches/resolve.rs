@@ -109,44 +109,45 @@ fn report() {
     // Other hot-path pieces, per call.
     let now = 1_800_000_000;
     let store = LocalQuotaStore::new();
-    let w = Window::of(Period::Hour, now);
-    let demand = [Demand {
-        resource: "requests",
-        key: window_key("acme", "requests", &w),
-        amount: 1,
-        limit: u64::MAX,
-        window: w,
-        handles: None,
-    }];
+    let demand = [unlimited_demand("requests", Window::of(Period::Hour, now))];
     black_box(store.check_at(&demand, now));
-    let region = Region::new(GLOBAL);
-    for _ in 0..1000 {
+    allocations_per_call("local quota decision (key built)", || {
         black_box(store.check_at(&demand, now));
-    }
-    println!(
-        "local quota decision (key built): {:.2} allocations",
-        region.change().allocations as f64 / 1000.0
-    );
-    let region = Region::new(GLOBAL);
-    for _ in 0..1000 {
+    });
+    allocations_per_call("quota key for the current window", || {
         black_box(window_key(
             "acme",
             "requests",
             &Window::of(Period::Hour, black_box(now)),
         ));
-    }
-    println!(
-        "quota key for the current window: {:.2} allocations",
-        region.change().allocations as f64 / 1000.0
-    );
+    });
+    allocations_per_call("request id generation", || {
+        black_box(tenant_gateway::request_id::generate());
+    });
+}
+
+/// Prints the allocations of one call of `f`, averaged over 1000 calls.
+fn allocations_per_call(what: &str, mut f: impl FnMut()) {
     let region = Region::new(GLOBAL);
     for _ in 0..1000 {
-        black_box(tenant_gateway::request_id::generate());
+        f();
     }
     println!(
-        "request id generation: {:.2} allocations",
+        "{what}: {:.2} allocations",
         region.change().allocations as f64 / 1000.0
     );
+}
+
+/// One unit of `resource` for tenant `acme` in `window`, never over its limit.
+fn unlimited_demand(resource: &'static str, window: Window) -> Demand<'static> {
+    Demand {
+        resource,
+        key: window_key("acme", resource, &window),
+        amount: 1,
+        limit: u64::MAX,
+        window,
+        handles: None,
+    }
 }
 
 fn bench_resolve(c: &mut Criterion) {
@@ -188,26 +189,10 @@ fn bench_compile(c: &mut Criterion) {
 fn bench_quota(c: &mut Criterion) {
     let store = LocalQuotaStore::new();
     let now = 1_800_000_000;
-    let w1 = Window::of(Period::Hour, now);
-    let w2 = Window::of(Period::Month, now);
-    let one = [Demand {
-        resource: "requests",
-        key: window_key("acme", "requests", &w1),
-        amount: 1,
-        limit: u64::MAX,
-        window: w1,
-        handles: None,
-    }];
+    let one = [unlimited_demand("requests", Window::of(Period::Hour, now))];
     let two = [
         one[0].clone(),
-        Demand {
-            resource: "messages",
-            key: window_key("acme", "messages", &w2),
-            amount: 1,
-            limit: u64::MAX,
-            window: w2,
-            handles: None,
-        },
+        unlimited_demand("messages", Window::of(Period::Month, now)),
     ];
     c.bench_function("quota/local_one_resource", |b| {
         b.iter(|| black_box(store.check_at(&one, now)))

@@ -99,29 +99,8 @@ PIDS+=($!)
 wait_port "$ECHO_PORT" echo $!
 
 # --- tenant-gateway: 1 worker thread, no access log ---
-cat >"$WORK/gw/gateway.toml" <<EOF
-features = []
-
-[server]
-https_listen = ["127.0.0.1:$GW_PORT"]
-admin_listen = "127.0.0.1:$ADMIN_PORT"
-threads = 1
-base_domains = ["localhost"]
-tenants_dir = "tenants"
-
-[log]
-access_log = false
-level = "warn"
-
-[upstreams.shared]
-addrs = ["127.0.0.1:$ECHO_PORT"]
-
-[tls]
-certs_dir = "certs"
-
-[plans.bench]
-features = []
-EOF
+python3 benches/bench_common.py gateway-config --https "127.0.0.1:$GW_PORT" \
+  --admin "127.0.0.1:$ADMIN_PORT" --upstream "127.0.0.1:$ECHO_PORT" >"$WORK/gw/gateway.toml"
 cat >"$WORK/gw/tenants/bench.toml" <<EOF
 id = "bench"
 organization_id = "org_bench"

@@ -119,6 +119,29 @@ pub struct GatewayConfig {
     /// Client-side limits and timeouts (`[limits]`, see `config/limits.rs`).
     pub limits: LimitsConfig,
     pub provisioning: ProvisioningConfig,
+    pub metrics: MetricsConfig,
+}
+
+/// `[metrics]`: how the Prometheus families are labelled.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Labels of the request latency histogram: `tenant` (default), `plan` (one histogram per
+    /// plan whatever the number of tenants) or `off`.
+    pub latency_histogram: LatencyHistogram,
+}
+
+/// What `gateway_request_duration_seconds` is kept per.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum LatencyHistogram {
+    /// `gateway_request_duration_seconds{tenant}`: one per tenant that receives traffic.
+    #[default]
+    Tenant,
+    /// `gateway_plan_request_duration_seconds{plan}`: one per plan.
+    Plan,
+    /// No latency histogram (request counters stay per tenant).
+    Off,
 }
 
 /// A tenant file as loaded: its path relative to the config dir and its content.

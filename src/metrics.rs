@@ -9,6 +9,8 @@ use prometheus::{
     Opts, Registry, TextEncoder,
 };
 
+use crate::config::LatencyHistogram;
+
 /// Label value for requests that never reached a tenant (400/404).
 pub const NO_TENANT: &str = "none";
 
@@ -18,6 +20,8 @@ pub struct Metrics {
     pub registry: Registry,
     pub requests: IntCounterVec,
     pub request_duration: HistogramVec,
+    /// The latency histogram per plan (`[metrics] latency_histogram = "plan"`).
+    pub plan_request_duration: HistogramVec,
     pub upstream_errors: IntCounterVec,
     pub config_reloads: IntCounterVec,
     pub config_last_reload_successful: IntGauge,
@@ -47,7 +51,8 @@ impl std::fmt::Debug for Metrics {
 pub struct TenantMetrics {
     /// `gateway_requests_total` by status class: index 0 = 1xx … 4 = 5xx.
     pub requests_by_class: [IntCounter; 5],
-    pub duration: Histogram,
+    /// `None` with `[metrics] latency_histogram = "off"`.
+    pub duration: Option<Histogram>,
     /// Per quota resource of the tenant, in the order of `Tenant::quotas`.
     pub quota: Vec<QuotaHandles>,
 }
@@ -80,6 +85,10 @@ impl Decision {
 
 const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
+const LATENCY_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
 impl Metrics {
     pub fn register(registry: &Registry) -> prometheus::Result<Self> {
         let on = Registrar(registry);
@@ -88,16 +97,15 @@ impl Metrics {
             "Requests answered, by tenant and status class (1xx … 5xx)",
             &["tenant", "status_class"],
         )?;
-        let request_duration = on.add(HistogramVec::new(
-            HistogramOpts::new(
-                "gateway_request_duration_seconds",
-                "Time from request start to the end of the response, by tenant",
-            )
-            .buckets(vec![
-                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-                10.0,
-            ]),
-            &["tenant"],
+        let request_duration = on.add(latency_histograms(
+            "gateway_request_duration_seconds",
+            "Time from request start to the end of the response, by tenant",
+            "tenant",
+        ))?;
+        let plan_request_duration = on.add(latency_histograms(
+            "gateway_plan_request_duration_seconds",
+            "Time from request start to the end of the response, by tenant plan",
+            "plan",
         ))?;
         let upstream_errors = on.counter_vec(
             "gateway_upstream_errors_total",
@@ -182,6 +190,7 @@ impl Metrics {
             registry: registry.clone(),
             requests,
             request_duration,
+            plan_request_duration,
             upstream_errors,
             config_reloads,
             config_last_reload_successful,
@@ -200,12 +209,27 @@ impl Metrics {
         })
     }
 
-    /// Handles for one tenant label value and its quota resources.
-    pub fn tenant(&self, tenant: &str, resources: &[&str]) -> TenantMetrics {
+    /// Handles for one tenant label value, its plan and its quota resources; `latency` says
+    /// which histogram (if any) its requests are observed in.
+    pub fn tenant(
+        &self,
+        tenant: &str,
+        plan: &str,
+        latency: LatencyHistogram,
+        resources: &[&str],
+    ) -> TenantMetrics {
         TenantMetrics {
             requests_by_class: STATUS_CLASSES
                 .map(|class| self.requests.with_label_values(&[tenant, class])),
-            duration: self.request_duration.with_label_values(&[tenant]),
+            duration: match latency {
+                LatencyHistogram::Tenant => {
+                    Some(self.request_duration.with_label_values(&[tenant]))
+                }
+                LatencyHistogram::Plan => {
+                    Some(self.plan_request_duration.with_label_values(&[plan]))
+                }
+                LatencyHistogram::Off => None,
+            },
             quota: resources
                 .iter()
                 .map(|r| self.quota_handles(tenant, r))
@@ -250,6 +274,14 @@ impl Metrics {
         }
         buf
     }
+}
+
+/// A request latency histogram family with one label.
+fn latency_histograms(name: &str, help: &str, label: &str) -> prometheus::Result<HistogramVec> {
+    HistogramVec::new(
+        HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()),
+        &[label],
+    )
 }
 
 /// Removes every series of `vec` whose `tenant` label is `tenant`, whatever its other labels.
@@ -330,7 +362,9 @@ impl TenantMetrics {
     pub fn observe(&self, status: u16, seconds: f64) {
         let class = usize::from(status / 100).clamp(1, 5) - 1;
         self.requests_by_class[class].inc();
-        self.duration.observe(seconds);
+        if let Some(duration) = &self.duration {
+            duration.observe(seconds);
+        }
     }
 }
 
@@ -365,3 +399,6 @@ mod forget_tests {
         }
     }
 }
+
+#[cfg(test)]
+mod latency_tests;

@@ -19,8 +19,9 @@
 pub mod forwarding;
 mod quota_gate;
 
+use crate::config::LatencyHistogram;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use async_trait::async_trait;
@@ -114,8 +115,9 @@ pub struct TenantProxy {
     acme: Option<Arc<AcmeManager>>,
     /// Set while the process hands over or shuts down: answers then close their connection.
     draining: Arc<AtomicBool>,
-    /// Handles for requests that resolved to no tenant.
-    no_tenant: crate::metrics::TenantMetrics,
+    /// Handles for requests that resolved to no tenant, per `[metrics] latency_histogram`
+    /// mode (made on first use, so a mode never used exports nothing).
+    no_tenant: [OnceLock<crate::metrics::TenantMetrics>; 3],
     /// `[limits]`: head checks, per-client limits, client-abort accounting.
     limits: Arc<crate::limits::RequestLimits>,
 }
@@ -129,14 +131,13 @@ impl TenantProxy {
         draining: Arc<AtomicBool>,
         limits: Arc<crate::limits::RequestLimits>,
     ) -> Self {
-        let no_tenant = metrics.tenant(NO_TENANT, &[]);
         Self {
             snapshots,
             metrics,
             quota,
             acme,
             draining,
-            no_tenant,
+            no_tenant: Default::default(),
             limits,
         }
     }
@@ -149,8 +150,27 @@ impl TenantProxy {
     ) -> &'t crate::metrics::TenantMetrics {
         tenant.metrics.get_or_init(|| {
             let resources: Vec<&str> = tenant.quotas.iter().map(|(r, _)| &**r).collect();
-            self.metrics.tenant(&tenant.id, &resources)
+            // Once per tenant and snapshot: a reload builds new tenants, so a changed mode
+            // applies from the next snapshot on.
+            let latency = self.snapshots.load().settings.latency_histogram;
+            self.metrics
+                .tenant(&tenant.id, &tenant.plan, latency, &resources)
         })
+    }
+
+    /// `gateway_upstream_errors_total{tenant, kind}`, for a request that resolved to a tenant.
+    fn count_upstream_error(&self, ctx: &RequestCtx, kind: &str) {
+        if let Some(t) = &ctx.tenant {
+            self.metrics
+                .upstream_errors
+                .with_label_values(&[&t.id, kind])
+                .inc();
+        }
+    }
+
+    fn no_tenant_metrics(&self, latency: LatencyHistogram) -> &crate::metrics::TenantMetrics {
+        self.no_tenant[latency as usize]
+            .get_or_init(|| self.metrics.tenant(NO_TENANT, NO_TENANT, latency, &[]))
     }
 }
 
@@ -488,17 +508,12 @@ impl ProxyHttp for TenantProxy {
         ctx: &mut RequestCtx,
         mut e: Box<Error>,
     ) -> Box<Error> {
-        if let Some(t) = &ctx.tenant {
-            let kind = if matches!(e.etype(), ErrorType::ConnectTimedout) {
-                "connect_timeout"
-            } else {
-                "connect"
-            };
-            self.metrics
-                .upstream_errors
-                .with_label_values(&[&t.id, kind])
-                .inc();
-        }
+        let kind = if matches!(e.etype(), ErrorType::ConnectTimedout) {
+            "connect_timeout"
+        } else {
+            "connect"
+        };
+        self.count_upstream_error(ctx, kind);
         // One retry, on the next address of the pool.
         if ctx.attempts < 2 {
             e.set_retry(true);
@@ -546,14 +561,7 @@ impl ProxyHttp for TenantProxy {
         resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
-        if let Some(rid) = &ctx.request_id {
-            resp.insert_header("x-request-id", rid.clone())?;
-        }
-        if let Some(h) = ctx.rate_limit.take() {
-            resp.insert_header("ratelimit-policy", h.policy)?;
-            resp.insert_header("ratelimit", h.limit)?;
-        }
-        Ok(())
+        forwarding::extend_response(resp, ctx.request_id.as_ref(), ctx.rate_limit.take())
     }
 
     async fn fail_to_proxy(
@@ -573,17 +581,12 @@ impl ProxyHttp for TenantProxy {
         };
         let code = match err {
             Some(err) => {
-                if let Some(t) = &ctx.tenant {
-                    let kind = if err == GatewayError::UpstreamTimeout {
-                        "timeout"
-                    } else {
-                        "unavailable"
-                    };
-                    self.metrics
-                        .upstream_errors
-                        .with_label_values(&[&t.id, kind])
-                        .inc();
-                }
+                let kind = if err == GatewayError::UpstreamTimeout {
+                    "timeout"
+                } else {
+                    "unavailable"
+                };
+                self.count_upstream_error(ctx, kind);
                 ctx.answered = Some(err);
                 // The response may already be under way (error mid-body); then only close.
                 if session.response_written().is_none() {
@@ -646,7 +649,15 @@ impl ProxyHttp for TenantProxy {
             Some(t) => self
                 .tenant_metrics(t)
                 .observe(status, elapsed.as_secs_f64()),
-            None => self.no_tenant.observe(status, elapsed.as_secs_f64()),
+            None => {
+                let latency = ctx
+                    .snapshot
+                    .as_ref()
+                    .map(|s| s.settings.latency_histogram)
+                    .unwrap_or_default();
+                self.no_tenant_metrics(latency)
+                    .observe(status, elapsed.as_secs_f64())
+            }
         }
         let access_log = ctx.snapshot.as_ref().is_some_and(|s| s.settings.access_log);
         if let (Some(refusal), false) = (ctx.refusal, access_log) {

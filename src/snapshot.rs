@@ -79,6 +79,8 @@ pub struct ServerSettings {
     pub request_rules: RequestRules,
     /// First HTTPS listen port, for redirects.
     pub https_port: Option<u16>,
+    /// What the request latency histogram is kept per (`[metrics] latency_histogram`).
+    pub latency_histogram: crate::config::LatencyHistogram,
 }
 
 /// One complete, validated configuration.
@@ -166,6 +168,7 @@ impl Snapshot {
                 redirect_http_to_https: server.redirect_http_to_https,
                 strict_sni: server.strict_sni,
                 access_log: server.access_log,
+                latency_histogram: server.latency_histogram,
                 request_rules: RequestRules {
                     path: PathRules {
                         allow_escaped_slashes: server.hardening.allow_escaped_slashes,

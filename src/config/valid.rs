@@ -69,6 +69,7 @@ pub struct ValidServer {
     pub strict_sni: bool,
     pub access_log: bool,
     pub hardening: HardeningConfig,
+    pub latency_histogram: crate::config::LatencyHistogram,
 }
 
 /// An upstream pool with its addresses resolved (once, by validation) and its CA bundle read.

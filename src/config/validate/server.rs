@@ -127,5 +127,6 @@ pub(super) fn reloadable(g: &GatewayConfig) -> ValidServer {
         strict_sni: s.strict_sni,
         access_log: g.log.access_log,
         hardening: g.hardening.clone(),
+        latency_histogram: g.metrics.latency_histogram,
     }
 }
