@@ -12,7 +12,8 @@ use http::Method;
 use crate::auth::{ApiKeyIndex, JwtVerifier};
 use crate::canonical_path::{has_prefix, PathRules};
 use crate::config::{
-    PricingConfig, ValidConfig, ValidPlan, ValidRoute, ValidTenant, ValidTenantUpstream,
+    PricingConfig, QuotaLimitConfig, ValidConfig, ValidPlan, ValidRoute, ValidTenant,
+    ValidTenantUpstream,
 };
 use crate::quota::QuotaLimit;
 use crate::request_view::RequestRules;
@@ -128,13 +129,7 @@ impl Snapshot {
             tenants,
             jwt,
         } = valid;
-        let pools: BTreeMap<String, Arc<UpstreamPool>> = upstreams
-            .into_iter()
-            .map(|(name, u)| {
-                let pool = Arc::new(UpstreamPool::new(&name, u));
-                (name, pool)
-            })
-            .collect();
+        let pools = upstreams;
         let plans: BTreeMap<String, Plan> = plans
             .into_iter()
             .map(|(name, p)| {
@@ -150,7 +145,7 @@ impl Snapshot {
             .with_capacity(tenants.len());
         let mut api_keys = ApiKeyIndex::default();
         for t in tenants {
-            let t = compile_tenant(t, &plans, &pools);
+            let t = compile_tenant(t);
             for (hash, name, roles) in &t.api_keys {
                 api_keys.insert(*hash, &t.id, name, roles.clone());
             }
@@ -197,13 +192,7 @@ fn compile_plan(name: &str, p: ValidPlan) -> Plan {
         features: boxed(features),
         quotas: quotas
             .into_iter()
-            .map(|(r, q)| {
-                let limit = QuotaLimit {
-                    limit: q.limit,
-                    period: q.period,
-                };
-                (r, limit)
-            })
+            .map(|(r, q)| (r, quota_limit(q)))
             .collect(),
         pricing: pricing.into(),
     }
@@ -228,32 +217,22 @@ fn compile_route(r: ValidRoute) -> Route {
     }
 }
 
+fn quota_limit(q: QuotaLimitConfig) -> QuotaLimit {
+    QuotaLimit {
+        limit: q.limit,
+        period: q.period,
+    }
+}
+
 fn boxed(list: Vec<String>) -> Vec<Box<str>> {
     list.into_iter().map(String::into_boxed_str).collect()
 }
 
-/// The compiled tenant; its plan and named pool exist (validation checked both).
-fn compile_tenant(
-    t: ValidTenant,
-    plans: &BTreeMap<String, Plan>,
-    pools: &BTreeMap<String, Arc<UpstreamPool>>,
-) -> Tenant {
-    let mut effective = plans
-        .get(&t.plan)
-        .map(|p| p.quotas.clone())
-        .unwrap_or_default();
-    for (r, q) in t.quotas {
-        let limit = QuotaLimit {
-            limit: q.limit,
-            period: q.period,
-        };
-        effective.insert(r, limit);
-    }
+/// The compiled tenant: validation already merged its plan's quotas into its own and handed
+/// it the named pool it uses, so nothing here is looked up.
+fn compile_tenant(t: ValidTenant) -> Tenant {
     let upstream = match t.upstream {
-        ValidTenantUpstream::Named(n) => match pools.get(&n) {
-            Some(pool) => pool.clone(),
-            None => unreachable!("validation checked that upstream pool {n:?} exists"),
-        },
+        ValidTenantUpstream::Named(pool) => pool,
         ValidTenantUpstream::Dedicated(u) => {
             Arc::new(UpstreamPool::new(&format!("tenant:{}", t.id), u))
         }
@@ -277,9 +256,10 @@ fn compile_tenant(
         features: boxed(t.features),
         schema: t.schema.map(String::into_boxed_str),
         upstream,
-        quotas: effective
+        quotas: t
+            .quotas
             .into_iter()
-            .map(|(r, q)| (r.into_boxed_str(), q))
+            .map(|(r, q)| (r.into_boxed_str(), quota_limit(q)))
             .collect(),
         branding: Branding::from(t.branding),
         api_keys,

@@ -17,6 +17,7 @@ use super::{
     BrandingConfig, HardeningConfig, PricingConfig, QuotaLimitConfig, Secrets, StartupConfig,
     TenantStatus,
 };
+use crate::upstream::UpstreamPool;
 
 /// A whole configuration that passed validation.
 #[derive(Clone)]
@@ -33,7 +34,7 @@ pub struct ValidConfig {
     pub secrets: Secrets,
     /// Reloadable server switches and host names.
     pub server: ValidServer,
-    pub upstreams: BTreeMap<String, ValidUpstream>,
+    pub upstreams: BTreeMap<String, Arc<UpstreamPool>>,
     pub plans: BTreeMap<String, ValidPlan>,
     /// In file order.
     pub routes: Vec<ValidRoute>,
@@ -86,10 +87,11 @@ pub struct ValidUpstream {
     pub idle_timeout: Duration,
 }
 
-/// A tenant's upstream: a named pool of `[upstreams]` or its own.
+/// A tenant's upstream: a named pool of `[upstreams]` (the one validation built, so it exists)
+/// or its own.
 #[derive(Debug, Clone)]
 pub enum ValidTenantUpstream {
-    Named(String),
+    Named(Arc<UpstreamPool>),
     Dedicated(ValidUpstream),
 }
 
@@ -160,7 +162,7 @@ pub struct ValidTenant {
     pub features: Vec<String>,
     pub schema: Option<String>,
     pub upstream: ValidTenantUpstream,
-    /// The tenant's own quota overrides (the plan's apply to the rest).
+    /// Effective quotas: the plan's, overridden by the tenant's own.
     pub quotas: BTreeMap<String, QuotaLimitConfig>,
     pub branding: BrandingConfig,
     pub api_keys: Vec<ValidApiKey>,

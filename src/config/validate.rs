@@ -54,7 +54,7 @@ impl RawConfig {
         let plans = plans_routes::plans(&g.plans, &catalogue, main, &mut r);
         provisioning::check(&g.provisioning, main, &mut r);
         let routes = plans_routes::routes(g, &catalogue, main, &mut r);
-        let tenants = tenants::tenants(&self, &catalogue, &plans, &mut r);
+        let tenants = tenants::tenants(&self, &catalogue, &plans, &upstreams, &mut r);
         let secrets = Secrets::read(g);
         let jwt = auth::jwt(
             &g.auth,

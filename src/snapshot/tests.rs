@@ -1,6 +1,7 @@
 //! Unit tests of validation, compilation, route matching and tenant resolution.
 
 use super::*;
+use crate::config::Period;
 use crate::config::{load, parse_toml, GatewayConfig, RawConfig};
 use crate::tenant::{resolve, ResolveError, ResolveInput, TenantSource};
 
@@ -86,6 +87,36 @@ fn valid_config_compiles() {
         Some("chat")
     );
     assert!(s.route(&Method::GET, "/other").is_none());
+}
+
+#[test]
+fn tenants_naming_a_pool_share_it_and_inherit_their_plans_quotas() {
+    let s = compiled(&[
+        ("a.toml", tenant("a", "")),
+        (
+            "b.toml",
+            tenant(
+                "b",
+                "plan = \"pro\"\nquotas.requests = { limit = 7, period = \"minute\" }",
+            )
+            .replace("plan = \"free\"\n", ""),
+        ),
+    ]);
+    let (a, b) = (s.hosts.by_id("a").unwrap(), s.hosts.by_id("b").unwrap());
+    assert!(Arc::ptr_eq(&a.upstream, &b.upstream), "one pool per name");
+    assert!(Arc::ptr_eq(&a.upstream, &s.pools["shared"]));
+    assert_eq!(a.quota("requests").map(|q| q.limit), Some(20), "the plan's");
+    let own = b.quota("requests").unwrap();
+    assert_eq!(
+        (own.limit, own.period),
+        (7, Period::Minute),
+        "the tenant's override"
+    );
+    assert_eq!(
+        b.quota("messages").map(|q| q.limit),
+        Some(1000),
+        "the rest: the plan's"
+    );
 }
 
 #[test]

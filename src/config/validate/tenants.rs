@@ -4,6 +4,8 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
+use std::sync::Arc;
+
 use http::HeaderValue;
 
 use super::plans_routes::{bad_role, Catalogue};
@@ -13,6 +15,7 @@ use crate::config::{
     BrandingConfig, RawConfig, TenantConfig, TenantHeaders, TenantUpstreamConfig, ValidApiKey,
     ValidPlan, ValidTenant, ValidTenantUpstream,
 };
+use crate::upstream::UpstreamPool;
 
 /// Names already taken by an earlier tenant file of the same load.
 #[derive(Default)]
@@ -27,6 +30,7 @@ pub(super) fn tenants(
     raw: &RawConfig,
     catalogue: &Catalogue,
     plans: &BTreeMap<String, ValidPlan>,
+    pools: &BTreeMap<String, Arc<UpstreamPool>>,
     r: &mut Report,
 ) -> Vec<ValidTenant> {
     let mut claims = Claims::default();
@@ -44,6 +48,7 @@ pub(super) fn tenants(
             raw,
             catalogue,
             plans,
+            pools,
             reserved: &reserved,
             file,
         };
@@ -58,6 +63,7 @@ struct Context<'a> {
     raw: &'a RawConfig,
     catalogue: &'a Catalogue,
     plans: &'a BTreeMap<String, ValidPlan>,
+    pools: &'a BTreeMap<String, Arc<UpstreamPool>>,
     reserved: &'a HashSet<&'a str>,
     file: &'a str,
 }
@@ -150,10 +156,11 @@ impl<'a> Context<'a> {
         }
         let upstream = match upstream {
             TenantUpstreamConfig::Named(n) => {
+                // A pool that is configured but invalid was reported with its own keys.
                 if !self.raw.gateway.upstreams.contains_key(n) {
                     r.at(file, "upstream", format!("unknown upstream pool {n:?}"));
                 }
-                Some(ValidTenantUpstream::Named(n.clone()))
+                self.pools.get(n).cloned().map(ValidTenantUpstream::Named)
             }
             TenantUpstreamConfig::Dedicated(u) => {
                 upstreams::upstream(u, "upstream", &self.raw.dir, file, r)
@@ -206,6 +213,8 @@ impl<'a> Context<'a> {
             features.remove(f.as_str());
         }
         let features: Vec<String> = features.into_iter().map(str::to_string).collect();
+        let mut effective_quotas = plan_c.quotas.clone();
+        effective_quotas.extend(quotas.iter().map(|(res, q)| (res.clone(), q.clone())));
         let header = |key: &str, v: &str, r: &mut Report| {
             let value = HeaderValue::from_str(v);
             if value.is_err() {
@@ -235,7 +244,7 @@ impl<'a> Context<'a> {
             features,
             schema: schema.clone(),
             upstream,
-            quotas: quotas.clone(),
+            quotas: effective_quotas,
             branding: branding.clone(),
             api_keys: keys,
             headers,

@@ -177,7 +177,7 @@ fn upstream_pools_resolve_and_check_their_keys() {
         &[],
     )
     .expect("valid");
-    let pool = &v.upstreams["named"];
+    let pool = &v.upstreams["named"].config;
     assert!(
         pool.addrs[0].ip().is_loopback(),
         "resolved once: {:?}",

@@ -12,19 +12,21 @@ use pingora::utils::tls::{parse_x509, WrappedX509};
 use super::Report;
 use crate::config::names::is_valid_dns_name;
 use crate::config::{UpstreamConfig, ValidUpstream};
+use crate::upstream::UpstreamPool;
 
-/// Every named pool that is valid (the others are reported).
+/// Every named pool that is valid, built once so each tenant naming it holds the same pool
+/// (the invalid ones are reported).
 pub(super) fn pools(
     upstreams: &BTreeMap<String, UpstreamConfig>,
     dir: &Path,
     main: &str,
     r: &mut Report,
-) -> BTreeMap<String, ValidUpstream> {
+) -> BTreeMap<String, Arc<UpstreamPool>> {
     upstreams
         .iter()
         .filter_map(|(name, u)| {
-            let pool = upstream(u, &format!("upstreams.{name}"), dir, main, r)?;
-            Some((name.clone(), pool))
+            let valid = upstream(u, &format!("upstreams.{name}"), dir, main, r)?;
+            Some((name.clone(), Arc::new(UpstreamPool::new(name, valid))))
         })
         .collect()
 }
