@@ -214,7 +214,7 @@ impl<'a> Context<'a> {
         }
         let features: Vec<String> = features.into_iter().map(str::to_string).collect();
         let mut effective_quotas = plan_c.quotas.clone();
-        effective_quotas.extend(quotas.iter().map(|(res, q)| (res.clone(), q.clone())));
+        effective_quotas.extend(quotas.iter().map(|(res, q)| (res.clone(), *q)));
         let header = |key: &str, v: &str, r: &mut Report| {
             let value = HeaderValue::from_str(v);
             if value.is_err() {
