@@ -79,28 +79,8 @@ pub fn run(config_path: &Path, opts: RunOptions) -> Result<(), StartError> {
         metrics.clone(),
     )
     .map_err(StartError::Tls)?;
-    let holder = Arc::new(SnapshotHolder::new(Snapshot::compile(valid)));
-    let reloader = Arc::new(Reloader::new(
-        config_path.to_path_buf(),
-        holder.clone(),
-        metrics.clone(),
-        Some(certs.clone()),
-        startup.clone(),
-    ));
-    reloader.record_initial();
-
-    let quota = QuotaEngine::new(&startup.quota, metrics.clone());
-    let acme = startup.acme.enabled.then(|| {
-        AcmeManager::new(
-            startup.acme.clone(),
-            secrets.domain_verification.clone(),
-            config_dir.clone(),
-            holder.clone(),
-            certs.clone(),
-            quota.redis_client(),
-            metrics.clone(),
-        )
-    });
+    // Listeners are bound before the first compile: a port-0 HTTPS listener's redirect names
+    // the port it got.
     let run_dir = runtime_dir(config_path);
     if let Some(path) = &opts.ready_file {
         // A ready file left by an earlier run must not announce this one before it is ready.
@@ -130,6 +110,32 @@ pub fn run(config_path: &Path, opts: RunOptions) -> Result<(), StartError> {
         }
     }
     let bound = Arc::new(bound);
+    let https_port = bound.https_socket_addrs().first().map(|a| a.port());
+    let holder = Arc::new(SnapshotHolder::new(Snapshot::compile_serving(
+        valid, https_port,
+    )));
+    let reloader = Arc::new(Reloader::new(
+        config_path.to_path_buf(),
+        holder.clone(),
+        metrics.clone(),
+        Some(certs.clone()),
+        startup.clone(),
+        https_port,
+    ));
+    reloader.record_initial();
+
+    let quota = QuotaEngine::new(&startup.quota, metrics.clone());
+    let acme = startup.acme.enabled.then(|| {
+        AcmeManager::new(
+            startup.acme.clone(),
+            secrets.domain_verification.clone(),
+            config_dir.clone(),
+            holder.clone(),
+            certs.clone(),
+            quota.redis_client(),
+            metrics.clone(),
+        )
+    });
     let conf = ServerConf {
         threads: startup.server.threads,
         pid_file: run_dir

@@ -67,6 +67,9 @@ pub struct Reloader {
     /// Certificates reload with the config on SIGHUP and the admin trigger (they also have
     /// their own file watch).
     certs: Option<Arc<CertStore>>,
+    /// Port of the first HTTPS listener as bound at start (listeners are start-only), which
+    /// every reloaded snapshot's redirect names.
+    https_port: Option<u16>,
     /// Outcome of the last attempts, for `GET /admin/v1/reload` and the console.
     pub status: ReloadStatus,
 }
@@ -78,6 +81,7 @@ impl Reloader {
         metrics: Metrics,
         certs: Option<Arc<CertStore>>,
         startup: StartupConfig,
+        https_port: Option<u16>,
     ) -> Self {
         let status = ReloadStatus::new(startup);
         Self {
@@ -87,6 +91,7 @@ impl Reloader {
             metrics,
             lock: Mutex::new(()),
             certs,
+            https_port,
         }
     }
 
@@ -108,7 +113,7 @@ impl Reloader {
             }
             Ok(valid) => {
                 let restart_required = self.status.restart_required_by(&valid.startup);
-                let next = Snapshot::compile(valid);
+                let next = Snapshot::compile_serving(valid, self.https_port);
                 let tenants = next.hosts.len();
                 self.metrics.tenants.set(tenants as i64);
                 let previous = self.holder.swap(next);
@@ -321,5 +326,45 @@ mod tests {
         ] {
             assert_eq!(is_config_path(Path::new(path)), want, "{path}");
         }
+    }
+
+    #[test]
+    fn every_reload_keeps_the_bound_https_port_of_a_port_0_listener() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gateway.toml");
+        std::fs::create_dir(dir.path().join("tenants")).unwrap();
+        let gateway = |base: &str| {
+            format!(
+                "[server]\nhttp_listen = [\"127.0.0.1:0\"]\nhttps_listen = [\"127.0.0.1:0\"]\n\
+                 redirect_http_to_https = true\nbase_domains = [\"{base}\"]\n"
+            )
+        };
+        std::fs::write(&path, gateway("localhost")).unwrap();
+        let valid = config::load(&path).unwrap();
+        let bound = Some(40123);
+        let holder = Arc::new(SnapshotHolder::new(Snapshot::compile_serving(
+            valid.clone(),
+            bound,
+        )));
+        let metrics = Metrics::register(&prometheus::Registry::new()).unwrap();
+        let reloader = Reloader::new(
+            path.clone(),
+            holder.clone(),
+            metrics,
+            None,
+            valid.startup,
+            bound,
+        );
+        std::fs::write(&path, gateway("example.test")).unwrap();
+        let outcome = reloader.reload_now(ReloadTrigger::Admin);
+        assert!(
+            matches!(outcome, ReloadOutcome::Swapped { .. }),
+            "{outcome:?}"
+        );
+        assert_eq!(
+            holder.load().settings.https_port,
+            bound,
+            "not the configured 0"
+        );
     }
 }

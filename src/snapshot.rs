@@ -78,7 +78,7 @@ pub struct ServerSettings {
     pub access_log: bool,
     /// How requests are canonicalised (`[hardening]`).
     pub request_rules: RequestRules,
-    /// First HTTPS listen port, for redirects.
+    /// Port of the first HTTPS listener (as bound, when serving), for redirects.
     pub https_port: Option<u16>,
     /// What the request latency histogram is kept per (`[metrics] latency_histogram`).
     pub latency_histogram: crate::config::LatencyHistogram,
@@ -113,14 +113,22 @@ impl Snapshot {
         self.routes.iter().position(|r| r.matches(method, path))
     }
 
-    /// Compiles a validated config. Cannot fail: everything fallible (addresses, keys, files,
-    /// header values) was checked and converted by validation.
+    /// Compiles a validated config whose plain-HTTP redirect names the configured HTTPS port
+    /// (`tenant-gateway check`, tests). Cannot fail: everything fallible (addresses, keys,
+    /// files, header values) was checked and converted by validation.
     pub fn compile(valid: ValidConfig) -> Snapshot {
+        let configured = valid.startup.server.https_listen.first().map(|a| a.port());
+        Self::compile_serving(valid, configured)
+    }
+
+    /// [`Snapshot::compile`] for a running gateway: `https_port` is the port its first HTTPS
+    /// listener is bound to, which differs from the configured one when that is port 0.
+    pub fn compile_serving(valid: ValidConfig, https_port: Option<u16>) -> Snapshot {
         let ValidConfig {
             dir: _,
             main_file: _,
             content_hash,
-            startup,
+            startup: _,
             secrets: _,
             server,
             upstreams,
@@ -151,7 +159,6 @@ impl Snapshot {
             }
             hosts.insert(Arc::new(t));
         }
-        let https_port = startup.server.https_listen.first().map(|a| a.port());
         Snapshot {
             hosts,
             routes,

@@ -45,8 +45,15 @@ impl TlsGateway {
     }
 
     async fn start_with(tweak: impl FnOnce(GatewayConfig) -> GatewayConfig) -> TlsGateway {
+        Self::start_on(free_port(), tweak).await
+    }
+
+    /// HTTPS on `127.0.0.1:<https_listen_port>` (0: a port the gateway picks).
+    async fn start_on(
+        https_listen_port: u16,
+        tweak: impl FnOnce(GatewayConfig) -> GatewayConfig,
+    ) -> TlsGateway {
         let echo = Echo::start().await;
-        let https_port = free_port();
         let ca = TestCa::new();
         let certs = Certs {
             acme: ca.leaf(&["acme.localhost"], 0x1001, 2031),
@@ -55,7 +62,9 @@ impl TlsGateway {
             ca,
         };
         let cfg = GatewayConfig::with_echo(&echo)
-            .server(&format!("https_listen = [\"127.0.0.1:{https_port}\"]"))
+            .server(&format!(
+                "https_listen = [\"127.0.0.1:{https_listen_port}\"]"
+            ))
             .extra("[tls]\ncerts_dir = \"certs\"")
             .tenant(TenantToml::new("acme").line("custom_domains = [\"support.acme.com\"]"))
             .tenant(TenantToml::new("globex"));
@@ -65,6 +74,7 @@ impl TlsGateway {
         install_leaf(&dir, "_wildcard.localhost", &certs.wildcard);
         install_leaf(&dir, "_default", &certs.default);
         let gw = cfg.start().await;
+        let https_port = gw.https_addr().expect("an HTTPS listener").port();
         TlsGateway {
             gw,
             certs,
@@ -342,36 +352,56 @@ async fn http2_and_http1_over_tls() {
 
 #[tokio::test]
 async fn plain_http_redirects_to_https_except_acme_challenge() {
-    let t = TlsGateway::start_with(|cfg| cfg.server("redirect_http_to_https = true")).await;
-    let http = t.gw.http_addr();
-
-    let resp = raw_http(
-        http,
-        &format!(
+    // A fixed port and port 0: the redirect names the port the gateway bound, also after a
+    // reload.
+    for https_listen_port in [free_port(), 0] {
+        let t = TlsGateway::start_on(https_listen_port, |cfg| {
+            cfg.server("redirect_http_to_https = true")
+        })
+        .await;
+        assert_ne!(t.https_port, 0);
+        if https_listen_port != 0 {
+            assert_eq!(t.https_port, https_listen_port);
+        }
+        let http = t.gw.http_addr();
+        let redirect = format!(
             "GET /a?b=1 HTTP/1.1\r\nHost: acme.localhost:{}\r\nConnection: close\r\n\r\n",
             http.port()
-        ),
-    )
-    .await;
-    assert_eq!(resp.status, 301);
-    assert_eq!(
-        resp.header("location"),
-        Some(format!("https://acme.localhost:{}/a?b=1", t.https_port).as_str())
-    );
+        );
+        let expected = format!("https://acme.localhost:{}/a?b=1", t.https_port);
+        let resp = raw_http(http, &redirect).await;
+        assert_eq!(resp.status, 301, "https_listen port {https_listen_port}");
+        assert_eq!(resp.header("location"), Some(expected.as_str()));
 
-    let resp = raw_http(
-        http,
-        "GET /.well-known/acme-challenge/x HTTP/1.1\r\nHost: acme.localhost\r\nConnection: close\r\n\r\n",
-    )
-    .await;
-    assert_ne!(resp.status, 301, "ACME http-01 paths are never redirected");
-    assert_eq!(resp.header("location"), None);
+        t.gw.write_tenant(&TenantToml::new("initech"));
+        let (status, body) = t.gw.reload().await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(t.gw.metric("gateway_tenants").await, 3.0, "reloaded");
+        let resp = raw_http(http, &redirect).await;
+        assert_eq!(
+            resp.status, 301,
+            "after reload, https_listen port {https_listen_port}"
+        );
+        assert_eq!(
+            resp.header("location"),
+            Some(expected.as_str()),
+            "after reload"
+        );
 
-    // TLS requests are not redirected.
-    let resp = t
-        .get(Some("acme.localhost"), "acme.localhost", "/a", "")
+        let resp = raw_http(
+            http,
+            "GET /.well-known/acme-challenge/x HTTP/1.1\r\nHost: acme.localhost\r\nConnection: close\r\n\r\n",
+        )
         .await;
-    assert_eq!(resp.status, 200);
+        assert_ne!(resp.status, 301, "ACME http-01 paths are never redirected");
+        assert_eq!(resp.header("location"), None);
+
+        // TLS requests are not redirected.
+        let resp = t
+            .get(Some("acme.localhost"), "acme.localhost", "/a", "")
+            .await;
+        assert_eq!(resp.status, 200);
+    }
 }
 
 #[tokio::test]
