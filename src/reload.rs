@@ -131,12 +131,22 @@ impl Reloader {
             Err(e) => ReloadOutcome::Failed(e),
         };
         self.status.record(trigger.as_str(), &outcome);
+        let (result, successful) = match &outcome {
+            ReloadOutcome::Swapped { .. } => ("success", 1),
+            ReloadOutcome::Unchanged => ("unchanged", 1),
+            ReloadOutcome::Failed(_) => ("failure", 0),
+        };
+        self.metrics
+            .config_reloads
+            .with_label_values(&[result])
+            .inc();
+        self.metrics.config_last_reload_successful.set(successful);
+        let trigger = trigger.as_str();
         match &outcome {
             ReloadOutcome::Swapped {
                 tenants,
                 restart_required,
             } => {
-                let trigger = trigger.as_str();
                 self.metrics
                     .config_restart_required
                     .set(i64::from(!restart_required.is_empty()));
@@ -144,29 +154,12 @@ impl Reloader {
                     tracing::warn!(trigger, key = %key, "config key changed that only a restart applies; the running value stays until then");
                 }
                 self.metrics
-                    .config_reloads
-                    .with_label_values(&["success"])
-                    .inc();
-                self.metrics.config_last_reload_successful.set(1);
-                self.metrics.config_last_reload_timestamp.set(unix_now());
+                    .config_last_reload_timestamp
+                    .set(since_epoch(SystemTime::now()).as_secs_f64());
                 tracing::info!(trigger, tenants, "config reloaded");
             }
-            ReloadOutcome::Unchanged => {
-                let trigger = trigger.as_str();
-                self.metrics
-                    .config_reloads
-                    .with_label_values(&["unchanged"])
-                    .inc();
-                self.metrics.config_last_reload_successful.set(1);
-                tracing::debug!(trigger, "config unchanged");
-            }
+            ReloadOutcome::Unchanged => tracing::debug!(trigger, "config unchanged"),
             ReloadOutcome::Failed(errors) => {
-                let trigger = trigger.as_str();
-                self.metrics
-                    .config_reloads
-                    .with_label_values(&["failure"])
-                    .inc();
-                self.metrics.config_last_reload_successful.set(0);
                 for e in &errors.0 {
                     tracing::error!(trigger, file = %e.file, key = %e.key, error = %e.message, "config reload rejected; previous config keeps serving");
                 }
@@ -180,15 +173,15 @@ impl Reloader {
         let s = self.holder.load();
         self.metrics.tenants.set(s.hosts.len() as i64);
         self.metrics.config_last_reload_successful.set(1);
-        self.metrics.config_last_reload_timestamp.set(unix_now());
+        self.metrics
+            .config_last_reload_timestamp
+            .set(since_epoch(SystemTime::now()).as_secs_f64());
     }
 }
 
-fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
+/// Time from the Unix epoch to `t` (zero for a time before it), for reload timestamps.
+fn since_epoch(t: SystemTime) -> Duration {
+    t.duration_since(UNIX_EPOCH).unwrap_or_default()
 }
 
 /// Background service: watches the config dir and the tenants dir, listens for SIGHUP, and

@@ -4,11 +4,11 @@
 //! It records outcomes; it does not decide them (that is [`Reloader::reload_now`](super::Reloader::reload_now)).
 
 use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use serde_json::{json, Value};
 
-use super::ReloadOutcome;
+use super::{since_epoch, ReloadOutcome};
 use crate::config::{ConfigError, StartupConfig};
 use crate::quota::window::rfc3339;
 
@@ -34,7 +34,7 @@ pub struct ReloadStatus {
 impl ReloadStatus {
     /// The status right after the initial load.
     pub fn new(boot: StartupConfig) -> Self {
-        let now = unix_now();
+        let now = since_epoch(SystemTime::now()).as_secs();
         Self {
             boot,
             record: Mutex::new(Record {
@@ -59,7 +59,7 @@ impl ReloadStatus {
 
     /// Records one attempt (a swap carries the restart-required keys the reloader computed).
     pub fn record(&self, trigger: &str, outcome: &ReloadOutcome) {
-        let now = unix_now();
+        let now = since_epoch(SystemTime::now()).as_secs();
         let mut r = self.record.lock().unwrap_or_else(|p| p.into_inner());
         r.last_attempt_at = Some(now);
         r.last_trigger = Some(trigger.to_string());
@@ -88,10 +88,7 @@ impl ReloadStatus {
     /// The `reload` object of `GET /admin/v1/reload`.
     pub fn to_json(&self, config_loaded_at: SystemTime) -> Value {
         let r = self.record.lock().unwrap_or_else(|p| p.into_inner());
-        let loaded = config_loaded_at
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+        let loaded = since_epoch(config_loaded_at).as_secs();
         json!({
             "config_loaded_at": rfc3339(loaded),
             "last_success_at": r.last_success_at.map(rfc3339),
@@ -103,13 +100,6 @@ impl ReloadStatus {
             "restart_required": r.restart_required,
         })
     }
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 #[cfg(test)]
