@@ -45,6 +45,14 @@ fn assert_rows(rows: &[Row<'_>]) {
     }
 }
 
+/// Rows of one tenant file `t.toml` (next to the base config) and the key of `tenants/t.toml`
+/// its error must name.
+fn assert_tenant_rows(rows: &[(&str, &str)]) {
+    for (text, key) in rows {
+        assert_rows(&[("", &[("t.toml", text)], T, key)]);
+    }
+}
+
 const MAIN: &str = "gateway.toml";
 const T: &str = "tenants/t.toml";
 

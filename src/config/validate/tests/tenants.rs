@@ -5,26 +5,13 @@ use super::*;
 
 #[test]
 fn tenant_ids_and_subdomains_are_unique_labels() {
+    assert_tenant_rows(&[
+        ("id = \"Bad\"\nplan = \"p\"\nupstream = \"s\"", "id"),
+        (&tenant("subdomain = \"www\""), "subdomain"),
+        (&tenant("subdomain = \"a_B\""), "subdomain"),
+    ]);
     assert_rows(&[
-        (
-            "",
-            &[("t.toml", "id = \"Bad\"\nplan = \"p\"\nupstream = \"s\"")],
-            T,
-            "id",
-        ),
         ("", &[("a.toml", TENANT), ("t.toml", TENANT)], T, "id"),
-        (
-            "",
-            &[("t.toml", &tenant("subdomain = \"www\""))],
-            T,
-            "subdomain",
-        ),
-        (
-            "",
-            &[("t.toml", &tenant("subdomain = \"a_B\""))],
-            T,
-            "subdomain",
-        ),
         (
             "",
             &[
@@ -42,47 +29,28 @@ fn tenant_ids_and_subdomains_are_unique_labels() {
 
 #[test]
 fn tenant_references_name_known_plans_features_and_resources() {
-    assert_rows(&[
+    assert_tenant_rows(&[
+        ("id = \"t\"\nplan = \"gold\"\nupstream = \"s\"", "plan"),
         (
-            "",
-            &[("t.toml", "id = \"t\"\nplan = \"gold\"\nupstream = \"s\"")],
-            T,
-            "plan",
-        ),
-        (
-            "",
-            &[("t.toml", &tenant("features_enabled = [\"nope\"]"))],
-            T,
+            &tenant("features_enabled = [\"nope\"]"),
             "features_enabled[0]",
         ),
         (
-            "",
-            &[("t.toml", &tenant("features_disabled = [\"nope\"]"))],
-            T,
+            &tenant("features_disabled = [\"nope\"]"),
             "features_disabled[0]",
         ),
         (
-            "",
-            &[(
-                "t.toml",
-                &tenant("[quotas]\nwidgets = { limit = 1, period = \"day\" }"),
-            )],
-            T,
+            &tenant("[quotas]\nwidgets = { limit = 1, period = \"day\" }"),
             "quotas.widgets",
         ),
         (
-            "",
-            &[(
-                "t.toml",
-                &tenant(&format!(
-                    "[quotas]\nrequests = {{ limit = {}, period = \"day\" }}",
-                    i64::MAX
-                )),
-            )],
-            T,
+            &tenant(&format!(
+                "[quotas]\nrequests = {{ limit = {}, period = \"day\" }}",
+                i64::MAX
+            )),
             "quotas.requests.limit",
         ),
-        ("", &[("t.toml", &tenant("schema = \"a-b\""))], T, "schema"),
+        (&tenant("schema = \"a-b\""), "schema"),
     ]);
 }
 
@@ -90,26 +58,19 @@ fn tenant_references_name_known_plans_features_and_resources() {
 fn custom_domains_are_dns_names_outside_base_domains_claimed_once() {
     let claimed = tenant("custom_domains = [\"x.com\"]");
     let other = "id = \"a\"\nplan = \"p\"\nupstream = \"s\"\ncustom_domains = [\"X.com\"]";
-    assert_rows(&[
+    assert_tenant_rows(&[
+        (&tenant("custom_domains = [\"nodot\"]"), "custom_domains[0]"),
         (
-            "",
-            &[("t.toml", &tenant("custom_domains = [\"nodot\"]"))],
-            T,
-            "custom_domains[0]",
-        ),
-        (
-            "",
-            &[("t.toml", &tenant("custom_domains = [\"a.localhost\"]"))],
-            T,
-            "custom_domains[0]",
-        ),
-        (
-            "",
-            &[("a.toml", other), ("t.toml", &claimed)],
-            T,
+            &tenant("custom_domains = [\"a.localhost\"]"),
             "custom_domains[0]",
         ),
     ]);
+    assert_rows(&[(
+        "",
+        &[("a.toml", other), ("t.toml", &claimed)],
+        T,
+        "custom_domains[0]",
+    )]);
     let v = validate(
         "",
         &[("t.toml", &tenant("custom_domains = [\"App.Example.com\"]"))],
@@ -120,44 +81,28 @@ fn custom_domains_are_dns_names_outside_base_domains_claimed_once() {
 
 #[test]
 fn branding_and_text_are_safe_to_render_and_send() {
-    assert_rows(&[
+    assert_tenant_rows(&[
         (
-            "",
-            &[("t.toml", &tenant("[branding]\nprimary_color = \"red;}\""))],
-            T,
+            &tenant("[branding]\nprimary_color = \"red;}\""),
             "branding.primary_color",
         ),
         (
-            "",
-            &[(
-                "t.toml",
-                &tenant("[branding]\nsecondary_color = \"#12345\""),
-            )],
-            T,
+            &tenant("[branding]\nsecondary_color = \"#12345\""),
             "branding.secondary_color",
         ),
         (
-            "",
-            &[("t.toml", &tenant("[branding]\nlogo = \"http://x/l.png\""))],
-            T,
+            &tenant("[branding]\nlogo = \"http://x/l.png\""),
             "branding.logo",
         ),
         (
-            "",
-            &[(
-                "t.toml",
-                &tenant("[branding]\nlogo = \"https://x/a b.png\""),
-            )],
-            T,
+            &tenant("[branding]\nlogo = \"https://x/a b.png\""),
             "branding.logo",
         ),
         (
-            "",
-            &[("t.toml", &tenant("organization_id = \"a\\u0001b\""))],
-            T,
+            &tenant("organization_id = \"a\\u0001b\""),
             "organization_id",
         ),
-        ("", &[("t.toml", &tenant("name = \"a\\nb\""))], T, "name"),
+        (&tenant("name = \"a\\nb\""), "name"),
     ]);
 }
 
@@ -180,27 +125,17 @@ fn api_keys_are_decoded_hashes_owned_by_one_tenant() {
         "id = \"a\"\nplan = \"p\"\nupstream = \"s\"\n[[api_keys]]\nsha256 = \"{}\"\nname = \"x\"",
         hash.to_uppercase()
     );
-    assert_rows(&[
-        ("", &[("t.toml", &key("xyz", ""))], T, "api_keys[0].sha256"),
-        (
-            "",
-            &[("t.toml", &key(&"zz".repeat(32), ""))],
-            T,
-            "api_keys[0].sha256",
-        ),
-        (
-            "",
-            &[("a.toml", &other), ("t.toml", &key(&hash, ""))],
-            T,
-            "api_keys[0].sha256",
-        ),
-        (
-            "",
-            &[("t.toml", &key(&hash, "\"bad role\""))],
-            T,
-            "api_keys[0].roles[0]",
-        ),
+    assert_tenant_rows(&[
+        (&key("xyz", ""), "api_keys[0].sha256"),
+        (&key(&"zz".repeat(32), ""), "api_keys[0].sha256"),
+        (&key(&hash, "\"bad role\""), "api_keys[0].roles[0]"),
     ]);
+    assert_rows(&[(
+        "",
+        &[("a.toml", &other), ("t.toml", &key(&hash, ""))],
+        T,
+        "api_keys[0].sha256",
+    )]);
     let v = validate("", &[("t.toml", &key(&hash, "\"admin\""))]).expect("valid");
     assert_eq!(v.tenants[0].api_keys[0].hash, [0xab; 32]);
 }
