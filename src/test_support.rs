@@ -5,6 +5,22 @@ use crate::config::{
 };
 use crate::snapshot::Snapshot;
 
+/// One named pool `shared` and the plans `free` (chat) and `pro` (chat, analytics) with request
+/// and message quotas: the part of `gateway.toml` most unit tests need (append it after
+/// `[server]`; a `features` catalogue, when wanted, goes before `[server]`).
+pub const SHARED_POOL_AND_PLANS: &str = r#"
+[upstreams.shared]
+addrs = ["127.0.0.1:3000"]
+[plans.free]
+features = ["chat"]
+quotas.requests = { limit = 20, period = "second" }
+quotas.messages = { limit = 1000, period = "month" }
+[plans.pro]
+features = ["chat", "analytics"]
+quotas.requests = { limit = 100, period = "second" }
+quotas.messages = { limit = 100000, period = "month" }
+"#;
+
 /// A raw config of `gateway` (TOML) and tenant files `(file name, TOML)` under `tenants/`.
 pub fn raw_config(gateway: &str, tenants: &[(&str, &str)]) -> RawConfig {
     raw_of(

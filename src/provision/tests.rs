@@ -1,26 +1,20 @@
 //! Unit tests of provisioning against temporary config dirs.
 
 use super::*;
+use crate::test_support::SHARED_POOL_AND_PLANS;
 
-const GATEWAY: &str = r#"
+const SERVER: &str = r#"
 features = ["chat", "analytics"]
 
 [server]
 http_listen = ["127.0.0.1:18080"]
 admin_listen = "127.0.0.1:19090"
 base_domains = ["localhost"]
-
-[upstreams.shared]
-addrs = ["127.0.0.1:3000"]
-
-[plans.free]
-features = ["chat"]
-quotas.messages = { limit = 1000, period = "month" }
-
-[plans.pro]
-features = ["chat", "analytics"]
-quotas.messages = { limit = 100000, period = "month" }
 "#;
+
+/// A feature catalogue, one base domain and [`SHARED_POOL_AND_PLANS`].
+static GATEWAY: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| format!("{SERVER}{SHARED_POOL_AND_PLANS}"));
 
 const ACME: &str = r#"# Acme: our first customer. Keep this comment.
 id = "acme"
@@ -37,7 +31,7 @@ fn setup() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("tenants")).unwrap();
     let path = dir.path().join("gateway.toml");
-    std::fs::write(&path, GATEWAY).unwrap();
+    std::fs::write(&path, &*GATEWAY).unwrap();
     std::fs::write(dir.path().join("tenants/acme.toml"), ACME).unwrap();
     (dir, path)
 }
@@ -317,7 +311,7 @@ fn setup_with_hooks(provisioning: &str) -> (tempfile::TempDir, PathBuf) {
     let (dir, path) = setup();
     std::fs::write(
         &path,
-        format!("{GATEWAY}\n[provisioning]\n{provisioning}\n"),
+        format!("{}\n[provisioning]\n{provisioning}\n", *GATEWAY),
     )
     .unwrap();
     (dir, path)

@@ -4,21 +4,16 @@ use super::*;
 use crate::config::Period;
 use crate::config::{load, parse_toml, GatewayConfig, RawConfig};
 use crate::tenant::{resolve, ResolveError, ResolveInput, TenantSource};
+use crate::test_support::SHARED_POOL_AND_PLANS;
 
-pub(crate) const GATEWAY: &str = r#"
+const SERVER: &str = r#"
 [server]
 http_listen = ["127.0.0.1:0"]
 base_domains = ["localhost", "gw.example.com"]
 reserved_subdomains = ["www", "api"]
-[upstreams.shared]
-addrs = ["127.0.0.1:3000"]
-[plans.free]
-features = ["chat"]
-quotas.requests = { limit = 20, period = "second" }
-[plans.pro]
-features = ["chat", "analytics"]
-quotas.requests = { limit = 100, period = "second" }
-quotas.messages = { limit = 1000, period = "month" }
+"#;
+
+const ROUTES: &str = r#"
 [[routes]]
 path_prefix = "/api"
 require_feature = "chat"
@@ -28,13 +23,18 @@ methods = ["GET"]
 require_feature = "analytics"
 "#;
 
+/// Two base domains, reserved names, [`SHARED_POOL_AND_PLANS`] and routes for `chat` (`/api`)
+/// and `analytics` (`GET /api/analytics`).
+static GATEWAY: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| format!("{SERVER}{SHARED_POOL_AND_PLANS}{ROUTES}"));
+
 fn tenant(id: &str, extra: &str) -> String {
     format!("id = \"{id}\"\nplan = \"free\"\nupstream = \"shared\"\n{extra}\n")
 }
 
 fn write_config(tenants: &[(&str, String)]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("gateway.toml"), GATEWAY).unwrap();
+    std::fs::write(dir.path().join("gateway.toml"), &*GATEWAY).unwrap();
     std::fs::create_dir(dir.path().join("tenants")).unwrap();
     for (name, body) in tenants {
         std::fs::write(dir.path().join("tenants").join(name), body).unwrap();
@@ -114,7 +114,7 @@ fn tenants_naming_a_pool_share_it_and_inherit_their_plans_quotas() {
     );
     assert_eq!(
         b.quota("messages").map(|q| q.limit),
-        Some(1000),
+        Some(100000),
         "the rest: the plan's"
     );
 }
@@ -300,7 +300,7 @@ fn resolution_order() {
 #[test]
 fn hosts_of_is_every_name_a_tenant_answers_on() {
     let s = crate::test_support::snapshot(
-        GATEWAY,
+        &GATEWAY,
         &[(
             "acme.toml",
             &tenant("acme", "custom_domains = [\"Support.Acme.com\"]"),
