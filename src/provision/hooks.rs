@@ -177,26 +177,24 @@ pub fn run(
         cfg.timeout,
     );
     let elapsed_ms = started.elapsed().as_millis() as u64;
+    // One field list for both outcomes; only the level and the error differ.
+    macro_rules! audit {
+        ($level:ident, $outcome:literal $(, $error:expr)?) => {
+            tracing::$level!(
+                target: "audit",
+                tenant = %tenant.id,
+                hook = event.key(),
+                program = %program,
+                elapsed_ms,
+                outcome = $outcome,
+                $(error = %$error,)?
+                "provisioning hook"
+            )
+        };
+    }
     match &result {
-        Ok(()) => tracing::info!(
-            target: "audit",
-            tenant = %tenant.id,
-            hook = event.key(),
-            program = %program,
-            elapsed_ms,
-            outcome = "ok",
-            "provisioning hook"
-        ),
-        Err(failure) => tracing::warn!(
-            target: "audit",
-            tenant = %tenant.id,
-            hook = event.key(),
-            program = %program,
-            elapsed_ms,
-            outcome = "failed",
-            error = %failure,
-            "provisioning hook"
-        ),
+        Ok(()) => audit!(info, "ok"),
+        Err(failure) => audit!(warn, "failed", failure),
     }
     result
 }
