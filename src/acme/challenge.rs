@@ -17,11 +17,7 @@ fn redis_key(token: &str) -> String {
 
 /// Tokens are base64url; anything else is not a token and is never looked up.
 pub fn is_valid_token(token: &str) -> bool {
-    !token.is_empty()
-        && token.len() <= 128
-        && token
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    crate::config::names::is_base64url_word(token, 128)
 }
 
 /// The store of pending http-01 answers.

@@ -1,15 +1,19 @@
 //! The shapes of names in the config: DNS labels and names, plan/resource/feature names and
-//! colours. Validation and host normalisation both use them; nothing here reads a config.
+//! colours, and the base64url words ACME tokens share with labels. Validation, host
+//! normalisation and the ACME challenge use them; nothing here reads a config.
+
+/// 1 to `max` bytes of the base64url alphabet (letters, digits, `-`, `_`): DNS labels and
+/// ACME tokens.
+pub fn is_base64url_word(s: &str, max: usize) -> bool {
+    !s.is_empty()
+        && s.len() <= max
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
 
 /// A DNS label of either case (letters, digits, `-`, `_`; not starting or ending with `-`).
 pub fn is_valid_label_ci(label: &str) -> bool {
-    !label.is_empty()
-        && label.len() <= 63
-        && label
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        && !label.starts_with('-')
-        && !label.ends_with('-')
+    is_base64url_word(label, 63) && !label.starts_with('-') && !label.ends_with('-')
 }
 
 /// A lower-case DNS label (letters, digits, `-`, `_`; not starting or ending with `-`).

@@ -27,6 +27,23 @@ impl Report {
     pub(super) fn at(&mut self, file: &str, key: impl Into<String>, message: impl Into<String>) {
         self.errors.push(ConfigError::new(file, key, message));
     }
+
+    /// Reports every entry of the list at `key` of `file` that is not `valid`, as
+    /// `key[i]: {what}: "entry"`.
+    pub(super) fn each(
+        &mut self,
+        file: &str,
+        key: &str,
+        list: &[String],
+        valid: impl Fn(&str) -> bool,
+        what: &str,
+    ) {
+        for (i, entry) in list.iter().enumerate() {
+            if !valid(entry) {
+                self.at(file, format!("{key}[{i}]"), format!("{what}: {entry:?}"));
+            }
+        }
+    }
 }
 
 impl RawConfig {

@@ -23,15 +23,13 @@ pub(super) struct Catalogue {
 
 impl Catalogue {
     pub(super) fn of(g: &GatewayConfig, main: &str, r: &mut Report) -> Catalogue {
-        for (i, f) in g.features.iter().enumerate() {
-            if !is_valid_name(f) {
-                r.at(
-                    main,
-                    format!("features[{i}]"),
-                    format!("not a valid feature name: {f:?}"),
-                );
-            }
-        }
+        r.each(
+            main,
+            "features",
+            &g.features,
+            is_valid_name,
+            "not a valid feature name",
+        );
         let mut features: HashSet<String> = g.features.iter().cloned().collect();
         if features.is_empty() {
             for p in g.plans.values() {

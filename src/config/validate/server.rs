@@ -65,14 +65,14 @@ pub(super) fn listeners(s: &ServerConfig, main: &str, r: &mut Report) -> Option<
 
 pub(super) fn names(s: &ServerConfig, main: &str, r: &mut Report) {
     let mut bases = HashSet::new();
+    r.each(
+        main,
+        "server.base_domains",
+        &s.base_domains,
+        |b| is_valid_dns_name(b) && b.to_ascii_lowercase() == b,
+        "not a lower-case DNS name",
+    );
     for (i, b) in s.base_domains.iter().enumerate() {
-        if !is_valid_dns_name(b) || b.to_ascii_lowercase() != *b {
-            r.at(
-                main,
-                format!("server.base_domains[{i}]"),
-                format!("not a lower-case DNS name: {b:?}"),
-            );
-        }
         if !bases.insert(b.as_str()) {
             r.at(
                 main,
@@ -81,15 +81,13 @@ pub(super) fn names(s: &ServerConfig, main: &str, r: &mut Report) {
             );
         }
     }
-    for (i, label) in s.reserved_subdomains.iter().enumerate() {
-        if !is_valid_label(label) {
-            r.at(
-                main,
-                format!("server.reserved_subdomains[{i}]"),
-                format!("not a DNS label: {label:?}"),
-            );
-        }
-    }
+    r.each(
+        main,
+        "server.reserved_subdomains",
+        &s.reserved_subdomains,
+        is_valid_label,
+        "not a DNS label",
+    );
 }
 
 /// The start-only keys of a config whose listeners all parsed.
