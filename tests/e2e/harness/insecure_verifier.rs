@@ -13,6 +13,23 @@ use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
 
+/// `ServerCertVerifier` methods that check a handshake signature with the provider's
+/// algorithms: one body for TLS 1.2 and 1.3 (rustls names its checks like the trait methods).
+macro_rules! verify_signature_with_provider {
+    ($($method:ident),+) => {
+        $(
+            fn $method(
+                &self,
+                msg: &[u8],
+                cert: &CertificateDer<'_>,
+                dss: &DigitallySignedStruct,
+            ) -> Result<HandshakeSignatureValid, rustls::Error> {
+                rustls::crypto::$method(msg, cert, dss, self.algorithms())
+            }
+        )+
+    };
+}
+
 /// Accepts any certificate, or any name on a verified chain; verifies handshake signatures.
 #[derive(Debug)]
 pub struct LenientVerifier {
@@ -64,23 +81,7 @@ impl ServerCertVerifier for LenientVerifier {
         }
     }
 
-    fn verify_tls12_signature(
-        &self,
-        msg: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(msg, cert, dss, self.algorithms())
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        msg: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(msg, cert, dss, self.algorithms())
-    }
+    verify_signature_with_provider!(verify_tls12_signature, verify_tls13_signature);
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.algorithms().supported_schemes()
