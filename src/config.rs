@@ -39,8 +39,8 @@ pub use tenant::{ApiKeyConfig, BrandingConfig, TenantConfig, TenantStatus, Tenan
 pub use tls_acme::{AcmeConfig, TlsConfig};
 pub use upstream::UpstreamConfig;
 pub use valid::{
-    Consume, TenantHeaders, ValidApiKey, ValidConfig, ValidJwt, ValidPlan, ValidRoute, ValidServer,
-    ValidTenant, ValidTenantUpstream, ValidUpstream,
+    Consume, TenantHeaders, UpstreamAddrs, ValidApiKey, ValidConfig, ValidJwt, ValidPlan,
+    ValidRoute, ValidServer, ValidTenant, ValidTenantUpstream, ValidUpstream,
 };
 
 /// One problem found in the configuration, located by file and key.

@@ -36,14 +36,14 @@ impl UpstreamPool {
 
     /// Index of the address for a first attempt (round robin across requests).
     pub fn pick(&self) -> usize {
-        self.next.fetch_add(1, Ordering::Relaxed) % self.config.addrs.len().max(1)
+        self.next.fetch_add(1, Ordering::Relaxed) % self.config.addrs.len()
     }
 
     /// The pingora peer for the address at `index` (modulo the pool size, so a retry can pass
     /// `first + attempt`).
     pub fn peer(&self, index: usize) -> HttpPeer {
         let c = &self.config;
-        let addr = c.addrs[index % c.addrs.len()];
+        let addr = c.addrs.wrapping(index);
         // Plain upstreams get an empty SNI, which does not allocate.
         let sni = if c.tls { c.sni.clone() } else { String::new() };
         let mut peer = HttpPeer::new(addr, c.tls, sni);

@@ -76,7 +76,7 @@ pub struct ValidServer {
 /// An upstream pool with its addresses resolved (once, by validation) and its CA bundle read.
 #[derive(Debug, Clone)]
 pub struct ValidUpstream {
-    pub addrs: Vec<SocketAddr>,
+    pub addrs: UpstreamAddrs,
     pub tls: bool,
     /// `sni`, or the host of the first address.
     pub sni: String,
@@ -85,6 +85,31 @@ pub struct ValidUpstream {
     pub read_timeout: Duration,
     pub write_timeout: Duration,
     pub idle_timeout: Duration,
+}
+
+/// An upstream's addresses, in config order: never empty (validation rejects an empty list),
+/// so picking one by index cannot fail.
+#[derive(Debug, Clone)]
+pub struct UpstreamAddrs(Vec<SocketAddr>);
+
+impl UpstreamAddrs {
+    /// `None` for an empty list.
+    pub fn new(addrs: Vec<SocketAddr>) -> Option<Self> {
+        (!addrs.is_empty()).then_some(Self(addrs))
+    }
+
+    /// The address at `index` modulo the count (a retry passes `first + attempt`).
+    pub fn wrapping(&self, index: usize) -> SocketAddr {
+        self.0[index % self.0.len()]
+    }
+}
+
+impl std::ops::Deref for UpstreamAddrs {
+    type Target = [SocketAddr];
+
+    fn deref(&self) -> &[SocketAddr] {
+        &self.0
+    }
 }
 
 /// A tenant's upstream: a named pool of `[upstreams]` (the one validation built, so it exists)

@@ -11,7 +11,7 @@ use pingora::utils::tls::{parse_x509, WrappedX509};
 
 use super::Report;
 use crate::config::names::is_valid_dns_name;
-use crate::config::{UpstreamConfig, ValidUpstream};
+use crate::config::{UpstreamAddrs, UpstreamConfig, ValidUpstream};
 use crate::upstream::UpstreamPool;
 
 /// Every named pool that is valid, built once so each tenant naming it holds the same pool
@@ -116,8 +116,10 @@ pub(super) fn upstream(
                 .map(|(h, _)| h.trim_matches(['[', ']']).to_string())
         })
         .unwrap_or_default();
-    ok.then(|| ValidUpstream {
-        addrs: resolved,
+    // Empty only when `addrs` was (reported above).
+    let addrs = UpstreamAddrs::new(resolved).filter(|_| ok)?;
+    Some(ValidUpstream {
+        addrs,
         tls: *tls,
         sni: sni.clone().unwrap_or(default_sni),
         ca,
