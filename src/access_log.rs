@@ -16,6 +16,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use chrono::Datelike;
+
 /// How long the writer lets lines gather before writing them in one go.
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(20);
 /// Bytes that may wait for a blocked stdout before lines are dropped.
@@ -220,13 +222,15 @@ fn push_padded(buf: &mut Vec<u8>, v: u64, width: usize) {
 fn push_timestamp(buf: &mut Vec<u8>, t: SystemTime) {
     let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = since.as_secs();
-    let (y, m, d) = civil_from_days(secs / 86_400);
+    let date = chrono::DateTime::from_timestamp(secs as i64, 0)
+        .unwrap_or_default()
+        .date_naive();
     let rem = secs % 86_400;
-    push_padded(buf, y, 4);
+    push_padded(buf, date.year().max(0) as u64, 4);
     buf.push(b'-');
-    push_padded(buf, m, 2);
+    push_padded(buf, u64::from(date.month()), 2);
     buf.push(b'-');
-    push_padded(buf, d, 2);
+    push_padded(buf, u64::from(date.day()), 2);
     buf.push(b'T');
     push_padded(buf, rem / 3600, 2);
     buf.push(b':');
@@ -236,20 +240,6 @@ fn push_timestamp(buf: &mut Vec<u8>, t: SystemTime) {
     buf.push(b'.');
     push_padded(buf, u64::from(since.subsec_micros()), 6);
     buf.push(b'Z');
-}
-
-/// (year, month, day) of a count of days since 1970-01-01 (Howard Hinnant's algorithm).
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z % 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + u64::from(m <= 2);
-    (y, m, d)
 }
 
 /// A JSON string body: `"`, `\` and control characters escaped.
@@ -309,21 +299,17 @@ mod tests {
     }
 
     #[test]
-    fn civil_dates_match_chrono() {
-        use chrono::{Datelike, TimeZone};
-        for days in (0..200_000u64)
-            .step_by(37)
-            .chain([0, 59, 365, 10_957, 11_016, 20_788])
+    fn timestamps_are_rfc3339_micros_utc() {
+        for secs in (0..200_000u64 * 86_400)
+            .step_by(37 * 86_400 + 3_599)
+            .chain([0, 59 * 86_400, 951_782_400, 1_764_547_200])
         {
-            let c = chrono::Utc
-                .timestamp_opt(i64::try_from(days * 86_400).unwrap(), 0)
-                .unwrap();
-            let want = (
-                u64::try_from(c.year()).unwrap(),
-                u64::from(c.month()),
-                u64::from(c.day()),
-            );
-            assert_eq!(civil_from_days(days), want, "day {days}");
+            let t = UNIX_EPOCH + Duration::new(secs, 123_456_789);
+            let mut buf = Vec::new();
+            push_timestamp(&mut buf, t);
+            let want = chrono::DateTime::<chrono::Utc>::from(t)
+                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+            assert_eq!(String::from_utf8(buf).unwrap(), want, "second {secs}");
         }
     }
 
