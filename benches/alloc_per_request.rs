@@ -108,8 +108,7 @@ fn start_gateway(dir: &std::path::Path, upstream: SocketAddr) -> SocketAddr {
     std::fs::create_dir_all(dir.join("tenants")).expect("tenants dir");
     std::fs::create_dir_all(dir.join("certs")).expect("certs dir");
     let config = dir.join("gateway.toml");
-    std::fs::write(&config, bench_config(port, upstream))
-        .expect("write gateway.toml");
+    std::fs::write(&config, bench_config(port, upstream)).expect("write gateway.toml");
     std::fs::write(
         dir.join("tenants/acme.toml"),
         "id = \"acme\"\norganization_id = \"org_acme\"\nplan = \"bench\"\nupstream = \"shared\"\n",
