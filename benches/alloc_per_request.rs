@@ -92,7 +92,8 @@ fn request(conn: &mut TcpStream, buf: &mut [u8]) -> std::io::Result<bool> {
     }
 }
 
-/// The config the benches share (benches/gateway.toml.in), access log on.
+/// The config the benches share (benches/gateway.toml.in, whose `[limits]` lets one kept-alive
+/// connection carry every measured request), access log on.
 fn bench_config(port: u16, upstream: SocketAddr) -> String {
     include_str!("gateway.toml.in")
         .replace("{listen}", &format!("http_listen = [\"127.0.0.1:{port}\"]"))
@@ -102,19 +103,12 @@ fn bench_config(port: u16, upstream: SocketAddr) -> String {
         .replace("{level}", "warn")
 }
 
-const CONFIG_TAIL: &str = "
-[limits]
-# One kept-alive connection carries every measured request.
-max_requests_per_connection = 1000000
-";
-
 fn start_gateway(dir: &std::path::Path, upstream: SocketAddr) -> SocketAddr {
     let port = free_port();
     std::fs::create_dir_all(dir.join("tenants")).expect("tenants dir");
     std::fs::create_dir_all(dir.join("certs")).expect("certs dir");
     let config = dir.join("gateway.toml");
-    std::fs::write(&config, bench_config(port, upstream) + CONFIG_TAIL)
-        .expect("write gateway.toml");
+    std::fs::write(&config, bench_config(port, upstream)).expect("write gateway.toml");
     std::fs::write(
         dir.join("tenants/acme.toml"),
         "id = \"acme\"\norganization_id = \"org_acme\"\nplan = \"bench\"\nupstream = \"shared\"\n",
