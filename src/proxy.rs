@@ -491,7 +491,7 @@ impl ProxyHttp for TenantProxy {
         let pool = &tenant.upstream;
         let index = ctx.first_upstream + ctx.attempts;
         ctx.attempts += 1;
-        ctx.upstream = pool.addrs().get(index % pool.addrs().len().max(1)).copied();
+        ctx.upstream = Some(pool.addrs().wrapping(index));
         Ok(Box::new(pool.peer(index)))
     }
 

@@ -1,7 +1,6 @@
 //! Upstream pools: the addresses a tenant's traffic goes to, round robin, and the pingora peer
 //! built for each attempt (timeouts, keep-alive, upstream TLS).
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use pingora::upstreams::peer::HttpPeer;
@@ -30,7 +29,7 @@ impl UpstreamPool {
     }
 
     /// The pool's addresses, in config order.
-    pub fn addrs(&self) -> &[SocketAddr] {
+    pub fn addrs(&self) -> &crate::config::UpstreamAddrs {
         &self.config.addrs
     }
 

@@ -174,9 +174,21 @@ pub fn inject(
     upstream: &mut RequestHeader,
     inj: &Injection<'_>,
 ) -> pingora::Result<()> {
-    // A target the URI does not reproduce (absolute-form) is put back after the rebuild.
-    let verbatim_target = match inj.target {
-        Some(target) => Some(target.as_bytes().to_vec()),
+    rebuild_request(upstream, inj.target, |headers| {
+        edit_headers(session, headers, inj)
+    })
+}
+
+/// Rebuilds `upstream` from its `http` parts (dropping pingora's case map) after `edit` has
+/// changed its headers; `target`, when given, becomes the raw target, else a target the URI
+/// does not reproduce (absolute-form) is put back as it came.
+fn rebuild_request(
+    upstream: &mut RequestHeader,
+    target: Option<&str>,
+    edit: impl FnOnce(&mut HeaderMap),
+) -> pingora::Result<()> {
+    let verbatim_target = match target {
+        Some(_) => None,
         None => {
             let raw = upstream.raw_path();
             let from_uri = upstream.uri.path_and_query().map(|p| p.as_str().as_bytes());
@@ -187,13 +199,15 @@ pub fn inject(
     let send_end_stream = upstream.send_end_stream();
     let placeholder = RequestHeader::from(http::Request::new(()).into_parts().0);
     let mut parts: http::request::Parts = std::mem::replace(upstream, placeholder).into();
-    edit_headers(session, &mut parts.headers, inj);
+    edit(&mut parts.headers);
     *upstream = RequestHeader::from(parts);
     if let Some(end_stream) = send_end_stream {
         upstream.set_send_end_stream(end_stream);
     }
-    if let Some(target) = verbatim_target {
-        upstream.set_raw_path(&target)?;
+    match (target, verbatim_target) {
+        (Some(target), _) => upstream.set_raw_path(target.as_bytes())?,
+        (None, Some(raw)) => upstream.set_raw_path(&raw)?,
+        (None, None) => {}
     }
     Ok(())
 }
@@ -316,6 +330,62 @@ fn header_value(s: String) -> pingora::Result<HeaderValue> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    fn values<'h>(headers: &'h HeaderMap, name: &str) -> Vec<&'h str> {
+        headers
+            .get_all(name)
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect()
+    }
+
+    /// What a client may send more than once, in odd case, or as an absolute-form target
+    /// survives the rebuild: every value in order, the raw target, method and version.
+    #[test]
+    fn rebuilt_request_keeps_repeated_headers_and_the_raw_target() {
+        let mut req =
+            RequestHeader::build("GET", b"http://acme.localhost/a%20b?q=1", None).unwrap();
+        req.append_header("Cookie", "a=1").unwrap();
+        req.append_header("cOOkie", "b=2").unwrap();
+        req.append_header("Accept", "text/html").unwrap();
+        req.append_header("accept", "*/*").unwrap();
+        rebuild_request(&mut req, None, |h| {
+            h.insert(X_TENANT_ID.clone(), HeaderValue::from_static("acme"));
+        })
+        .unwrap();
+        assert_eq!(values(&req.headers, "cookie"), ["a=1", "b=2"]);
+        assert_eq!(values(&req.headers, "accept"), ["text/html", "*/*"]);
+        assert_eq!(values(&req.headers, "x-tenant-id"), ["acme"]);
+        assert_eq!(req.raw_path(), b"http://acme.localhost/a%20b?q=1");
+        assert_eq!(req.method, http::Method::GET);
+
+        // A canonical target replaces the raw one.
+        rebuild_request(&mut req, Some("/a/b"), |_| {}).unwrap();
+        assert_eq!(req.raw_path(), b"/a/b");
+        assert_eq!(values(&req.headers, "cookie"), ["a=1", "b=2"]);
+    }
+
+    /// The upstream's response keeps every repeated header (Set-Cookie), its status and its
+    /// reason phrase when the gateway adds X-Request-Id and the RateLimit headers.
+    #[test]
+    fn extended_response_keeps_repeated_headers_and_the_reason() {
+        let mut resp = ResponseHeader::build(299, None).unwrap();
+        resp.set_reason_phrase(Some("Odd Reason")).unwrap();
+        resp.append_header("Set-Cookie", "a=1").unwrap();
+        resp.append_header("set-COOKIE", "b=2").unwrap();
+        let rid = HeaderValue::from_static("rid-1");
+        let limits = RateLimitHeaders {
+            policy: "\"requests\";q=10;w=60".into(),
+            limit: "\"requests\";r=9;t=60".into(),
+        };
+        extend_response(&mut resp, Some(&rid), Some(limits)).unwrap();
+        assert_eq!(values(&resp.headers, "set-cookie"), ["a=1", "b=2"]);
+        assert_eq!(resp.status.as_u16(), 299);
+        assert_eq!(resp.get_reason_phrase(), Some("Odd Reason"));
+        assert_eq!(resp.headers["x-request-id"], "rid-1");
+        assert_eq!(resp.headers["ratelimit"], "\"requests\";r=9;t=60");
+        assert_eq!(resp.headers["ratelimit-policy"], "\"requests\";q=10;w=60");
+    }
 
     fn sanitize(u: UnderscoreHeaders, trust: bool, strip: StripCredentials) -> Sanitize {
         Sanitize {
