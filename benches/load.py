@@ -36,6 +36,14 @@ The job, identical for every proxy (all on 127.0.0.1, free ports, no access logs
 * Caddy `GOMAXPROCS=1`: JSON config, `host` matcher, `reverse_proxy` with a request header set
   (Caddy also adds its default X-Forwarded-For/Proto/Host), 64 idle upstream connections, admin
   API off, automatic HTTPS off.
+* bare pingora (the floor): `target/release/examples/bare_pingora`, 1 thread, pingora 0.9.1
+  defaults + one inserted header (`x-proxy`), no tenants (every Host is forwarded), plain
+  HTTP/1.1 to the upstream's plain listener like the gateway; a plain listener and pingora's
+  rustls TLS listener (`--tls`, ALPN h2 + http/1.1) with the same certificate as the gateway.
+  Measured in cases a-d (no tenants to spread over nor a 404 for unknown hosts: not in e; f
+  has its own target list).
+* pingap 0.13.1 (`--pingap-bin`): `threads = 1`, one location matched by `host = "t1.localhost"`
+  with `proxy_set_headers`, one upstream; a plain listener only, so measured in case a only.
 * `keepalive_requests` is unlimited everywhere nginx has it (its default 1000 would make wrk
   reconnect), TLS 1.2 + 1.3 everywhere (nginx 1.22 defaults to TLS 1.2 at most).
 
@@ -118,7 +126,9 @@ CASES = {
 PEERS = ["nginx", "haproxy", "caddy", "pingap"]
 ALL_TARGETS = ["direct", "bare", "gateway", "nginx", "haproxy", "caddy", "pingap"]
 # Targets with a plain listener only (no TLS config, no 10,000-tenant variant): measured in case a.
-PLAIN_ONLY = {"bare", "pingap"}
+PLAIN_ONLY = {"pingap"}
+# Targets without tenants (every Host forwarded, no 404 for an unknown one): not in case e.
+NO_TENANTS = {"bare"}
 QUOTA_TARGETS = ["gateway-local-quota", "gateway-redis-quota"]
 LABELS = {
     "direct": "upstream directly",
@@ -697,10 +707,9 @@ locations = ["t1"]
             wait_tcp(c["http"], p)
             return p, c["http"], None
         elif kind == "bare":
-            p = Proc(target, [self.bare_bin, f"{LOOPBACK}:{c['http']}", f"{LOOPBACK}:{self.up_port}", "1"],
+            p = Proc(target, [self.bare_bin, f"{LOOPBACK}:{c['http']}", f"{LOOPBACK}:{self.up_port}", "1",
+                              "--tls", f"{LOOPBACK}:{c['https']}", str(self.cert), str(self.key)],
                      stop_signal=signal.SIGINT, logfile=logf)
-            wait_tcp(c["http"], p)
-            return p, c["http"], None
         elif kind == "caddy":
             env = dict(os.environ, GOMAXPROCS="1", HOME=str(d), XDG_DATA_HOME=str(d / "data"),
                        XDG_CONFIG_HOME=str(d / "config"))
@@ -950,15 +959,24 @@ def render(rows, cases, targets_of, meta, args) -> str:
                f"{args.connections} connections, one client thread; job: `{args.job}` "
                f"({'peers inject the same header set as the gateway' if args.job == 'full' else 'peers inject one header, the gateway its full set'}).\n")
     head = ("| case | target | req/s (median) | spread | p50 ms | p99 ms | CPU s/100k req | peak RSS MiB "
-            "| vs direct | vs nginx | vs HAProxy | vs Caddy | vs pingap | notes |")
+            "| vs direct | × bare req/s, CPU | vs nginx | vs HAProxy | vs Caddy | vs pingap | notes |")
     out.append(head)
-    out.append("|" + "---|" * 2 + "---:|" * 11 + "---|")
+    out.append("|" + "---|" * 2 + "---:|" * 12 + "---|")
 
     def ratio(case, target, ref):
         a, b = rows.get((case, target)), rows.get((case, ref))
         if not a or not b or a["rps"] is None or b["rps"] is None or target == ref:
             return "—" if target == ref else "n/a"
         return f"{a['rps'] / b['rps']:.2f}"
+
+    def floor(case, target):
+        a, b = rows.get((case, target)), rows.get((case, "bare"))
+        if target == "bare":
+            return "—"
+        if not a or not b or a["rps"] is None or not b["rps"]:
+            return "n/a"
+        cpu = f"{a['cpu'] / b['cpu']:.2f}" if a["cpu"] is not None and b["cpu"] else "n/a"
+        return f"{a['rps'] / b['rps']:.2f}, {cpu}"
 
     for case in cases:
         for target in targets_of(case):
@@ -980,10 +998,12 @@ def render(rows, cases, targets_of, meta, args) -> str:
                 f"| {case} {CASES[case]} | {LABELS[target]} | {fmt(r['rps'], 0)} | "
                 f"{fmt(r['spread'], 0, '%')} | {fmt(r['p50'], 2)} | {fmt(r['p99'], 2)} | "
                 f"{fmt(r['cpu'], 2)} | {fmt(r['rss'], 1)} | {ratio(case, target, 'direct')} | "
-                f"{ratio(case, target, 'nginx')} | {ratio(case, target, 'haproxy')} | "
+                f"{floor(case, target)} | {ratio(case, target, 'nginx')} | {ratio(case, target, 'haproxy')} | "
                 f"{ratio(case, target, 'caddy')} | {ratio(case, target, 'pingap')} | {'; '.join(notes)} |")
     out.append("")
     out.append("Ratios are req/s over the reference's req/s in the same case (>1 = faster). "
+               "`× bare` is the target over bare pingora (the floor) in the same case: req/s, then "
+               "CPU s/100k req (>1 = more CPU per request than the floor). "
                "`direct` = the nginx upstream without a proxy: the ceiling of client + upstream on this box; "
                "its CPU and RSS are the upstream's own. CPU s/100k req counts every process of the target "
                "(nginx master + worker; all gateway threads), not the client or the upstream.")
@@ -1065,6 +1085,8 @@ def main() -> int:
     def targets_of(case):
         if case == "f":
             return [t for t in ("direct", "nginx", "gateway") if t in targets] + QUOTA_TARGETS
+        if case == "e":
+            return [t for t in targets if t not in PLAIN_ONLY | NO_TENANTS]
         if case != "a":
             return [t for t in targets if t not in PLAIN_ONLY]
         return targets
