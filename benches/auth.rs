@@ -12,6 +12,7 @@ use criterion::{BatchSize, Criterion};
 use http::{HeaderMap, HeaderValue};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use tenant_gateway::auth::{authenticate, key_hash, ApiKeyIndex, Credential, JwtVerifier};
+use tenant_gateway::client_headers::ClientHeaders;
 use tenant_gateway::config::{AuthConfig, GatewayConfig, JwtConfig, RawConfig};
 
 const SECRET_ENV: &str = "TG_BENCH_JWT_SECRET";
@@ -102,7 +103,7 @@ fn main() {
     };
     let now = unix_now();
     let check = |headers: &HeaderMap| {
-        let c = authenticate(headers, &keys, Some(&jwt), now).credential;
+        let c = authenticate(&ClientHeaders::scan(headers), &keys, Some(&jwt), now).credential;
         assert_eq!(c.tenant(), Some("t42"), "{c:?}");
         c
     };
@@ -122,16 +123,44 @@ fn main() {
         .configure_from_args();
     let mut group = c.benchmark_group("auth");
     group.bench_function("api_key_x_api_key", |b| {
-        b.iter(|| black_box(authenticate(black_box(&x_api_key), &keys, Some(&jwt), now)))
+        b.iter(|| {
+            black_box(authenticate(
+                &ClientHeaders::scan(black_box(&x_api_key)),
+                &keys,
+                Some(&jwt),
+                now,
+            ))
+        })
     });
     group.bench_function("api_key_bearer", |b| {
-        b.iter(|| black_box(authenticate(black_box(&api_bearer), &keys, Some(&jwt), now)))
+        b.iter(|| {
+            black_box(authenticate(
+                &ClientHeaders::scan(black_box(&api_bearer)),
+                &keys,
+                Some(&jwt),
+                now,
+            ))
+        })
     });
     group.bench_function("jwt_hs256_cached", |b| {
-        b.iter(|| black_box(authenticate(black_box(&hs_cached), &keys, Some(&jwt), now)))
+        b.iter(|| {
+            black_box(authenticate(
+                &ClientHeaders::scan(black_box(&hs_cached)),
+                &keys,
+                Some(&jwt),
+                now,
+            ))
+        })
     });
     group.bench_function("jwt_es256_cached", |b| {
-        b.iter(|| black_box(authenticate(black_box(&es_cached), &keys, Some(&jwt), now)))
+        b.iter(|| {
+            black_box(authenticate(
+                &ClientHeaders::scan(black_box(&es_cached)),
+                &keys,
+                Some(&jwt),
+                now,
+            ))
+        })
     });
     // Unique tokens, minted outside the measurement: every check verifies the signature.
     let jti = AtomicU64::new(1);
@@ -144,7 +173,8 @@ fn main() {
             b.iter_batched(
                 || bearer(&mint(jti.fetch_add(1, Ordering::Relaxed))),
                 |h| {
-                    let c = authenticate(&h, &keys, Some(&jwt), now).credential;
+                    let c =
+                        authenticate(&ClientHeaders::scan(&h), &keys, Some(&jwt), now).credential;
                     debug_assert!(matches!(c, Credential::Token(_)));
                     black_box(c)
                 },

@@ -10,10 +10,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::HeaderMap;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use sha2::{Digest, Sha256};
 
+use crate::client_headers::{ClientHeaders, Seen};
 use crate::config::ValidJwt;
 use crate::roles::Roles;
 
@@ -322,20 +322,19 @@ fn combine(a: Credential, b: Credential) -> Credential {
 
 /// Reads every credential of the request: `X-API-Key` and `Authorization: Bearer`. A header
 /// repeated (two keys, two Authorization lines) is ambiguous and invalid.
-pub fn authenticate(
-    headers: &HeaderMap,
+pub fn authenticate<'r>(
+    headers: &ClientHeaders<'r>,
     keys: &ApiKeyIndex,
     jwt: Option<&JwtVerifier>,
     now: u64,
 ) -> Authentication {
     let forward_jwt = jwt.is_none_or(|v| v.forward);
     let mut strip = StripCredentials::default();
-    let one = |name: http::header::HeaderName| -> Result<Option<&str>, AuthFailure> {
-        let mut all = headers.get_all(name).into_iter();
-        match (all.next(), all.next()) {
-            (None, _) => Ok(None),
-            (Some(_), Some(_)) => Err(AuthFailure::AmbiguousCredentials),
-            (Some(v), None) => v
+    let one = |seen: Seen<'r>| -> Result<Option<&'r str>, AuthFailure> {
+        match seen.one() {
+            Ok(None) => Ok(None),
+            Err(()) => Err(AuthFailure::AmbiguousCredentials),
+            Ok(Some(v)) => v
                 .to_str()
                 .map(Some)
                 .map_err(|_| AuthFailure::MalformedCredential),
@@ -345,11 +344,11 @@ pub fn authenticate(
         credential: Credential::Invalid(reason),
         strip: StripCredentials::default(),
     };
-    let api_key = match one(X_API_KEY.clone()) {
+    let api_key = match one(headers.api_key) {
         Ok(v) => v.map(|v| v.trim_matches([' ', '\t'])),
         Err(reason) => return invalid(reason),
     };
-    let bearer = match one(http::header::AUTHORIZATION) {
+    let bearer = match one(headers.authorization) {
         Ok(v) => v.and_then(bearer_token),
         Err(reason) => return invalid(reason),
     };
@@ -375,8 +374,6 @@ pub fn authenticate(
     Authentication { credential, strip }
 }
 
-static X_API_KEY: http::header::HeaderName = http::header::HeaderName::from_static("x-api-key");
-
 /// A fresh random API key (`tgk_` + 64 hex characters) and its SHA-256 hex.
 pub fn new_api_key() -> Result<(String, String), getrandom::Error> {
     let mut bytes = [0u8; 32];
@@ -389,6 +386,7 @@ pub fn new_api_key() -> Result<(String, String), getrandom::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderMap;
     use jsonwebtoken::{encode, EncodingKey, Header};
 
     fn verifier(secret: &str, aud: &str) -> JwtVerifier {
@@ -541,7 +539,7 @@ mod tests {
             if let Ok(value) = std::str::from_utf8(&authorization) {
                 let _ = bearer_token(value);
             }
-            let auth = authenticate(&headers, &idx, Some(&v), NOW);
+            let auth = authenticate(&ClientHeaders::scan(&headers), &idx, Some(&v), NOW);
             proptest::prop_assert!(!matches!(auth.credential, Credential::Token(_)));
             if matches!(auth.credential, Credential::ApiKey { .. }) {
                 proptest::prop_assert!(!twice);
@@ -559,25 +557,29 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert("x-api-key", key.parse().unwrap());
         assert!(
-            matches!(authenticate(&headers, &idx, None, NOW).credential, Credential::ApiKey { ref tenant, .. } if &**tenant == "acme")
+            matches!(authenticate(&ClientHeaders::scan(&headers), &idx, None, NOW).credential, Credential::ApiKey { ref tenant, .. } if &**tenant == "acme")
         );
-        assert!(authenticate(&headers, &idx, None, NOW)
-            .credential
-            .roles()
-            .contains("admin"));
+        assert!(
+            authenticate(&ClientHeaders::scan(&headers), &idx, None, NOW)
+                .credential
+                .roles()
+                .contains("admin")
+        );
         let mut headers = HeaderMap::new();
         headers.insert("authorization", format!("Bearer {key}").parse().unwrap());
         assert_eq!(
-            authenticate(&headers, &idx, None, NOW).credential.tenant(),
+            authenticate(&ClientHeaders::scan(&headers), &idx, None, NOW)
+                .credential
+                .tenant(),
             Some("acme")
         );
         headers.insert("authorization", "Bearer nope".parse().unwrap());
         assert!(matches!(
-            authenticate(&headers, &idx, None, NOW).credential,
+            authenticate(&ClientHeaders::scan(&headers), &idx, None, NOW).credential,
             Credential::Invalid(AuthFailure::UnknownApiKey)
         ));
         assert!(matches!(
-            authenticate(&HeaderMap::new(), &idx, None, NOW).credential,
+            authenticate(&ClientHeaders::scan(&HeaderMap::new()), &idx, None, NOW).credential,
             Credential::None
         ));
     }

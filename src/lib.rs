@@ -11,6 +11,7 @@ pub mod admission;
 pub mod atomic_file;
 pub mod auth;
 pub mod canonical_path;
+pub mod client_headers;
 pub mod config;
 pub mod echo;
 pub mod gateway;

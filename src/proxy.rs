@@ -32,15 +32,14 @@ use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorType};
 
-use forwarding::{
-    connection_sni, https_location, is_tls, Injection, Sanitize, X_REQUEST_ID, X_TENANT_ID,
-};
+use forwarding::{connection_sni, https_location, is_tls, Injection, Sanitize, X_REQUEST_ID};
 
 use crate::access_log;
 use crate::acme::AcmeManager;
 use crate::acme::ChallengeAnswer;
 use crate::admission::{admit, AdmissionInput, AllDomainsRoutable, Denied, DomainGate};
 use crate::auth::{authenticate, AuthFailure, Credential, StripCredentials};
+use crate::client_headers::ClientHeaders;
 use crate::metrics::{Metrics, NO_TENANT};
 use crate::quota::{unix_now, QuotaEngine, RateLimitHeaders};
 use crate::request_id;
@@ -54,7 +53,9 @@ const ACME_CHALLENGE_PREFIX: &str = "/.well-known/acme-challenge/";
 /// Served by the gateway for every tenant host.
 const BRANDING_PATH: &str = "/.well-known/tenant-branding";
 
-/// Per-request state, typed.
+/// Per-request state, typed. pingora moves it several times per request, so what only some
+/// requests have (a verified user, quota headers, a rewritten target) is boxed, and the
+/// address tried is derived from the pool rather than stored.
 pub struct RequestCtx {
     pub snapshot: Option<Arc<Snapshot>>,
     pub tenant: Option<Arc<Tenant>>,
@@ -63,23 +64,41 @@ pub struct RequestCtx {
     /// Address index of the first attempt in the tenant's pool.
     first_upstream: usize,
     attempts: usize,
-    upstream: Option<std::net::SocketAddr>,
     /// The error the gateway answered itself, if any.
     pub answered: Option<GatewayError>,
     /// `RateLimit-Policy` / `RateLimit` values for the response of an admitted request.
-    rate_limit: Option<RateLimitHeaders>,
-    /// `sub` of a verified token, sent upstream as `X-User-Id`.
-    user_id: Option<HeaderValue>,
-    /// Verified roles, sent upstream as `X-User-Roles`.
-    user_roles: Option<HeaderValue>,
+    rate_limit: Option<Box<RateLimitHeaders>>,
+    /// The verified user, for `X-User-Id` / `X-User-Roles`.
+    user: Option<Box<UserHeaders>>,
     /// The canonical `path?query`, when it differs from the target the client sent.
-    forward_target: Option<String>,
+    forward_target: Option<Box<str>>,
     /// The request's one Content-Length.
     content_length: Option<u64>,
     /// Verified credentials not to forward.
     strip: StripCredentials,
+    /// The client sent a header that may have to be removed before forwarding.
+    removable: bool,
+    /// The guard's state of the connection the request came on (from `early_request_filter`).
+    connection: Option<Arc<crate::limits::connection::ConnState>>,
     /// Why the request was refused before admission (logged once).
     pub refusal: Option<&'static str>,
+}
+
+impl RequestCtx {
+    /// The upstream address of the last attempt, if the request was proxied.
+    fn last_upstream(&self) -> Option<std::net::SocketAddr> {
+        let tenant = self.tenant.as_ref()?;
+        let index = (self.first_upstream + self.attempts).checked_sub(1)?;
+        (self.attempts > 0).then(|| tenant.upstream.addrs().wrapping(index))
+    }
+}
+
+/// The verified user of a request, as upstream header values.
+struct UserHeaders {
+    /// `sub` of a verified token, sent upstream as `X-User-Id`.
+    id: Option<HeaderValue>,
+    /// Verified roles, sent upstream as `X-User-Roles`.
+    roles: Option<HeaderValue>,
 }
 
 /// What the synchronous part of `request_filter` decided, owned so the session can be
@@ -180,11 +199,14 @@ impl TenantProxy {
     /// credentials, suspension, route gates) → branding endpoint. Called once per request.
     fn decide(&self, session: &Session, snapshot: &Snapshot, ctx: &mut RequestCtx) -> Step {
         let req = session.req_header();
+        let client = ClientHeaders::scan(&req.headers);
+        ctx.request_id = Some(request_id::keep_or_generate(client.request_id.first));
+        ctx.removable = client.removable;
         let view = match canonicalize(
             &req.method,
             req.raw_path(),
             req.uri.authority().map(|a| a.as_str()),
-            &req.headers,
+            &client,
             snapshot.settings.request_rules,
         ) {
             Ok(view) => view,
@@ -211,7 +233,7 @@ impl TenantProxy {
             }
         }
         let auth = authenticate(
-            &req.headers,
+            &client,
             &snapshot.api_keys,
             snapshot.jwt.as_ref(),
             unix_now(),
@@ -220,7 +242,7 @@ impl TenantProxy {
             request: &view,
             credential: &auth.credential,
             sni: connection_sni(session),
-            tenant_header: req.headers.get(&X_TENANT_ID).and_then(|v| v.to_str().ok()),
+            tenant_header: client.tenant_id.first.and_then(|v| v.to_str().ok()),
         };
         let admitted = match &self.acme {
             Some(acme) => admit(snapshot, &input, &AcmeDomains(acme)),
@@ -239,16 +261,25 @@ impl TenantProxy {
                 .unwrap_or("");
             self.audit_auth_failure(session, Some(&admitted.tenant), reason, rid);
         }
-        if let Credential::Token(t) = &auth.credential {
-            ctx.user_id = t.subject.clone();
+        let user_id = match &auth.credential {
+            Credential::Token(t) => t.subject.clone(),
+            _ => None,
+        };
+        let user_roles = auth.credential.roles().header_value().cloned();
+        if user_id.is_some() || user_roles.is_some() {
+            ctx.user = Some(Box::new(UserHeaders {
+                id: user_id,
+                roles: user_roles,
+            }));
         }
-        ctx.user_roles = auth.credential.roles().header_value().cloned();
         if view.path == BRANDING_PATH {
             return Step::Branding(admitted.tenant);
         }
         ctx.strip = auth.strip;
         ctx.content_length = view.content_length;
-        ctx.forward_target = view.rewritten.then(|| view.upstream_target());
+        ctx.forward_target = view
+            .rewritten
+            .then(|| view.upstream_target().into_boxed_str());
         Step::Proxy {
             tenant: admitted.tenant,
             route: admitted.route,
@@ -385,15 +416,15 @@ impl ProxyHttp for TenantProxy {
             start: Instant::now(),
             first_upstream: 0,
             attempts: 0,
-            upstream: None,
             answered: None,
             rate_limit: None,
-            user_id: None,
+            user: None,
             forward_target: None,
             content_length: None,
             strip: StripCredentials::default(),
+            removable: false,
+            connection: None,
             refusal: None,
-            user_roles: None,
         }
     }
 
@@ -403,7 +434,13 @@ impl ProxyHttp for TenantProxy {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
-        crate::limits::request_head::enforce(session, &mut ctx.answered, &self.limits).await
+        crate::limits::request_head::enforce(
+            session,
+            &mut ctx.answered,
+            &mut ctx.connection,
+            &self.limits,
+        )
+        .await
     }
 
     async fn request_filter(
@@ -415,9 +452,6 @@ impl ProxyHttp for TenantProxy {
             session.set_keepalive(None);
         }
         let snapshot = self.snapshots.load();
-        ctx.request_id = Some(request_id::keep_or_generate(
-            session.req_header().headers.get(&X_REQUEST_ID),
-        ));
         let step = self.decide(session, &snapshot, ctx);
         ctx.snapshot = Some(snapshot.clone());
         match step {
@@ -467,7 +501,7 @@ impl ProxyHttp for TenantProxy {
                     .enforce_quota(session, &tenant, route_ref, ctx.content_length)
                     .await
                 {
-                    Ok(headers) => ctx.rate_limit = headers,
+                    Ok(headers) => ctx.rate_limit = headers.map(Box::new),
                     Err((mut denied, headers)) => {
                         denied.tenant = Some(tenant);
                         return self.deny(session, ctx, denied, headers).await;
@@ -491,7 +525,6 @@ impl ProxyHttp for TenantProxy {
         let pool = &tenant.upstream;
         let index = ctx.first_upstream + ctx.attempts;
         ctx.attempts += 1;
-        ctx.upstream = Some(pool.addrs().wrapping(index));
         Ok(Box::new(pool.peer(index)))
     }
 
@@ -542,8 +575,8 @@ impl ProxyHttp for TenantProxy {
         let injection = Injection {
             tenant,
             request_id: ctx.request_id.as_ref(),
-            user_id: ctx.user_id.as_ref(),
-            user_roles: ctx.user_roles.as_ref(),
+            user_id: ctx.user.as_ref().and_then(|u| u.id.as_ref()),
+            user_roles: ctx.user.as_ref().and_then(|u| u.roles.as_ref()),
             sanitize: Sanitize {
                 underscore_headers: snapshot.settings.request_rules.underscore_headers,
                 trust_forwarded: snapshot.settings.trust_tenant_header,
@@ -551,6 +584,7 @@ impl ProxyHttp for TenantProxy {
             },
             target: ctx.forward_target.as_deref(),
             content_length: ctx.content_length,
+            removable: ctx.removable,
         };
         forwarding::inject(session, upstream, &injection)
     }
@@ -561,7 +595,11 @@ impl ProxyHttp for TenantProxy {
         resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
-        forwarding::extend_response(resp, ctx.request_id.as_ref(), ctx.rate_limit.take())
+        forwarding::extend_response(
+            resp,
+            ctx.request_id.as_ref(),
+            ctx.rate_limit.take().map(|b| *b),
+        )
     }
 
     async fn fail_to_proxy(
@@ -637,7 +675,7 @@ impl ProxyHttp for TenantProxy {
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
-        crate::limits::request_head::finished(session, &self.limits);
+        crate::limits::request_head::finished(session, ctx.connection.as_deref());
         let status = session
             .response_written()
             .map(|r| r.status.as_u16())
@@ -678,7 +716,7 @@ impl ProxyHttp for TenantProxy {
                 path: req.uri.path(),
                 status,
                 refusal: ctx.refusal,
-                upstream: ctx.upstream,
+                upstream: ctx.last_upstream(),
                 duration: elapsed,
             });
         }

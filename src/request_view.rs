@@ -8,10 +8,10 @@
 
 use std::borrow::Cow;
 
-use http::header::{CONTENT_LENGTH, HOST};
-use http::{HeaderMap, Method};
+use http::Method;
 
 use crate::canonical_path::{canonical_path, PathRules, TargetError};
+use crate::client_headers::{ClientHeaders, Seen};
 pub use crate::config::UnderscoreHeaders;
 use crate::response::GatewayError;
 use crate::tenant::normalize_host;
@@ -97,9 +97,9 @@ fn is_upper_case_token(m: &str) -> bool {
 
 /// One Content-Length: every value of every `Content-Length` line, comma-split, must be the
 /// same number (`5, 5` and two `5` lines are one length, `5, 6` is refused).
-pub fn declared_content_length(headers: &HeaderMap) -> Result<Option<u64>, Refusal> {
+pub fn declared_content_length(headers: &ClientHeaders<'_>) -> Result<Option<u64>, Refusal> {
     let mut length: Option<u64> = None;
-    for value in headers.get_all(CONTENT_LENGTH) {
+    for value in headers.content_lengths() {
         let text = value
             .to_str()
             .map_err(|_| Refusal::Header("bad_content_length"))?;
@@ -123,14 +123,13 @@ pub fn declared_content_length(headers: &HeaderMap) -> Result<Option<u64>, Refus
 /// The host the request names: one `Host` header, or `:authority` on HTTP/2; both present
 /// must agree.
 fn request_host<'r>(
-    headers: &'r HeaderMap,
+    hosts: Seen<'r>,
     authority: Option<&'r str>,
 ) -> Result<Option<&'r str>, Refusal> {
-    let mut hosts = headers.get_all(HOST).into_iter();
-    let host = match (hosts.next(), hosts.next()) {
-        (Some(_), Some(_)) => return Err(Refusal::Header("several_hosts")),
-        (Some(h), None) => Some(h.to_str().map_err(|_| Refusal::Header("bad_host"))?),
-        (None, _) => None,
+    let host = match hosts.one() {
+        Err(()) => return Err(Refusal::Header("several_hosts")),
+        Ok(Some(h)) => Some(h.to_str().map_err(|_| Refusal::Header("bad_host"))?),
+        Ok(None) => None,
     };
     match (host, authority) {
         (Some(h), Some(a)) if normalize_host(h) != normalize_host(a) => {
@@ -147,7 +146,7 @@ pub fn canonicalize<'r>(
     method: &'r Method,
     raw_target: &'r [u8],
     authority: Option<&'r str>,
-    headers: &'r HeaderMap,
+    headers: &ClientHeaders<'r>,
     rules: RequestRules,
 ) -> Result<CanonicalRequest<'r>, Refusal> {
     if !is_upper_case_token(method.as_str()) {
@@ -177,9 +176,7 @@ pub fn canonicalize<'r>(
     } else {
         canonical_path(raw_path, rules.path).map_err(Refusal::Target)?
     };
-    if rules.underscore_headers == UnderscoreHeaders::Reject
-        && headers.keys().any(|n| n.as_str().contains('_'))
-    {
+    if rules.underscore_headers == UnderscoreHeaders::Reject && headers.underscore {
         return Err(Refusal::Header("underscore_header"));
     }
     let rewritten = matches!(path, Cow::Owned(_));
@@ -187,7 +184,7 @@ pub fn canonicalize<'r>(
         method,
         path,
         query,
-        host: request_host(headers, authority)?,
+        host: request_host(headers.host, authority)?,
         content_length: declared_content_length(headers)?,
         rewritten,
     })
@@ -196,6 +193,8 @@ pub fn canonicalize<'r>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::header::CONTENT_LENGTH;
+    use http::HeaderMap;
     use proptest::prelude::*;
 
     /// A header map in the given order, repeats kept (`FromIterator` appends).
@@ -209,7 +208,14 @@ mod tests {
     fn view(method: &str, target: &str, h: &[(&str, &str)]) -> Result<String, Refusal> {
         let m = Method::from_bytes(method.as_bytes()).unwrap();
         let h = headers(h);
-        canonicalize(&m, target.as_bytes(), None, &h, RequestRules::default()).map(|c| {
+        canonicalize(
+            &m,
+            target.as_bytes(),
+            None,
+            &ClientHeaders::scan(&h),
+            RequestRules::default(),
+        )
+        .map(|c| {
             let mut s = c.path.into_owned();
             if let Some(q) = c.query {
                 s.push('?');
@@ -247,7 +253,7 @@ mod tests {
     fn content_length_must_be_one_number() {
         let cl = |values: &[&str]| {
             let pairs: Vec<(&str, &str)> = values.iter().map(|v| ("content-length", *v)).collect();
-            declared_content_length(&headers(&pairs))
+            declared_content_length(&ClientHeaders::scan(&headers(&pairs)))
         };
         assert_eq!(cl(&[]), Ok(None));
         assert_eq!(cl(&["5"]), Ok(Some(5)));
@@ -279,13 +285,19 @@ mod tests {
         );
         let h = headers(&[("host", "a.localhost")]);
         let m = Method::GET;
-        let r = canonicalize(&m, b"/", Some("b.localhost"), &h, RequestRules::default());
+        let r = canonicalize(
+            &m,
+            b"/",
+            Some("b.localhost"),
+            &ClientHeaders::scan(&h),
+            RequestRules::default(),
+        );
         assert_eq!(r.err(), Some(Refusal::Header("host_authority_mismatch")));
         let r = canonicalize(
             &m,
             b"/",
             Some("A.localhost:443"),
-            &h,
+            &ClientHeaders::scan(&h),
             RequestRules::default(),
         );
         assert!(r.is_ok());
@@ -298,9 +310,16 @@ mod tests {
             underscore_headers: UnderscoreHeaders::Reject,
             ..RequestRules::default()
         };
-        let r = canonicalize(&Method::GET, b"/", None, &h, rules);
+        let r = canonicalize(&Method::GET, b"/", None, &ClientHeaders::scan(&h), rules);
         assert_eq!(r.err(), Some(Refusal::Header("underscore_header")));
-        assert!(canonicalize(&Method::GET, b"/", None, &h, RequestRules::default()).is_ok());
+        assert!(canonicalize(
+            &Method::GET,
+            b"/",
+            None,
+            &ClientHeaders::scan(&h),
+            RequestRules::default()
+        )
+        .is_ok());
     }
 
     proptest! {
@@ -309,13 +328,13 @@ mod tests {
         #[test]
         fn arbitrary_targets_never_panic(raw in proptest::collection::vec(any::<u8>(), 0..80)) {
             let h = HeaderMap::new();
-            if let Ok(c) = canonicalize(&Method::GET, &raw, None, &h, RequestRules::default()) {
+            if let Ok(c) = canonicalize(&Method::GET, &raw, None, &ClientHeaders::scan(&h), RequestRules::default()) {
                 prop_assert!(c.path.starts_with('/'));
                 let again = canonicalize(
                     &Method::GET,
                     c.upstream_target().as_bytes(),
                     None,
-                    &h,
+                    &ClientHeaders::scan(&h),
                     RequestRules::default(),
                 )
                 .map(|c2| c2.upstream_target());
@@ -331,7 +350,7 @@ mod tests {
                     h.append(CONTENT_LENGTH, v);
                 }
             }
-            let _ = declared_content_length(&h);
+            let _ = declared_content_length(&ClientHeaders::scan(&h));
         }
     }
 }

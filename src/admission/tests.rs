@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::auth::{authenticate, key_hash};
+use crate::client_headers::ClientHeaders;
 use crate::config::load;
 use crate::request_view::{canonicalize, RequestRules};
 use http::{HeaderMap, HeaderName, Method};
@@ -120,15 +121,21 @@ fn decide(
             v.parse().unwrap(),
         );
     }
+    let client = ClientHeaders::scan(&h);
     let view = canonicalize(
         &method,
         target.as_bytes(),
         None,
-        &h,
+        &client,
         RequestRules::default(),
     )
     .map_err(|r| r.error().code())?;
-    let auth = authenticate(&h, &s.api_keys, s.jwt.as_ref(), crate::quota::unix_now());
+    let auth = authenticate(
+        &client,
+        &s.api_keys,
+        s.jwt.as_ref(),
+        crate::quota::unix_now(),
+    );
     let input = AdmissionInput {
         request: &view,
         credential: &auth.credential,

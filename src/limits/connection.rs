@@ -102,9 +102,12 @@ impl ConnState {
 
 /// Connection states by the address of their socket digest: pingora hands the same
 /// `Arc<SocketDigest>` to every session of a connection, and it lives as long as the socket.
+/// Keys are heap addresses, not client input: a fast hash is safe.
+type ByAddress = HashMap<usize, Arc<ConnState>, foldhash::fast::RandomState>;
+
 #[derive(Default)]
 pub struct ConnRegistry {
-    shards: [Mutex<HashMap<usize, Arc<ConnState>>>; 16],
+    shards: [Mutex<ByAddress>; 16],
 }
 
 impl ConnRegistry {
@@ -112,7 +115,7 @@ impl ConnRegistry {
         Arc::as_ptr(digest) as usize
     }
 
-    fn shard(&self, key: usize) -> &Mutex<HashMap<usize, Arc<ConnState>>> {
+    fn shard(&self, key: usize) -> &Mutex<ByAddress> {
         // Heap addresses are 16-byte aligned: use the bits above.
         &self.shards[(key >> 4) % self.shards.len()]
     }

@@ -8,7 +8,9 @@ use futures_util::FutureExt;
 use pingora::http::RequestHeader;
 use pingora::proxy::Session;
 
-use super::connection::ConnRegistry;
+use std::sync::Arc;
+
+use super::connection::ConnState;
 use super::{LimitMetrics, Limits, RequestLimits};
 use crate::response::{send_error, ErrorFormat, GatewayError};
 
@@ -50,11 +52,11 @@ pub fn check_sizes(req: &RequestHeader, limits: &Limits) -> Option<GatewayError>
 pub fn apply(
     session: &mut Session,
     limits: &Limits,
-    registry: &ConnRegistry,
+    conn: Option<&ConnState>,
     metrics: &LimitMetrics,
 ) -> HeadVerdict {
     let is_h2 = session.as_downstream().is_http2();
-    if let Some(conn) = registry.find(session.as_downstream().digest()) {
+    if let Some(conn) = conn {
         let n = conn.request_started();
         if is_h2 && n >= limits.max_requests_per_connection {
             conn.request_goaway();
@@ -74,8 +76,11 @@ pub fn apply(
             return HeadVerdict::ClientGone;
         }
     } else {
+        // No keep-alive timeout here: the connection guard closes an idle connection after
+        // `keepalive_timeout` (and a slow head after `request_header_timeout`), so pingora
+        // keeps its own choice from the request (`Connection`, `Keep-Alive`) and arms no
+        // second timer for every request.
         session.set_read_timeout(Some(limits.request_body_timeout));
-        session.set_keepalive(Some(limits.keepalive_timeout.as_secs()));
     }
     session.set_write_timeout(Some(limits.response_send_timeout));
     session.set_total_drain_timeout(Some(limits.request_body_timeout));
@@ -89,19 +94,17 @@ pub fn apply(
     HeadVerdict::Proceed
 }
 
-/// The `early_request_filter` phase: applies the limits, answers a refusal (JSON, connection
-/// closed) and returns the error that stops pingora from proxying, if any.
+/// The `early_request_filter` phase: finds the connection's state (kept in `conn` for
+/// [`finished`]), applies the limits, answers a refusal (JSON, connection closed) and returns
+/// the error that stops pingora from proxying, if any.
 pub async fn enforce(
     session: &mut Session,
     answered: &mut Option<GatewayError>,
+    conn: &mut Option<Arc<ConnState>>,
     limits: &RequestLimits,
 ) -> pingora::Result<()> {
-    match apply(
-        session,
-        &limits.limits,
-        &limits.connections,
-        &limits.metrics,
-    ) {
+    *conn = limits.connections.find(session.as_downstream().digest());
+    match apply(session, &limits.limits, conn.as_deref(), &limits.metrics) {
         HeadVerdict::Proceed => Ok(()),
         HeadVerdict::Refuse(err) => {
             *answered = Some(err);
@@ -122,11 +125,11 @@ pub async fn enforce(
 }
 
 /// The `logging` phase: an HTTP/1 connection is idle until its next request.
-pub fn finished(session: &Session, limits: &RequestLimits) {
+pub fn finished(session: &Session, conn: Option<&ConnState>) {
     if session.as_downstream().is_http2() {
         return;
     }
-    if let Some(conn) = limits.connections.find(session.as_downstream().digest()) {
+    if let Some(conn) = conn {
         conn.request_finished();
     }
 }

@@ -125,6 +125,26 @@ impl Sanitize {
         self.removes_dashed(name)
     }
 
+    /// Every combination of settings (for tests that must hold under all of them).
+    #[cfg(test)]
+    pub fn every_setting() -> impl Iterator<Item = Sanitize> {
+        let underscores = [
+            UnderscoreHeaders::Drop,
+            UnderscoreHeaders::Reject,
+            UnderscoreHeaders::Allow,
+        ];
+        underscores.into_iter().flat_map(|underscore_headers| {
+            (0..8u8).map(move |bits| Sanitize {
+                underscore_headers,
+                trust_forwarded: bits & 1 != 0,
+                strip: StripCredentials {
+                    x_api_key: bits & 2 != 0,
+                    authorization: bits & 4 != 0,
+                },
+            })
+        })
+    }
+
     fn removes_dashed(&self, name: &str) -> bool {
         is_identity_header(name)
             || (!self.trust_forwarded && is_forwarding_header(name))
@@ -145,6 +165,10 @@ pub struct Injection<'a> {
     pub target: Option<&'a str>,
     /// The one Content-Length of the request (a repeated or listed value goes out once).
     pub content_length: Option<u64>,
+    /// Whether the client sent any header [`Sanitize`] may remove
+    /// ([`crate::client_headers::ClientHeaders::removable`]); when not, the name-by-name pass
+    /// is skipped.
+    pub removable: bool,
 }
 
 /// Names the gateway writes upstream, pre-built: inserting one is a hash and a refcount.
@@ -216,14 +240,16 @@ fn rebuild_request(
 fn edit_headers(session: &Session, headers: &mut HeaderMap, inj: &Injection<'_>) {
     let tenant = inj.tenant;
     let trust_forwarded = inj.sanitize.trust_forwarded;
-    // One pass to find what goes; nothing is allocated when the client sent none of it.
-    let remove: Vec<HeaderName> = headers
-        .keys()
-        .filter(|n| inj.sanitize.removes(n.as_str()))
-        .cloned()
-        .collect();
-    for name in &remove {
-        headers.remove(name);
+    if inj.removable {
+        // One pass to find what goes; nothing is allocated when none of it is there.
+        let remove: Vec<HeaderName> = headers
+            .keys()
+            .filter(|n| inj.sanitize.removes(n.as_str()))
+            .cloned()
+            .collect();
+        for name in &remove {
+            headers.remove(name);
+        }
     }
     if let Some(n) = inj.content_length {
         let mut values = headers.get_all(CONTENT_LENGTH).into_iter();
@@ -257,9 +283,14 @@ fn edit_headers(session: &Session, headers: &mut HeaderMap, inj: &Injection<'_>)
 
     if let Some(client) = session.client_addr().and_then(|a| a.as_inet()) {
         let ip = ip_header_value(client.ip());
-        let value = match headers.get(&X_FORWARDED_FOR) {
-            // Behind a trusted load balancer the chain is kept and extended.
-            Some(prev) if trust_forwarded => {
+        // Behind a trusted load balancer the chain is kept and extended.
+        let previous = if trust_forwarded {
+            headers.get(&X_FORWARDED_FOR)
+        } else {
+            None
+        };
+        let value = match previous {
+            Some(prev) => {
                 let mut chain = Vec::with_capacity(prev.len() + 2 + ip.len());
                 chain.extend_from_slice(prev.as_bytes());
                 chain.extend_from_slice(b", ");

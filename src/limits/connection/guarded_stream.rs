@@ -138,9 +138,6 @@ impl GuardedStream {
     /// is woken at that deadline or when an HTTP/2 request body would stall.
     fn deadline_passed(&mut self, cx: &mut Context<'_>) -> bool {
         let conn = self.conn_deadline();
-        if conn.is_some_and(|at| Instant::now() >= at) {
-            return true;
-        }
         let wake = match (conn, self.bodies.next_deadline()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -148,12 +145,19 @@ impl GuardedStream {
         let Some(at) = wake else {
             return false;
         };
+        if conn.is_some_and(|c| Instant::now() >= c) {
+            return true;
+        }
         if self.armed_at != Some(at) {
             self.sleep.as_mut().reset(at.into());
             self.armed_at = Some(at);
         }
-        let _ = self.sleep.as_mut().poll(cx);
-        conn.is_some_and(|c| Instant::now() >= c)
+        // Pending registers the wake-up; Ready means the deadline passed since the clock was
+        // read (the clock is read again only then).
+        if self.sleep.as_mut().poll(cx).is_ready() {
+            return conn.is_some_and(|c| Instant::now() >= c);
+        }
+        false
     }
 
     fn on_deadline(&mut self) {
