@@ -13,7 +13,7 @@ use std::time::Duration;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use sha2::{Digest, Sha256};
 
-use crate::client_headers::{ClientHeaders, Seen};
+use crate::client_headers::{ClientHeaders, Repeated, Seen};
 use crate::config::ValidJwt;
 use crate::roles::Roles;
 
@@ -333,7 +333,7 @@ pub fn authenticate<'r>(
     let one = |seen: Seen<'r>| -> Result<Option<&'r str>, AuthFailure> {
         match seen.one() {
             Ok(None) => Ok(None),
-            Err(()) => Err(AuthFailure::AmbiguousCredentials),
+            Err(Repeated) => Err(AuthFailure::AmbiguousCredentials),
             Ok(Some(v)) => v
                 .to_str()
                 .map(Some)

@@ -6,6 +6,10 @@
 
 use http::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_LENGTH, HOST};
 
+/// A header that may come once came more than once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Repeated;
+
 /// The values of one header name as the scan met them: the first, and whether more followed.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Seen<'r> {
@@ -22,10 +26,10 @@ impl<'r> Seen<'r> {
         }
     }
 
-    /// The one value, `Err(())` when the header came more than once.
-    pub fn one(&self) -> Result<Option<&'r HeaderValue>, ()> {
+    /// The one value, or [`Repeated`].
+    pub fn one(&self) -> Result<Option<&'r HeaderValue>, Repeated> {
         if self.repeated {
-            Err(())
+            Err(Repeated)
         } else {
             Ok(self.first)
         }

@@ -11,7 +11,7 @@ use std::borrow::Cow;
 use http::Method;
 
 use crate::canonical_path::{canonical_path, PathRules, TargetError};
-use crate::client_headers::{ClientHeaders, Seen};
+use crate::client_headers::{ClientHeaders, Repeated, Seen};
 pub use crate::config::UnderscoreHeaders;
 use crate::response::GatewayError;
 use crate::tenant::normalize_host;
@@ -127,7 +127,7 @@ fn request_host<'r>(
     authority: Option<&'r str>,
 ) -> Result<Option<&'r str>, Refusal> {
     let host = match hosts.one() {
-        Err(()) => return Err(Refusal::Header("several_hosts")),
+        Err(Repeated) => return Err(Refusal::Header("several_hosts")),
         Ok(Some(h)) => Some(h.to_str().map_err(|_| Refusal::Header("bad_host"))?),
         Ok(None) => None,
     };

@@ -293,21 +293,21 @@ fn normalize_plain_host(raw: &str) -> Option<Option<Cow<'_, str>>> {
     let mut label_len = 0usize;
     let mut prev = b'.';
     for (i, &b) in bytes.iter().enumerate() {
-        match b {
-            b'a'..=b'z' | b'0'..=b'9' | b'_' => label_len += 1,
-            b'A'..=b'Z' => {
+        match HOST_BYTE[b as usize] {
+            LABEL => label_len += 1,
+            UPPER => {
                 upper = true;
                 label_len += 1;
             }
-            b'-' => {
+            DASH => {
                 valid &= label_len > 0;
                 label_len += 1;
             }
-            b'.' => {
+            DOT => {
                 valid &= label_len > 0 && label_len <= 63 && prev != b'-';
                 label_len = 0;
             }
-            b':' => {
+            COLON => {
                 end = i;
                 break;
             }
@@ -342,6 +342,31 @@ fn normalize_plain_host(raw: &str) -> Option<Option<Cow<'_, str>>> {
         Cow::Borrowed(host)
     }))
 }
+
+const OTHER: u8 = 0;
+const LABEL: u8 = 1;
+const UPPER: u8 = 2;
+const DASH: u8 = 3;
+const DOT: u8 = 4;
+const COLON: u8 = 5;
+
+/// What each byte is to [`normalize_plain_host`]: one table load per byte.
+static HOST_BYTE: [u8; 256] = {
+    let mut t = [OTHER; 256];
+    let mut b = 0;
+    while b < 256 {
+        t[b] = match b as u8 {
+            b'a'..=b'z' | b'0'..=b'9' | b'_' => LABEL,
+            b'A'..=b'Z' => UPPER,
+            b'-' => DASH,
+            b'.' => DOT,
+            b':' => COLON,
+            _ => OTHER,
+        };
+        b += 1;
+    }
+    t
+};
 
 /// [`normalize_host`] for every input: whitespace, IPv6 literals, IDNA.
 fn normalize_any_host(raw: &str) -> Option<Cow<'_, str>> {

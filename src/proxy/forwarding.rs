@@ -328,9 +328,21 @@ pub fn extend_response(
     if request_id.is_none() && rate_limit.is_none() {
         return Ok(());
     }
-    let reason = resp.get_reason_phrase().map(str::to_owned);
+    // Only a custom reason phrase needs keeping: the canonical one is what a rebuilt header
+    // reports anyway.
+    let reason = resp
+        .get_reason_phrase()
+        .filter(|r| Some(*r) != resp.status.canonical_reason())
+        .map(str::to_owned);
     let placeholder = ResponseHeader::from(http::Response::new(()).into_parts().0);
     let mut parts: http::response::Parts = std::mem::replace(resp, placeholder).into();
+    if !parts.status.is_informational() {
+        // The upstream's `Connection` is hop-by-hop (RFC 9110 section 7.6.1): pingora writes
+        // its own on HTTP/1 and none on HTTP/2. Removed before the inserts, it also leaves the
+        // map room for pingora's `Date` and `Connection`, so it does not grow for them. A 101
+        // keeps it (`Connection: upgrade`, which pingora then leaves alone).
+        parts.headers.remove(http::header::CONNECTION);
+    }
     if let Some(rid) = request_id {
         parts.headers.insert(X_REQUEST_ID.clone(), rid.clone());
     }
@@ -416,6 +428,27 @@ mod tests {
         assert_eq!(resp.headers["x-request-id"], "rid-1");
         assert_eq!(resp.headers["ratelimit"], "\"requests\";r=9;t=60");
         assert_eq!(resp.headers["ratelimit-policy"], "\"requests\";q=10;w=60");
+    }
+
+    /// The upstream's hop-by-hop `Connection` does not reach the client (pingora writes its
+    /// own on HTTP/1), except on a 101, where it carries the upgrade; a canonical reason is
+    /// reported as before.
+    #[test]
+    fn extended_response_drops_the_upstream_connection_header_except_on_101() {
+        let rid = HeaderValue::from_static("rid-1");
+        for (status, kept) in [(200, false), (404, false), (502, false), (101, true)] {
+            let mut resp = ResponseHeader::build(status, None).unwrap();
+            resp.append_header("Connection", "keep-alive").unwrap();
+            resp.append_header("Content-Length", "3").unwrap();
+            extend_response(&mut resp, Some(&rid), None).unwrap();
+            assert_eq!(resp.headers.contains_key("connection"), kept, "{status}");
+            assert_eq!(resp.headers["content-length"], "3");
+            assert_eq!(
+                resp.get_reason_phrase(),
+                resp.status.canonical_reason(),
+                "{status}"
+            );
+        }
     }
 
     fn sanitize(u: UnderscoreHeaders, trust: bool, strip: StripCredentials) -> Sanitize {

@@ -7,7 +7,7 @@ use std::io;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -73,6 +73,9 @@ pub struct GuardedStream {
     goaway_sent: bool,
     sleep: Pin<Box<Sleep>>,
     armed_at: Option<Instant>,
+    /// The waker the timer was last left pending with at `armed_at`: polling it again with
+    /// the same waker would change nothing.
+    registered: Option<Waker>,
     /// Bytes of the current request head read so far (for the 408 decision).
     head_bytes: usize,
     closing: Closing,
@@ -122,6 +125,7 @@ impl GuardedStream {
             goaway_sent: false,
             sleep: Box::pin(tokio::time::sleep(Duration::from_secs(3600))),
             armed_at: None,
+            registered: None,
             head_bytes: 0,
             closing: Closing::Open,
             metrics,
@@ -151,12 +155,22 @@ impl GuardedStream {
         if self.armed_at != Some(at) {
             self.sleep.as_mut().reset(at.into());
             self.armed_at = Some(at);
+            self.registered = None;
+        } else if self
+            .registered
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            // Already pending with this task's waker: it is woken at `at`.
+            return false;
         }
         // Pending registers the wake-up; Ready means the deadline passed since the clock was
         // read (the clock is read again only then).
         if self.sleep.as_mut().poll(cx).is_ready() {
+            self.registered = None;
             return conn.is_some_and(|c| Instant::now() >= c);
         }
+        self.registered = Some(cx.waker().clone());
         false
     }
 
