@@ -195,9 +195,19 @@ pub fn format_line(buf: &mut Vec<u8>, e: &Entry<'_>) {
         buf.push(b'"');
     }
     buf.extend_from_slice(b",\"upstream\":\"");
-    if let Some(addr) = e.upstream {
+    match e.upstream {
+        Some(SocketAddr::V4(addr)) => {
+            let mut ip = [0u8; 15];
+            let n = crate::ipv4_text::write_ipv4(*addr.ip(), &mut ip);
+            buf.extend_from_slice(&ip[..n]);
+            buf.push(b':');
+            push_uint(buf, u64::from(addr.port()));
+        }
         // Display of a socket address writes into the Vec without a temporary String.
-        let _ = write!(buf, "{addr}");
+        Some(addr) => {
+            let _ = write!(buf, "{addr}");
+        }
+        None => {}
     }
     buf.extend_from_slice(b"\",\"duration_ms\":");
     let micros = u64::try_from(e.duration.as_micros()).unwrap_or(u64::MAX);
@@ -242,12 +252,23 @@ fn push_timestamp(buf: &mut Vec<u8>, t: SystemTime) {
     buf.push(b'Z');
 }
 
+/// Bytes a JSON string cannot hold as they are: `"`, `\` and the controls.
+static NEEDS_ESCAPE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        t[b] = b < 0x20 || b == b'"' as usize || b == b'\\' as usize;
+        b += 1;
+    }
+    t
+};
+
 /// A JSON string body: `"`, `\` and control characters escaped.
 fn push_escaped(buf: &mut Vec<u8>, s: &str) {
     let bytes = s.as_bytes();
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
-        if b != b'"' && b != b'\\' && b >= 0x20 {
+        if !NEEDS_ESCAPE[usize::from(b)] {
             continue;
         }
         buf.extend_from_slice(&bytes[start..i]);
@@ -378,10 +399,12 @@ mod tests {
             method in "[A-Za-z\"\\\\\u{0}-\u{1f}]{0,8}",
             micros in any::<u64>(),
             status in any::<u16>(),
+            upstream in proptest::option::of(any::<SocketAddr>()),
         ) {
             let mut e = entry(&tenant, &path, micros);
             e.method = &method;
             e.status = status;
+            e.upstream = upstream;
             let mut buf = Vec::new();
             format_line(&mut buf, &e);
             prop_assert_eq!(buf.iter().filter(|&&b| b == b'\n').count(), 1);
@@ -391,6 +414,8 @@ mod tests {
             prop_assert_eq!(f["path"].as_str(), Some(path.as_str()));
             prop_assert_eq!(f["method"].as_str(), Some(method.as_str()));
             prop_assert_eq!(f["status"].as_u64(), Some(u64::from(status)));
+            let want = upstream.map(|a| a.to_string()).unwrap_or_default();
+            prop_assert_eq!(f["upstream"].as_str(), Some(want.as_str()));
             let ms = f["duration_ms"].as_f64().unwrap();
             prop_assert!((ms - micros as f64 / 1000.0).abs() <= 1e-3 * ms.max(1.0));
         }

@@ -15,6 +15,7 @@ pub mod client_headers;
 pub mod config;
 pub mod echo;
 pub mod gateway;
+pub mod ipv4_text;
 pub mod limits;
 pub mod metrics;
 pub mod provision;

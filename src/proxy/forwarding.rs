@@ -23,7 +23,7 @@ pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-fo
 pub fn ip_header_value(ip: std::net::IpAddr) -> HeaderValue {
     let mut buf = [0u8; 48];
     let len = match ip {
-        std::net::IpAddr::V4(v4) => write_ipv4(v4, &mut buf),
+        std::net::IpAddr::V4(v4) => crate::ipv4_text::write_ipv4(v4, &mut buf),
         std::net::IpAddr::V6(_) => {
             use std::io::Write;
             let mut cursor = std::io::Cursor::new(&mut buf[..]);
@@ -32,28 +32,6 @@ pub fn ip_header_value(ip: std::net::IpAddr) -> HeaderValue {
         }
     };
     HeaderValue::from_bytes(&buf[..len]).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
-}
-
-/// Dotted-quad `ip` into `buf`; returns the length written (at most 15).
-fn write_ipv4(ip: std::net::Ipv4Addr, buf: &mut [u8; 48]) -> usize {
-    let mut len = 0;
-    for (i, octet) in ip.octets().into_iter().enumerate() {
-        if i > 0 {
-            buf[len] = b'.';
-            len += 1;
-        }
-        if octet >= 100 {
-            buf[len] = b'0' + octet / 100;
-            len += 1;
-        }
-        if octet >= 10 {
-            buf[len] = b'0' + octet / 10 % 10;
-            len += 1;
-        }
-        buf[len] = b'0' + octet % 10;
-        len += 1;
-    }
-    len
 }
 
 /// SNI of the TLS connection the request came on, if any.

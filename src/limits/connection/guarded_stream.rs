@@ -149,20 +149,25 @@ impl GuardedStream {
         let Some(at) = wake else {
             return false;
         };
+        let armed = self.armed_at == Some(at);
+        if armed
+            && !self.sleep.is_elapsed()
+            && self
+                .registered
+                .as_ref()
+                .is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            // Pending at `at` with this task's waker: `at` (the earliest deadline) has not
+            // passed, and the task is woken when it does. No clock read needed.
+            return false;
+        }
         if conn.is_some_and(|c| Instant::now() >= c) {
             return true;
         }
-        if self.armed_at != Some(at) {
+        if !armed {
             self.sleep.as_mut().reset(at.into());
             self.armed_at = Some(at);
             self.registered = None;
-        } else if self
-            .registered
-            .as_ref()
-            .is_some_and(|w| w.will_wake(cx.waker()))
-        {
-            // Already pending with this task's waker: it is woken at `at`.
-            return false;
         }
         // Pending registers the wake-up; Ready means the deadline passed since the clock was
         // read (the clock is read again only then).
