@@ -554,7 +554,8 @@ fn log_write_back(report: FlushReport) {
 
 /// `RateLimit-Policy: "requests";q=20;w=1, …` and `RateLimit: "requests";r=19;t=1, …`.
 pub fn rate_limit_headers(demands: &[Demand<'_>], used: &[u64], now: u64) -> RateLimitHeaders {
-    use std::fmt::Write;
+    // Numbers by itoa, not `fmt`: this runs for every request of a plan with quotas.
+    let mut n = itoa::Buffer::new();
     let mut policy = String::with_capacity(40 * demands.len());
     let mut limit = String::with_capacity(40 * demands.len());
     for (i, d) in demands.iter().enumerate() {
@@ -564,14 +565,21 @@ pub fn rate_limit_headers(demands: &[Demand<'_>], used: &[u64], now: u64) -> Rat
         }
         let remaining = d.limit.saturating_sub(used.get(i).copied().unwrap_or(0));
         let reset = d.window.end.saturating_sub(now).max(1);
-        let _ = write!(
-            policy,
-            "\"{}\";q={};w={}",
-            d.resource,
-            d.limit,
-            d.window.length()
-        );
-        let _ = write!(limit, "\"{}\";r={};t={}", d.resource, remaining, reset);
+        for (out, (a, x), (b, y)) in [
+            (&mut policy, ("q", d.limit), ("w", d.window.length())),
+            (&mut limit, ("r", remaining), ("t", reset)),
+        ] {
+            out.push('"');
+            out.push_str(d.resource);
+            out.push_str("\";");
+            out.push_str(a);
+            out.push('=');
+            out.push_str(n.format(x));
+            out.push(';');
+            out.push_str(b);
+            out.push('=');
+            out.push_str(n.format(y));
+        }
     }
     RateLimitHeaders { policy, limit }
 }

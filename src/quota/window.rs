@@ -82,18 +82,33 @@ impl Window {
     }
 
     /// Appends [`Window::label`] to `out` (builds a counter key with one allocation).
+    /// Digits are written directly (no `fmt`): this runs for every counted request.
     pub fn write_label(&self, out: &mut String) {
-        use std::fmt::Write;
         let t = utc(self.start);
-        let (y, mo, d) = (t.year(), t.month(), t.day());
-        let (h, mi, s) = (t.hour(), t.minute(), t.second());
-        let _ = match self.period {
-            Period::Month => write!(out, "{y:04}-{mo:02}"),
-            Period::Day => write!(out, "{y:04}-{mo:02}-{d:02}"),
-            Period::Hour => write!(out, "{y:04}-{mo:02}-{d:02}T{h:02}"),
-            Period::Minute => write!(out, "{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}"),
-            Period::Second => write!(out, "{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}"),
+        let year = t.year();
+        if (0..10_000).contains(&year) {
+            push_digits(out, year.unsigned_abs(), 4);
+        } else {
+            out.push_str(itoa::Buffer::new().format(year));
+        }
+        let rest = [
+            ('-', t.month()),
+            ('-', t.day()),
+            ('T', t.hour()),
+            (':', t.minute()),
+            (':', t.second()),
+        ];
+        let fields = match self.period {
+            Period::Month => 1,
+            Period::Day => 2,
+            Period::Hour => 3,
+            Period::Minute => 4,
+            Period::Second => 5,
         };
+        for (sep, v) in &rest[..fields] {
+            out.push(*sep);
+            push_digits(out, *v, 2);
+        }
     }
 
     /// When the counter of this window may be dropped. Month counters outlive their window by
@@ -103,6 +118,13 @@ impl Window {
             Period::Month => self.end + 400 * 86_400,
             _ => self.end + 1,
         }
+    }
+}
+
+/// `v` as exactly `width` decimal digits (zero-padded; `v` < 10^width).
+fn push_digits(out: &mut String, v: u32, width: u32) {
+    for i in (0..width).rev() {
+        out.push(char::from(b'0' + (v / 10u32.pow(i) % 10) as u8));
     }
 }
 
