@@ -263,11 +263,41 @@ static NEEDS_ESCAPE: [bool; 256] = {
     t
 };
 
+/// How many leading bytes need no escape: eight at a time (a word test for "some byte is
+/// below 0x20, `"` or `\`"), then byte by byte from the first word that has one.
+fn clean_prefix(bytes: &[u8]) -> usize {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    let below = |x: u64, n: u8| x.wrapping_sub(ONES * u64::from(n)) & !x & HIGH;
+    let mut i = 0;
+    for chunk in bytes.chunks_exact(8) {
+        let Ok(word) = <[u8; 8]>::try_from(chunk) else {
+            break;
+        };
+        let x = u64::from_ne_bytes(word);
+        let quote = x ^ (ONES * u64::from(b'"'));
+        let backslash = x ^ (ONES * u64::from(b'\\'));
+        if below(x, 0x20) | below(quote, 1) | below(backslash, 1) != 0 {
+            break;
+        }
+        i += 8;
+    }
+    i + bytes[i..]
+        .iter()
+        .take_while(|&&b| !NEEDS_ESCAPE[usize::from(b)])
+        .count()
+}
+
 /// A JSON string body: `"`, `\` and control characters escaped.
 fn push_escaped(buf: &mut Vec<u8>, s: &str) {
     let bytes = s.as_bytes();
+    let clean = clean_prefix(bytes);
+    if clean == bytes.len() {
+        buf.extend_from_slice(bytes);
+        return;
+    }
     let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
+    for (i, &b) in bytes.iter().enumerate().skip(clean) {
         if !NEEDS_ESCAPE[usize::from(b)] {
             continue;
         }
@@ -391,6 +421,13 @@ mod tests {
     }
 
     proptest! {
+        /// The word-at-a-time prefix test agrees with the byte table on any bytes.
+        #[test]
+        fn clean_prefix_agrees_with_the_table(bytes in proptest::collection::vec(any::<u8>(), 0..40)) {
+            let want = bytes.iter().take_while(|&&b| !NEEDS_ESCAPE[usize::from(b)]).count();
+            prop_assert_eq!(clean_prefix(&bytes), want);
+        }
+
         /// Whatever the request carries, the line is one valid JSON object with those values.
         #[test]
         fn any_values_make_one_valid_json_line(

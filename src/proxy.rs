@@ -585,6 +585,7 @@ impl ProxyHttp for TenantProxy {
             target: ctx.forward_target.as_deref(),
             content_length: ctx.content_length,
             removable: ctx.removable,
+            connection: ctx.connection.as_deref(),
         };
         forwarding::inject(session, upstream, &injection)
     }

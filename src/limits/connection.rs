@@ -26,7 +26,7 @@ mod guarded_stream;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -45,7 +45,8 @@ const NO_DEADLINE: u64 = u64::MAX;
 const GOAWAY_NONE: u8 = 0;
 const GOAWAY_NO_ERROR: u8 = 1;
 
-/// What the hooks of one connection share with its guarded stream.
+/// What the hooks of one connection share with its guarded stream, and what they compute once
+/// per connection rather than per request.
 pub struct ConnState {
     epoch: Instant,
     phase: AtomicU8,
@@ -55,6 +56,8 @@ pub struct ConnState {
     goaway: AtomicU8,
     header_timeout: Duration,
     keepalive_timeout: Duration,
+    /// The client's address as a header value (`X-Forwarded-For`), made on first use.
+    client_ip: OnceLock<http::HeaderValue>,
 }
 
 impl ConnState {
@@ -67,6 +70,7 @@ impl ConnState {
             goaway: AtomicU8::new(GOAWAY_NONE),
             header_timeout: limits.request_header_timeout,
             keepalive_timeout: limits.keepalive_timeout,
+            client_ip: OnceLock::new(),
         };
         s.set_deadline(s.header_timeout);
         s
@@ -92,6 +96,12 @@ impl ConnState {
     pub fn request_finished(&self) {
         self.phase.store(PHASE_IDLE, Ordering::Release);
         self.set_deadline(self.keepalive_timeout);
+    }
+
+    /// The client's address as a header value: `make` runs for the first request of the
+    /// connection, later ones share its value.
+    pub fn client_ip_header(&self, make: impl FnOnce() -> http::HeaderValue) -> http::HeaderValue {
+        self.client_ip.get_or_init(make).clone()
     }
 
     /// Ask the guard to send GOAWAY NO_ERROR (no new streams) at the next frame boundary.

@@ -8,6 +8,7 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::Session;
 
 use crate::auth::StripCredentials;
+use crate::limits::connection::ConnState;
 use crate::config::UnderscoreHeaders;
 use crate::quota::RateLimitHeaders;
 use crate::tenant::{normalize_host, Tenant};
@@ -143,6 +144,8 @@ pub struct Injection<'a> {
     pub target: Option<&'a str>,
     /// The one Content-Length of the request (a repeated or listed value goes out once).
     pub content_length: Option<u64>,
+    /// The connection's state, which keeps the client address as a header value.
+    pub connection: Option<&'a ConnState>,
     /// Whether the client sent any header [`Sanitize`] may remove
     /// ([`crate::client_headers::ClientHeaders::removable`]); when not, the name-by-name pass
     /// is skipped.
@@ -159,8 +162,9 @@ static X_USER_ROLES: HeaderName = HeaderName::from_static("x-user-roles");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
-/// Room for the headers `inject` may add, reserved once.
-const INJECTED_HEADERS: usize = 11;
+/// Headers `inject` always adds: X-Tenant-Id, X-Organization-Id, X-Tenant-Plan,
+/// X-Tenant-Features, X-Forwarded-For, X-Forwarded-Proto, X-Forwarded-Host.
+const ALWAYS_INJECTED: usize = 7;
 
 /// Rewrites the upstream request: canonical target, client headers removed, one
 /// Content-Length, the tenant's headers injected.
@@ -240,8 +244,16 @@ fn edit_headers(session: &Session, headers: &mut HeaderMap, inj: &Injection<'_>)
             headers.insert(CONTENT_LENGTH, HeaderValue::from(n));
         }
     }
-    headers.reserve(INJECTED_HEADERS);
     let h = &tenant.headers;
+    // Room for exactly what goes in below, reserved once: one growth of the map, as small as
+    // it can be.
+    let optional = [
+        h.schema.is_some(),
+        inj.request_id.is_some(),
+        inj.user_id.is_some(),
+        inj.user_roles.is_some(),
+    ];
+    headers.reserve(ALWAYS_INJECTED + optional.iter().filter(|&&o| o).count());
     headers.insert(X_TENANT_ID.clone(), h.id.clone());
     headers.insert(X_ORGANIZATION_ID.clone(), h.organization_id.clone());
     headers.insert(X_TENANT_PLAN.clone(), h.plan.clone());
@@ -260,7 +272,11 @@ fn edit_headers(session: &Session, headers: &mut HeaderMap, inj: &Injection<'_>)
     }
 
     if let Some(client) = session.client_addr().and_then(|a| a.as_inet()) {
-        let ip = ip_header_value(client.ip());
+        let make = || ip_header_value(client.ip());
+        let ip = match inj.connection {
+            Some(conn) => conn.client_ip_header(make),
+            None => make(),
+        };
         // Behind a trusted load balancer the chain is kept and extended.
         let previous = if trust_forwarded {
             headers.get(&X_FORWARDED_FOR)

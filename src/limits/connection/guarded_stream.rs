@@ -274,6 +274,30 @@ impl GuardedStream {
         Poll::Ready(())
     }
 
+    /// After GOAWAY: reads and discards one chunk of what the client still sends. `None` when
+    /// something was discarded (read again), else what `poll_read` returns. Out of line, so
+    /// its 4 KiB scratch buffer is not part of every `poll_read` frame.
+    #[cold]
+    #[inline(never)]
+    fn discard_input(&mut self, cx: &mut Context<'_>) -> Option<Poll<io::Result<()>>> {
+        let mut scratch = [0u8; 4096];
+        let mut sbuf = ReadBuf::new(&mut scratch);
+        match Pin::new(&mut self.inner).poll_read(cx, &mut sbuf) {
+            Poll::Ready(Ok(())) if !sbuf.filled().is_empty() => None,
+            Poll::Ready(_) => {
+                self.closing = Closing::Closed(io::ErrorKind::ConnectionAborted);
+                Some(Poll::Ready(Ok(())))
+            }
+            Poll::Pending => {
+                if self.sleep.as_mut().poll(cx).is_ready() {
+                    self.closing = Closing::Closed(io::ErrorKind::ConnectionAborted);
+                    return Some(Poll::Ready(Ok(())));
+                }
+                Some(Poll::Pending)
+            }
+        }
+    }
+
     fn set_linger(&mut self) {
         self.sleep
             .as_mut()
@@ -320,24 +344,10 @@ impl AsyncRead for GuardedStream {
                     }
                     continue;
                 }
-                Closing::Draining => {
-                    let mut scratch = [0u8; 4096];
-                    let mut sbuf = ReadBuf::new(&mut scratch);
-                    match Pin::new(&mut this.inner).poll_read(cx, &mut sbuf) {
-                        Poll::Ready(Ok(())) if !sbuf.filled().is_empty() => continue,
-                        Poll::Ready(_) => {
-                            this.closing = Closing::Closed(io::ErrorKind::ConnectionAborted);
-                            return Poll::Ready(Ok(()));
-                        }
-                        Poll::Pending => {
-                            if this.sleep.as_mut().poll(cx).is_ready() {
-                                this.closing = Closing::Closed(io::ErrorKind::ConnectionAborted);
-                                return Poll::Ready(Ok(()));
-                            }
-                            return Poll::Pending;
-                        }
-                    }
-                }
+                Closing::Draining => match this.discard_input(cx) {
+                    Some(done) => return done,
+                    None => continue,
+                },
                 Closing::Closed(kind) => {
                     return Poll::Ready(Err(io::Error::new(
                         *kind,
