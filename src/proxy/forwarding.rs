@@ -8,8 +8,8 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::Session;
 
 use crate::auth::StripCredentials;
-use crate::limits::connection::ConnState;
 use crate::config::UnderscoreHeaders;
+use crate::limits::connection::ConnState;
 use crate::quota::RateLimitHeaders;
 use crate::tenant::{normalize_host, Tenant};
 use crate::tls::Sni;
