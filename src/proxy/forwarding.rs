@@ -337,8 +337,14 @@ pub fn extend_response(
         // keeps it (`Connection: upgrade`, which pingora then leaves alone).
         parts.headers.remove(http::header::CONNECTION);
     }
+    // A value that differs on every response is marked never-indexed for HTTP/2 (HPACK
+    // section 6.2.3): indexed, each would be one more entry pushing the repeated ones (Date,
+    // Content-Type, the policy) out of the connection's dynamic table, and searched on every
+    // later response. HTTP/1 ignores the flag.
     if let Some(rid) = request_id {
-        parts.headers.insert(X_REQUEST_ID.clone(), rid.clone());
+        parts
+            .headers
+            .insert(X_REQUEST_ID.clone(), never_indexed(rid.clone()));
     }
     if let Some(h) = rate_limit {
         parts
@@ -346,13 +352,18 @@ pub fn extend_response(
             .insert(RATELIMIT_POLICY.clone(), header_value(h.policy)?);
         parts
             .headers
-            .insert(RATELIMIT.clone(), header_value(h.limit)?);
+            .insert(RATELIMIT.clone(), never_indexed(header_value(h.limit)?));
     }
     *resp = ResponseHeader::from(parts);
     if reason.is_some() {
         resp.set_reason_phrase(reason.as_deref())?;
     }
     Ok(())
+}
+
+fn never_indexed(mut v: HeaderValue) -> HeaderValue {
+    v.set_sensitive(true);
+    v
 }
 
 fn header_value(s: String) -> pingora::Result<HeaderValue> {
@@ -421,6 +432,10 @@ mod tests {
         assert_eq!(resp.get_reason_phrase(), Some("Odd Reason"));
         assert_eq!(resp.headers["x-request-id"], "rid-1");
         assert_eq!(resp.headers["ratelimit"], "\"requests\";r=9;t=60");
+        // Per-response values stay out of HTTP/2's header table; the policy may be indexed.
+        assert!(resp.headers["x-request-id"].is_sensitive());
+        assert!(resp.headers["ratelimit"].is_sensitive());
+        assert!(!resp.headers["ratelimit-policy"].is_sensitive());
         assert_eq!(resp.headers["ratelimit-policy"], "\"requests\";q=10;w=60");
     }
 
