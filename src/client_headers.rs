@@ -6,6 +6,19 @@
 
 use http::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_LENGTH, HOST};
 
+/// Names only the gateway may send upstream: client copies are removed whatever their case or
+/// count (`X-Tenant-*`, `X-Organization-*`, `X-User-*`).
+pub fn is_identity_header(name: &str) -> bool {
+    name.starts_with("x-tenant-")
+        || name.starts_with("x-organization-")
+        || name.starts_with("x-user-")
+}
+
+/// Client-address and proxy-chain headers, which only a trusted load balancer may send.
+pub fn is_forwarding_header(name: &str) -> bool {
+    name.starts_with("x-forwarded-") || name == "forwarded" || name == "x-real-ip"
+}
+
 /// A header that may come once came more than once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Repeated;
@@ -89,27 +102,17 @@ impl<'r> ClientHeaders<'r> {
             self.underscore = true;
             self.removable = true;
         }
-        let Some(rest) = name.strip_prefix("x-") else {
-            self.removable |= name == "forwarded";
-            return;
-        };
-        match rest {
-            "request-id" => self.request_id.add(value),
-            "tenant-id" => {
+        match name {
+            "x-request-id" => self.request_id.add(value),
+            "x-tenant-id" => {
                 self.tenant_id.add(value);
                 self.removable = true;
             }
-            "api-key" => {
+            "x-api-key" => {
                 self.api_key.add(value);
                 self.removable = true;
             }
-            "real-ip" => self.removable = true,
-            _ => {
-                self.removable |= rest.starts_with("tenant-")
-                    || rest.starts_with("organization-")
-                    || rest.starts_with("user-")
-                    || rest.starts_with("forwarded-");
-            }
+            _ => self.removable |= is_identity_header(name) || is_forwarding_header(name),
         }
     }
 

@@ -88,8 +88,13 @@ impl RequestCtx {
     /// The upstream address of the last attempt, if the request was proxied.
     fn last_upstream(&self) -> Option<std::net::SocketAddr> {
         let tenant = self.tenant.as_ref()?;
-        let index = (self.first_upstream + self.attempts).checked_sub(1)?;
-        (self.attempts > 0).then(|| tenant.upstream.addrs().wrapping(index))
+        let tried = self.attempts.checked_sub(1)?;
+        Some(
+            tenant
+                .upstream
+                .addrs()
+                .wrapping(self.first_upstream + tried),
+        )
     }
 }
 

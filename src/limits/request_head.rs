@@ -4,11 +4,11 @@
 //! request budget of the connection, and HTTP/2 streams the client already reset (never
 //! proxied).
 
+use std::sync::Arc;
+
 use futures_util::FutureExt;
 use pingora::http::RequestHeader;
 use pingora::proxy::Session;
-
-use std::sync::Arc;
 
 use super::connection::ConnState;
 use super::{LimitMetrics, Limits, RequestLimits};

@@ -8,6 +8,7 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::Session;
 
 use crate::auth::StripCredentials;
+use crate::client_headers::{is_forwarding_header, is_identity_header};
 use crate::config::UnderscoreHeaders;
 use crate::limits::connection::ConnState;
 use crate::quota::RateLimitHeaders;
@@ -62,19 +63,6 @@ pub fn https_location(host: &str, target: &str, https_port: Option<u16>) -> Opti
         Some(p) => format!(":{p}"),
     };
     Some(format!("https://{host}{port}{target}"))
-}
-
-/// Names only the gateway may send upstream: client copies are removed whatever their case or
-/// count (`X-Tenant-*`, `X-Organization-*`, `X-User-*`).
-pub fn is_identity_header(name: &str) -> bool {
-    name.starts_with("x-tenant-")
-        || name.starts_with("x-organization-")
-        || name.starts_with("x-user-")
-}
-
-/// Client-address and proxy-chain headers, which only a trusted load balancer may send.
-fn is_forwarding_header(name: &str) -> bool {
-    name.starts_with("x-forwarded-") || name == "forwarded" || name == "x-real-ip"
 }
 
 /// What the client sent that must not reach the upstream.
