@@ -407,14 +407,16 @@ impl TenantProxy {
 
 #[async_trait]
 impl ProxyHttp for TenantProxy {
-    type CTX = RequestCtx;
+    /// Boxed: pingora keeps the context inline in the per-request future it moves and
+    /// boxes, so a pointer there is cheaper than the whole struct.
+    type CTX = Box<RequestCtx>;
 
     /// No downstream modules: pingora's default adds a disabled compression module, which
     /// still costs allocations per request.
     fn init_downstream_modules(&self, _modules: &mut pingora::modules::http::HttpModules) {}
 
-    fn new_ctx(&self) -> RequestCtx {
-        RequestCtx {
+    fn new_ctx(&self) -> Box<RequestCtx> {
+        Box::new(RequestCtx {
             snapshot: None,
             tenant: None,
             request_id: None,
@@ -430,14 +432,14 @@ impl ProxyHttp for TenantProxy {
             removable: false,
             connection: None,
             refusal: None,
-        }
+        })
     }
 
     /// `[limits]` on the parsed head (sizes → 414/431, per-request timeouts, reset streams).
     async fn early_request_filter(
         &self,
         session: &mut Session,
-        ctx: &mut RequestCtx,
+        ctx: &mut Box<RequestCtx>,
     ) -> pingora::Result<()> {
         crate::limits::request_head::enforce(
             session,
@@ -451,7 +453,7 @@ impl ProxyHttp for TenantProxy {
     async fn request_filter(
         &self,
         session: &mut Session,
-        ctx: &mut RequestCtx,
+        ctx: &mut Box<RequestCtx>,
     ) -> pingora::Result<bool> {
         if self.draining.load(Ordering::Acquire) {
             session.set_keepalive(None);
@@ -522,7 +524,7 @@ impl ProxyHttp for TenantProxy {
     async fn upstream_peer(
         &self,
         _session: &mut Session,
-        ctx: &mut RequestCtx,
+        ctx: &mut Box<RequestCtx>,
     ) -> pingora::Result<Box<HttpPeer>> {
         let Some(tenant) = ctx.tenant.as_ref() else {
             return Error::e_explain(ErrorType::InternalError, "upstream_peer without a tenant");
@@ -534,7 +536,7 @@ impl ProxyHttp for TenantProxy {
     }
 
     /// A client that goes away mid-request is not a gateway error: counted, no ERROR line.
-    fn suppress_error_log(&self, _session: &Session, ctx: &RequestCtx, error: &Error) -> bool {
+    fn suppress_error_log(&self, _session: &Session, ctx: &Box<RequestCtx>, error: &Error) -> bool {
         let tenant = ctx.tenant.as_ref().map_or(NO_TENANT, |t| &*t.id);
         crate::limits::client_abort::record(&self.limits.metrics, tenant, error)
     }
@@ -543,7 +545,7 @@ impl ProxyHttp for TenantProxy {
         &self,
         _session: &mut Session,
         _peer: &HttpPeer,
-        ctx: &mut RequestCtx,
+        ctx: &mut Box<RequestCtx>,
         mut e: Box<Error>,
     ) -> Box<Error> {
         let kind = if matches!(e.etype(), ErrorType::ConnectTimedout) {
@@ -563,7 +565,7 @@ impl ProxyHttp for TenantProxy {
         &self,
         session: &mut Session,
         upstream: &mut RequestHeader,
-        ctx: &mut RequestCtx,
+        ctx: &mut Box<RequestCtx>,
     ) -> pingora::Result<()> {
         let Some(tenant) = ctx.tenant.as_ref() else {
             return Error::e_explain(
@@ -599,7 +601,7 @@ impl ProxyHttp for TenantProxy {
         &self,
         _session: &mut Session,
         resp: &mut ResponseHeader,
-        ctx: &mut RequestCtx,
+        ctx: &mut Box<RequestCtx>,
     ) -> pingora::Result<()> {
         forwarding::extend_response(
             resp,
@@ -612,7 +614,7 @@ impl ProxyHttp for TenantProxy {
         &self,
         session: &mut Session,
         e: &Error,
-        ctx: &mut RequestCtx,
+        ctx: &mut Box<RequestCtx>,
     ) -> FailToProxy {
         let err = match e.etype() {
             ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
@@ -680,7 +682,7 @@ impl ProxyHttp for TenantProxy {
         }
     }
 
-    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Box<RequestCtx>) {
         crate::limits::request_head::finished(session, ctx.connection.as_deref());
         let status = session
             .response_written()

@@ -138,8 +138,14 @@ impl GuardedStream {
         (deadline != NO_DEADLINE).then(|| self.conn.epoch + Duration::from_millis(deadline))
     }
 
-    /// True once the connection's deadline has passed; otherwise arms the timer so the task
-    /// is woken at that deadline or when an HTTP/2 request body would stall.
+    /// True once the connection's deadline has passed; otherwise makes sure the task is woken
+    /// no later than that deadline, or than when an HTTP/2 request body would stall.
+    ///
+    /// The timer is re-armed lazily: deadlines mostly move later (each request pushes the
+    /// head and keep-alive deadlines forward), and a timer armed for an earlier instant still
+    /// wakes the task in time, so it is kept; when it fires early, the next call sees the real
+    /// deadline and arms for it. That is one timer reset per `request_header_timeout` rather
+    /// than two per request.
     fn deadline_passed(&mut self, cx: &mut Context<'_>) -> bool {
         let conn = self.conn_deadline();
         let wake = match (conn, self.bodies.next_deadline()) {
@@ -149,28 +155,27 @@ impl GuardedStream {
         let Some(at) = wake else {
             return false;
         };
-        let armed = self.armed_at == Some(at);
-        if armed
-            && !self.sleep.is_elapsed()
+        let in_time = self.armed_at.is_some_and(|armed| armed <= at) && !self.sleep.is_elapsed();
+        if in_time
             && self
                 .registered
                 .as_ref()
                 .is_some_and(|w| w.will_wake(cx.waker()))
         {
-            // Pending at `at` with this task's waker: `at` (the earliest deadline) has not
-            // passed, and the task is woken when it does. No clock read needed.
+            // Pending at or before `at` with this task's waker: `at` has not passed, and the
+            // task is woken in time. No clock read needed.
             return false;
         }
         if conn.is_some_and(|c| Instant::now() >= c) {
             return true;
         }
-        if !armed {
+        if !in_time {
             self.sleep.as_mut().reset(at.into());
             self.armed_at = Some(at);
             self.registered = None;
         }
-        // Pending registers the wake-up; Ready means the deadline passed since the clock was
-        // read (the clock is read again only then).
+        // Pending registers the wake-up; Ready means the armed instant passed since the clock
+        // was read (the clock is read again only then).
         if self.sleep.as_mut().poll(cx).is_ready() {
             self.registered = None;
             return conn.is_some_and(|c| Instant::now() >= c);
