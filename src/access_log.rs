@@ -42,6 +42,8 @@ pub struct Entry<'a> {
 /// Lines waiting for the writer.
 struct Pending {
     buf: Vec<u8>,
+    /// The date and time of day of the last line (most lines share their second).
+    clock: SecondText,
     /// The writer sleeps on the condvar (only then does a new line wake it).
     writer_waiting: bool,
     dropped: u64,
@@ -95,6 +97,7 @@ impl AccessLog {
             shared: Arc::new(Shared {
                 pending: Mutex::new(Pending {
                     buf: Vec::with_capacity(64 * 1024),
+                    clock: SecondText::default(),
                     writer_waiting: false,
                     dropped: 0,
                 }),
@@ -112,7 +115,8 @@ impl AccessLog {
             p.dropped += 1;
             return;
         }
-        format_line(&mut p.buf, entry);
+        let p = &mut *p;
+        format_line_with(&mut p.buf, &mut p.clock, entry);
         if p.writer_waiting {
             p.writer_waiting = false;
             self.shared.wake.notify_one();
@@ -177,8 +181,13 @@ fn write_loop<W: Write>(shared: &Shared, mut out: W) {
 
 /// Formats one line (with its `\n`) onto `buf`.
 pub fn format_line(buf: &mut Vec<u8>, e: &Entry<'_>) {
+    format_line_with(buf, &mut SecondText::default(), e);
+}
+
+/// [`format_line`], with the date and time of day kept in `clock` from one line to the next.
+fn format_line_with(buf: &mut Vec<u8>, clock: &mut SecondText, e: &Entry<'_>) {
     buf.extend_from_slice(b"{\"timestamp\":\"");
-    push_timestamp(buf, e.time);
+    push_timestamp(buf, clock, e.time);
     buf.extend_from_slice(b"\",\"level\":\"INFO\",\"fields\":{\"tenant\":\"");
     push_escaped(buf, e.tenant);
     buf.extend_from_slice(b"\",\"request_id\":\"");
@@ -213,7 +222,7 @@ pub fn format_line(buf: &mut Vec<u8>, e: &Entry<'_>) {
     let micros = u64::try_from(e.duration.as_micros()).unwrap_or(u64::MAX);
     push_uint(buf, micros / 1000);
     buf.push(b'.');
-    push_padded(buf, micros % 1000, 3);
+    push_digits::<3>(buf, micros % 1000);
     buf.extend_from_slice(b"},\"target\":\"access\"}\n");
 }
 
@@ -221,34 +230,61 @@ fn push_uint(buf: &mut Vec<u8>, v: u64) {
     buf.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
 }
 
-fn push_padded(buf: &mut Vec<u8>, v: u64, width: usize) {
-    let mut digits = itoa::Buffer::new();
-    let s = digits.format(v);
-    buf.extend(std::iter::repeat_n(b'0', width.saturating_sub(s.len())));
-    buf.extend_from_slice(s.as_bytes());
+/// `v` as exactly `N` decimal digits, zero-padded (`v < 10^N`; higher digits are dropped).
+fn push_digits<const N: usize>(buf: &mut Vec<u8>, mut v: u64) {
+    let mut digits = [b'0'; N];
+    for d in digits.iter_mut().rev() {
+        *d = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
+    buf.extend_from_slice(&digits);
+}
+
+/// `YYYY-MM-DDTHH:MM:SS` of one second (UTC), made again only when the second changes.
+#[derive(Default)]
+struct SecondText {
+    secs: Option<u64>,
+    text: Vec<u8>,
+}
+
+impl SecondText {
+    /// The text of `secs` since the epoch.
+    fn of(&mut self, secs: u64) -> &[u8] {
+        if self.secs != Some(secs) {
+            let date = chrono::DateTime::from_timestamp(secs as i64, 0)
+                .unwrap_or_default()
+                .date_naive();
+            let rem = secs % 86_400;
+            let t = &mut self.text;
+            t.clear();
+            let year = date.year().max(0) as u64;
+            if year > 9999 {
+                push_uint(t, year);
+            } else {
+                push_digits::<4>(t, year);
+            }
+            t.push(b'-');
+            push_digits::<2>(t, u64::from(date.month()));
+            t.push(b'-');
+            push_digits::<2>(t, u64::from(date.day()));
+            t.push(b'T');
+            push_digits::<2>(t, rem / 3600);
+            t.push(b':');
+            push_digits::<2>(t, rem / 60 % 60);
+            t.push(b':');
+            push_digits::<2>(t, rem % 60);
+            self.secs = Some(secs);
+        }
+        &self.text
+    }
 }
 
 /// RFC 3339 UTC with microseconds, as `tracing-subscriber` writes it.
-fn push_timestamp(buf: &mut Vec<u8>, t: SystemTime) {
+fn push_timestamp(buf: &mut Vec<u8>, clock: &mut SecondText, t: SystemTime) {
     let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = since.as_secs();
-    let date = chrono::DateTime::from_timestamp(secs as i64, 0)
-        .unwrap_or_default()
-        .date_naive();
-    let rem = secs % 86_400;
-    push_padded(buf, date.year().max(0) as u64, 4);
-    buf.push(b'-');
-    push_padded(buf, u64::from(date.month()), 2);
-    buf.push(b'-');
-    push_padded(buf, u64::from(date.day()), 2);
-    buf.push(b'T');
-    push_padded(buf, rem / 3600, 2);
-    buf.push(b':');
-    push_padded(buf, rem / 60 % 60, 2);
-    buf.push(b':');
-    push_padded(buf, rem % 60, 2);
+    buf.extend_from_slice(clock.of(since.as_secs()));
     buf.push(b'.');
-    push_padded(buf, u64::from(since.subsec_micros()), 6);
+    push_digits::<6>(buf, u64::from(since.subsec_micros()));
     buf.push(b'Z');
 }
 
@@ -357,10 +393,39 @@ mod tests {
         {
             let t = UNIX_EPOCH + Duration::new(secs, 123_456_789);
             let mut buf = Vec::new();
-            push_timestamp(&mut buf, t);
+            push_timestamp(&mut buf, &mut SecondText::default(), t);
             let want = chrono::DateTime::<chrono::Utc>::from(t)
                 .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
             assert_eq!(String::from_utf8(buf).unwrap(), want, "second {secs}");
+        }
+    }
+
+    /// One clock kept across lines in any order (same second, the next one, a day later,
+    /// backwards) writes what a fresh one writes.
+    #[test]
+    fn a_kept_clock_writes_what_a_fresh_one_writes() {
+        let mut kept = SecondText::default();
+        let mut secs = 1_764_547_199u64;
+        for step in [
+            0i64,
+            0,
+            1,
+            1,
+            86_400,
+            -86_401,
+            0,
+            3_600,
+            -1,
+            400 * 365 * 86_400,
+        ] {
+            secs = secs.saturating_add_signed(step);
+            for micros in [0u32, 999_999] {
+                let t = UNIX_EPOCH + Duration::new(secs, micros * 1000);
+                let (mut a, mut b) = (Vec::new(), Vec::new());
+                push_timestamp(&mut a, &mut kept, t);
+                push_timestamp(&mut b, &mut SecondText::default(), t);
+                assert_eq!(a, b, "second {secs}");
+            }
         }
     }
 

@@ -74,6 +74,8 @@ pub struct RequestCtx {
     forward_target: Option<Box<str>>,
     /// The request's one Content-Length.
     content_length: Option<u64>,
+    /// The client's (first) Host header, for `X-Forwarded-Host`.
+    host: Option<HeaderValue>,
     /// Verified credentials not to forward.
     strip: StripCredentials,
     /// The client sent a header that may have to be removed before forwarding.
@@ -237,12 +239,10 @@ impl TenantProxy {
                 return Step::Redirect(location);
             }
         }
-        let auth = authenticate(
-            &client,
-            &snapshot.api_keys,
-            snapshot.jwt.as_ref(),
-            unix_now(),
-        );
+        // The clock is read only when there is a credential whose expiry may be checked.
+        let presented = client.authorization.first.is_some() || client.api_key.first.is_some();
+        let now = if presented { unix_now() } else { 0 };
+        let auth = authenticate(&client, &snapshot.api_keys, snapshot.jwt.as_ref(), now);
         let input = AdmissionInput {
             request: &view,
             credential: &auth.credential,
@@ -282,6 +282,7 @@ impl TenantProxy {
         }
         ctx.strip = auth.strip;
         ctx.content_length = view.content_length;
+        ctx.host = client.host.first.cloned();
         ctx.forward_target = view
             .rewritten
             .then(|| view.upstream_target().into_boxed_str());
@@ -428,6 +429,7 @@ impl ProxyHttp for TenantProxy {
             user: None,
             forward_target: None,
             content_length: None,
+            host: None,
             strip: StripCredentials::default(),
             removable: false,
             connection: None,
@@ -532,7 +534,7 @@ impl ProxyHttp for TenantProxy {
         let pool = &tenant.upstream;
         let index = ctx.first_upstream + ctx.attempts;
         ctx.attempts += 1;
-        Ok(Box::new(pool.peer(index)))
+        Ok(pool.peer(index))
     }
 
     /// A client that goes away mid-request is not a gateway error: counted, no ERROR line.
@@ -591,6 +593,7 @@ impl ProxyHttp for TenantProxy {
             },
             target: ctx.forward_target.as_deref(),
             content_length: ctx.content_length,
+            host: ctx.host.as_ref(),
             removable: ctx.removable,
             connection: ctx.connection.as_deref(),
         };
@@ -683,13 +686,14 @@ impl ProxyHttp for TenantProxy {
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Box<RequestCtx>) {
-        crate::limits::request_head::finished(session, ctx.connection.as_deref());
+        let now = Instant::now();
+        crate::limits::request_head::finished(session, ctx.connection.as_deref(), now);
         let status = session
             .response_written()
             .map(|r| r.status.as_u16())
             .or(ctx.answered.map(GatewayError::status))
             .unwrap_or(0);
-        let elapsed = ctx.start.elapsed();
+        let elapsed = now.saturating_duration_since(ctx.start);
         let tenant_id: &str = ctx.tenant.as_ref().map(|t| &*t.id).unwrap_or(NO_TENANT);
         match &ctx.tenant {
             Some(t) => self

@@ -39,13 +39,14 @@ impl UpstreamPool {
     }
 
     /// The pingora peer for the address at `index` (modulo the pool size, so a retry can pass
-    /// `first + attempt`).
-    pub fn peer(&self, index: usize) -> HttpPeer {
+    /// `first + attempt`). Boxed here, as pingora wants it, so the peer (a few hundred bytes)
+    /// is moved once rather than twice.
+    pub fn peer(&self, index: usize) -> Box<HttpPeer> {
         let c = &self.config;
         let addr = c.addrs.wrapping(index);
         // Plain upstreams get an empty SNI, which does not allocate.
         let sni = if c.tls { c.sni.clone() } else { String::new() };
-        let mut peer = HttpPeer::new(addr, c.tls, sni);
+        let mut peer = Box::new(HttpPeer::new(addr, c.tls, sni));
         let o = &mut peer.options;
         o.connection_timeout = Some(c.connect_timeout);
         o.read_timeout = Some(c.read_timeout);

@@ -77,7 +77,12 @@ impl ConnState {
     }
 
     fn set_deadline(&self, from_now: Duration) {
-        let at = self.epoch.elapsed() + from_now;
+        self.set_deadline_at(Instant::now(), from_now);
+    }
+
+    /// Sets the deadline `after` past `now` (a clock reading the caller already has).
+    fn set_deadline_at(&self, now: Instant, after: Duration) {
+        let at = now.saturating_duration_since(self.epoch) + after;
         self.deadline_ms.store(
             u64::try_from(at.as_millis()).unwrap_or(NO_DEADLINE - 1),
             Ordering::Release,
@@ -92,10 +97,11 @@ impl ConnState {
         self.requests.fetch_add(1, Ordering::AcqRel) + 1
     }
 
-    /// An HTTP/1 response is complete: the connection is idle until the next request.
-    pub fn request_finished(&self) {
+    /// An HTTP/1 response is complete (at `now`): the connection is idle until the next
+    /// request.
+    pub fn request_finished(&self, now: Instant) {
         self.phase.store(PHASE_IDLE, Ordering::Release);
-        self.set_deadline(self.keepalive_timeout);
+        self.set_deadline_at(now, self.keepalive_timeout);
     }
 
     /// The client's address as a header value: `make` runs for the first request of the

@@ -5,6 +5,7 @@
 //! proxied).
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use futures_util::FutureExt;
 use pingora::http::RequestHeader;
@@ -125,12 +126,12 @@ pub async fn enforce(
 }
 
 /// The `logging` phase: an HTTP/1 connection is idle until its next request.
-pub fn finished(session: &Session, conn: Option<&ConnState>) {
+pub fn finished(session: &Session, conn: Option<&ConnState>, now: Instant) {
     if session.as_downstream().is_http2() {
         return;
     }
     if let Some(conn) = conn {
-        conn.request_finished();
+        conn.request_finished(now);
     }
 }
 

@@ -3,7 +3,7 @@
 //! names, verified credentials, untrusted forwarding headers), the trusted `X-Tenant-*`
 //! headers, `X-Request-Id`, `X-Forwarded-*`.
 
-use http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_LENGTH, HOST};
+use http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_LENGTH};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::Session;
 
@@ -132,6 +132,9 @@ pub struct Injection<'a> {
     pub target: Option<&'a str>,
     /// The one Content-Length of the request (a repeated or listed value goes out once).
     pub content_length: Option<u64>,
+    /// The client's Host header (else the request's authority is used), for
+    /// `X-Forwarded-Host`.
+    pub host: Option<&'a HeaderValue>,
     /// The connection's state, which keeps the client address as a header value.
     pub connection: Option<&'a ConnState>,
     /// Whether the client sent any header [`Sanitize`] may remove
@@ -288,7 +291,7 @@ fn edit_headers(session: &Session, headers: &mut HeaderMap, inj: &Injection<'_>)
         X_FORWARDED_PROTO.clone(),
         HeaderValue::from_static(if tls { "https" } else { "http" }),
     );
-    let host = session.req_header().headers.get(HOST).cloned().or_else(|| {
+    let host = inj.host.cloned().or_else(|| {
         let auth = session.req_header().uri.authority()?;
         HeaderValue::from_str(auth.as_str()).ok()
     });
