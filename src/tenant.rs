@@ -281,39 +281,33 @@ pub fn normalize_host(raw: &str) -> Option<Cow<'_, str>> {
     }
 }
 
-/// The common case in one pass over the bytes: `name[:port]` of ASCII letters, digits, `-`,
-/// `_` and `.`. `None` when `raw` holds any other byte (whitespace, brackets, a second colon,
-/// non-ASCII): [`normalize_any_host`] decides those. Agrees with it on every input it decides
-/// (a proptest checks).
+/// The common case: `name[:port]` of ASCII letters, digits, `-`, `_` and `.`. `None` when
+/// `raw` holds any other byte (whitespace, brackets, a second colon, non-ASCII):
+/// [`normalize_any_host`] decides those. Agrees with it on every input it decides (a proptest
+/// checks).
+///
+/// One table load per byte finds the port and the classes of byte present; the label rules
+/// (1–63 bytes, no `-` at either end) are checked once per label, at its dot.
 fn normalize_plain_host(raw: &str) -> Option<Option<Cow<'_, str>>> {
     let bytes = raw.as_bytes();
     let mut end = bytes.len();
-    let mut upper = false;
-    let mut valid = true;
-    let mut label_len = 0usize;
-    let mut prev = b'.';
+    let mut seen = 0u8;
+    let mut labels_valid = true;
+    let mut label_start = 0;
     for (i, &b) in bytes.iter().enumerate() {
-        match HOST_BYTE[b as usize] {
-            LABEL => label_len += 1,
-            UPPER => {
-                upper = true;
-                label_len += 1;
-            }
-            DASH => {
-                valid &= label_len > 0;
-                label_len += 1;
-            }
-            DOT => {
-                valid &= label_len > 0 && label_len <= 63 && prev != b'-';
-                label_len = 0;
-            }
-            COLON => {
+        let class = HOST_BYTE[b as usize];
+        if class & (DOT | COLON) != 0 {
+            if class == COLON {
                 end = i;
                 break;
             }
-            _ => return None,
+            labels_valid &= is_label(&bytes[label_start..i]);
+            label_start = i + 1;
         }
-        prev = b;
+        seen |= class;
+    }
+    if seen & OTHER != 0 {
+        return None;
     }
     if end < bytes.len() {
         let port = &raw[end + 1..];
@@ -324,31 +318,37 @@ fn normalize_plain_host(raw: &str) -> Option<Option<Cow<'_, str>>> {
             return Some(None);
         }
     }
-    let host = &raw[..end];
-    let host = match host.strip_suffix('.') {
-        // The loop has checked the label before the dot.
+    // One trailing dot goes (its label was checked at the dot); otherwise the last label is
+    // checked here.
+    let host = match raw[..end].strip_suffix('.') {
         Some(stripped) => stripped,
         None => {
-            valid &= label_len > 0 && label_len <= 63 && prev != b'-';
-            host
+            labels_valid &= is_label(&bytes[label_start..end]);
+            &raw[..end]
         }
     };
-    if !valid || host.is_empty() || host.len() > 253 {
+    if !labels_valid || host.is_empty() || host.len() > 253 {
         return Some(None);
     }
-    Some(Some(if upper {
+    Some(Some(if seen & UPPER != 0 {
         Cow::Owned(host.to_ascii_lowercase())
     } else {
         Cow::Borrowed(host)
     }))
 }
 
-const OTHER: u8 = 0;
+/// A DNS label as [`normalize_plain_host`] accepts it: 1–63 bytes, no `-` at either end.
+fn is_label(label: &[u8]) -> bool {
+    matches!(label.len(), 1..=63) && label[0] != b'-' && label[label.len() - 1] != b'-'
+}
+
+/// Byte classes of [`HOST_BYTE`], as bits so a host's classes can be or-ed together.
 const LABEL: u8 = 1;
 const UPPER: u8 = 2;
-const DASH: u8 = 3;
-const DOT: u8 = 4;
-const COLON: u8 = 5;
+const DASH: u8 = 4;
+const DOT: u8 = 8;
+const COLON: u8 = 16;
+const OTHER: u8 = 32;
 
 /// What each byte is to [`normalize_plain_host`]: one table load per byte.
 static HOST_BYTE: [u8; 256] = {
@@ -494,7 +494,7 @@ mod tests {
 
         #[test]
         fn one_pass_agrees_with_the_general_path(
-            s in "[A-Za-z0-9._\\-:]{0,70}|[a-z]{1,64}(\\.[a-z0-9\\-]{1,64}){0,5}\\.?(:[0-9]{0,6})?|\\PC{0,20}"
+            s in "[A-Za-z0-9._\\-:]{0,70}|([a-z0-9\\-]{1,66}\\.){2,5}[a-z\\-]{1,66}\\.?|[a-z]{1,64}(\\.[a-z0-9\\-]{1,64}){0,5}\\.?(:[0-9]{0,6})?|\\PC{0,20}"
         ) {
             if let Some(decided) = normalize_plain_host(&s) {
                 prop_assert_eq!(decided, normalize_any_host(&s), "{:?}", s);
