@@ -8,7 +8,7 @@ use std::sync::{Arc, OnceLock};
 
 use serde::Serialize;
 
-use crate::config::names::{is_valid_label, is_valid_label_ci};
+use crate::config::names::{has_label_shape, is_valid_label, is_valid_label_ci};
 use crate::config::{BrandingConfig, TenantStatus};
 use crate::metrics::TenantMetrics;
 use crate::quota::QuotaLimit;
@@ -301,7 +301,7 @@ fn normalize_plain_host(raw: &str) -> Option<Option<Cow<'_, str>>> {
                 end = i;
                 break;
             }
-            labels_valid &= is_label(&bytes[label_start..i]);
+            labels_valid &= has_label_shape(&bytes[label_start..i]);
             label_start = i + 1;
         }
         seen |= class;
@@ -323,7 +323,7 @@ fn normalize_plain_host(raw: &str) -> Option<Option<Cow<'_, str>>> {
     let host = match raw[..end].strip_suffix('.') {
         Some(stripped) => stripped,
         None => {
-            labels_valid &= is_label(&bytes[label_start..end]);
+            labels_valid &= has_label_shape(&bytes[label_start..end]);
             &raw[..end]
         }
     };
@@ -335,11 +335,6 @@ fn normalize_plain_host(raw: &str) -> Option<Option<Cow<'_, str>>> {
     } else {
         Cow::Borrowed(host)
     }))
-}
-
-/// A DNS label as [`normalize_plain_host`] accepts it: 1–63 bytes, no `-` at either end.
-fn is_label(label: &[u8]) -> bool {
-    matches!(label.len(), 1..=63) && label[0] != b'-' && label[label.len() - 1] != b'-'
 }
 
 /// Byte classes of [`HOST_BYTE`], as bits so a host's classes can be or-ed together.
@@ -460,6 +455,51 @@ mod tests {
             "", ":", "a..b", "a b", "a/b", "-a.com", "a:port", "a:123456", ".", "..", "a..",
         ] {
             assert_eq!(normalize_host(bad), None, "{bad:?}");
+        }
+    }
+
+    /// The label and length rules at their edges, in lower and upper case and with a port or a
+    /// trailing dot: each decided the same way by the fast path and the general one.
+    #[test]
+    fn label_and_length_edges() {
+        let l63 = "a".repeat(63);
+        let l64 = "a".repeat(64);
+        // 4 labels of 63 and separators: 255 bytes; cut to 253 and 254.
+        let long = [l63.as_str(); 4].join(".");
+        let (n253, n254) = (&long[..253], &long[..254]);
+        let cases: Vec<(String, bool)> = vec![
+            (format!("{l63}.example"), true),
+            (format!("{l64}.example"), false),
+            (format!("example.{l64}"), false),
+            (n253.to_string(), true),
+            (n254.to_string(), false),
+            (format!("{n253}."), true),
+            ("a-b.c-d".into(), true),
+            ("a-.example".into(), false),
+            ("example.-a".into(), false),
+            ("example.a-".into(), false),
+            ("-".into(), false),
+            ("a.-".into(), false),
+            ("a_b.example".into(), true),
+        ];
+        for (host, ok) in cases {
+            for raw in [
+                host.clone(),
+                host.to_ascii_uppercase(),
+                format!("{host}:8080"),
+                format!("{}:8080", host.to_ascii_uppercase()),
+            ] {
+                let got = normalize_host(&raw);
+                assert_eq!(got.is_some(), ok, "{raw:?}");
+                assert_eq!(
+                    normalize_plain_host(&raw),
+                    Some(normalize_any_host(&raw)),
+                    "{raw:?}"
+                );
+                if let Some(n) = got {
+                    assert_eq!(n, host.trim_end_matches('.'), "{raw:?}");
+                }
+            }
         }
     }
 

@@ -13,7 +13,13 @@ pub fn is_base64url_word(s: &str, max: usize) -> bool {
 
 /// A DNS label of either case (letters, digits, `-`, `_`; not starting or ending with `-`).
 pub fn is_valid_label_ci(label: &str) -> bool {
-    is_base64url_word(label, 63) && !label.starts_with('-') && !label.ends_with('-')
+    is_base64url_word(label, 63) && has_label_shape(label.as_bytes())
+}
+
+/// The shape of a DNS label, its alphabet aside: 1 to 63 bytes, not starting or ending with
+/// `-`. Host normalisation checks the alphabet by byte table and only the shape here.
+pub fn has_label_shape(label: &[u8]) -> bool {
+    matches!(label.len(), 1..=63) && label[0] != b'-' && label[label.len() - 1] != b'-'
 }
 
 /// A lower-case DNS label (letters, digits, `-`, `_`; not starting or ending with `-`).
